@@ -1,0 +1,380 @@
+//! JSON events to rows of a table, and rows back to JSON.
+//!
+//! Decoding ([`decode_json`]) maps an event object onto a [`Schema`]:
+//! fields match columns case-insensitively (an exact-case match wins), extra
+//! fields are ignored, and a missing field or JSON `null` is SQL NULL. Each
+//! type accepts:
+//!
+//! | column type | JSON |
+//! |---|---|
+//! | BOOLEAN | `true` / `false` |
+//! | SMALLINT, INT, BIGINT | a number with no fraction (`3` or `3.0`) in the type's range |
+//! | REAL, DOUBLE | any finite number |
+//! | DECIMAL(p,s) | a number or a numeric string, rounded half away from zero to `s` digits; at most `p - s` digits before the point |
+//! | TEXT, VARCHAR | a string |
+//! | TIMESTAMP | an RFC 3339 string, or an integer of milliseconds since the epoch |
+//!
+//! Numbers are read from their JSON text, never through `f64`, so decimals
+//! stay exact.
+//!
+//! Encoding ([`encode_json`], [`datum_to_json`]) is the inverse for output;
+//! decimals become strings with exactly their scale's digits (`"12.50"`) so
+//! money stays exact through JavaScript clients.
+//!
+//! # Upsert deletes
+//!
+//! For a table with a PRIMARY KEY, an event carrying the key columns and
+//! `"__op": "delete"` deletes that key's row ([`is_delete`]); any other event
+//! inserts or replaces it.
+
+use std::str::FromStr;
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+use weir_operators::repr::{format_timestamp, parse_timestamp, Datum, OrdF64, Row, Schema, SqlType};
+
+use crate::ingest::json_kind;
+
+/// Why an event could not be decoded into a row.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("expected a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// One column's value does not fit its type, e.g. `column amount:
+    /// expected DECIMAL(12,2), got string "abc"`.
+    #[error("column {column}: {reason}")]
+    Column { column: String, reason: String },
+}
+
+/// The fields of one JSON object, in document order, each value kept as its
+/// raw JSON text.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// The value of column `name`: an exact-case match, else a
+    /// case-insensitive one; the last occurrence wins, as in most JSON
+    /// parsers.
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        let exact = self.0.iter().rev().find(|(key, _)| key == name);
+        exact
+            .or_else(|| self.0.iter().rev().find(|(key, _)| key.eq_ignore_ascii_case(name)))
+            .map(|(_, value)| *value)
+    }
+}
+
+fn parse_object(payload: &[u8]) -> Result<Fields<'_>, DecodeError> {
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Validate first so that garbage is reported as invalid JSON.
+        let value: &RawValue = serde_json::from_slice(payload).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+        return Err(DecodeError::NotAnObject(json_kind(value.get())));
+    }
+    serde_json::from_slice(payload).map_err(|e| DecodeError::InvalidJson(e.to_string()))
+}
+
+/// Decodes one JSON event into a row of `schema` (see the module doc for the
+/// rules).
+pub fn decode_json(payload: &[u8], schema: &Schema) -> Result<Row, DecodeError> {
+    let fields = parse_object(payload)?;
+    schema
+        .columns
+        .iter()
+        .map(|column| {
+            let datum = match fields.get(&column.name) {
+                Some(raw) if raw.get() != "null" => decode_value(raw.get(), column.ty),
+                _ if !column.nullable => Err("null not allowed".to_string()),
+                _ => Ok(Datum::Null),
+            };
+            datum.map_err(|reason| DecodeError::Column {
+                column: column.name.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// Whether `payload` is an upsert delete: an object with `"__op": "delete"`
+/// (case-insensitive). Anything else, including invalid JSON, is not.
+pub fn is_delete(payload: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Op {
+        #[serde(rename = "__op")]
+        op: Option<String>,
+    }
+    serde_json::from_slice::<Op>(payload)
+        .ok()
+        .and_then(|o| o.op)
+        .is_some_and(|op| op.eq_ignore_ascii_case("delete"))
+}
+
+/// `text` is the raw JSON of a non-null value.
+fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
+    let mismatch = || format!("expected {ty}, got {}", describe(text));
+    let is_number = json_kind(text) == "a number";
+    let is_string = text.starts_with('"');
+    match ty {
+        SqlType::Bool => match text {
+            "true" => Ok(Datum::Bool(true)),
+            "false" => Ok(Datum::Bool(false)),
+            _ => Err(mismatch()),
+        },
+        SqlType::SmallInt | SqlType::Int | SqlType::BigInt => {
+            if !is_number {
+                return Err(mismatch());
+            }
+            let (min, max) = match ty {
+                SqlType::SmallInt => (i16::MIN as i64, i16::MAX as i64),
+                SqlType::Int => (i32::MIN as i64, i32::MAX as i64),
+                _ => (i64::MIN, i64::MAX),
+            };
+            match integer(text) {
+                Integer::Exact(v) if (min..=max).contains(&v) => Ok(Datum::Int(v)),
+                Integer::Exact(_) | Integer::TooLarge => Err(format!("value {text} out of range for {ty}")),
+                Integer::Fractional => Err(mismatch()),
+            }
+        }
+        SqlType::Real | SqlType::Double => {
+            if !is_number {
+                return Err(mismatch());
+            }
+            let limit = if ty == SqlType::Real { f32::MAX as f64 } else { f64::MAX };
+            match text.parse::<f64>() {
+                Ok(v) if v.abs() <= limit => Ok(Datum::Float(OrdF64::new(v))),
+                _ => Err(format!("value {text} out of range for {ty}")),
+            }
+        }
+        SqlType::Decimal(precision, scale) => {
+            let numeral = if is_number {
+                text.to_string()
+            } else if is_string {
+                let s: String = serde_json::from_str(text).map_err(|_| mismatch())?;
+                let s = s.trim();
+                if !is_numeral(s) {
+                    return Err(mismatch());
+                }
+                s.to_string()
+            } else {
+                return Err(mismatch());
+            };
+            let value = parse_decimal(&numeral).ok_or_else(|| format!("value {numeral} out of range for {ty}"))?;
+            let rounded = round_to_type(value, precision, scale).ok_or_else(|| {
+                format!(
+                    "value {numeral} out of range for {ty} (at most {} digits before the point)",
+                    precision.saturating_sub(scale)
+                )
+            })?;
+            Ok(Datum::Decimal(rounded))
+        }
+        SqlType::Text => {
+            if !is_string {
+                return Err(mismatch());
+            }
+            serde_json::from_str::<String>(text)
+                .map(Datum::Text)
+                .map_err(|e| e.to_string())
+        }
+        SqlType::Timestamp => {
+            if is_string {
+                let s: String = serde_json::from_str(text).map_err(|_| mismatch())?;
+                return parse_timestamp(&s).map(Datum::Timestamp).ok_or_else(mismatch);
+            }
+            if !is_number {
+                return Err(mismatch());
+            }
+            match integer(text) {
+                Integer::Exact(ms) => Ok(Datum::Timestamp(ms)),
+                Integer::TooLarge => Err(format!("value {text} out of range for {ty}")),
+                Integer::Fractional => Err(mismatch()),
+            }
+        }
+    }
+}
+
+enum Integer {
+    Exact(i64),
+    /// Integral but outside `i64`.
+    TooLarge,
+    Fractional,
+}
+
+/// Reads a JSON number as an integer; `3.0` and `3e2` are integers.
+fn integer(text: &str) -> Integer {
+    if let Ok(v) = text.parse::<i64>() {
+        return Integer::Exact(v);
+    }
+    match parse_decimal(text) {
+        Some(d) if d.fract().is_zero() => d.to_i64().map_or(Integer::TooLarge, Integer::Exact),
+        Some(_) => Integer::Fractional,
+        // Beyond `Decimal`: huge (`1e40`) or tiny (`1e-40`) magnitudes.
+        None => match text.parse::<f64>() {
+            Ok(v) if v.is_infinite() || v.fract() == 0.0 => Integer::TooLarge,
+            _ => Integer::Fractional,
+        },
+    }
+}
+
+/// Parses a numeral (`-12.5`, `1e3`, `.5`) exactly; `None` when it does not
+/// fit a `Decimal` (28 significant digits; excess fraction digits round).
+fn parse_decimal(numeral: &str) -> Option<Decimal> {
+    if numeral.contains(['e', 'E']) {
+        Decimal::from_scientific(numeral)
+            .or_else(|_| Decimal::from_scientific_lossy(numeral))
+            .ok()
+    } else {
+        Decimal::from_str(numeral).ok()
+    }
+}
+
+/// Rounds `value` half away from zero to `scale` digits and gives it exactly
+/// that scale; `None` when it then has more than `precision - scale` digits
+/// before the point.
+fn round_to_type(value: Decimal, precision: u8, scale: u8) -> Option<Decimal> {
+    let mut rounded = value.round_dp_with_strategy(u32::from(scale), RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(u32::from(scale));
+    if rounded.is_zero() {
+        // No "-0.00": equal values must print alike.
+        rounded.set_sign_positive(true);
+    }
+    let integer_digits = u32::from(precision.saturating_sub(scale));
+    // 10^28 is the largest power of ten a Decimal holds; every Decimal is below 10^29.
+    if integer_digits <= 28 {
+        let limit = Decimal::from_i128_with_scale(10i128.pow(integer_digits), 0);
+        if rounded.abs() >= limit {
+            return None;
+        }
+    }
+    Some(rounded)
+}
+
+/// Whether `s` is a plain numeral: optional sign, digits with an optional
+/// point, optional exponent. (Stricter than `Decimal::from_str`, which also
+/// takes `1_000`.)
+fn is_numeral(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// `string "abc"`, `number 3.5`, `boolean true`, `an object`… for messages;
+/// long values are cut.
+fn describe(text: &str) -> String {
+    const MAX: usize = 60;
+    let shown = if text.chars().count() > MAX {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}…")
+    } else {
+        text.to_string()
+    };
+    match json_kind(text) {
+        "a string" => format!("string {shown}"),
+        "a number" => format!("number {shown}"),
+        "a boolean" => format!("boolean {shown}"),
+        kind => kind.to_string(),
+    }
+}
+
+/// A row as a JSON object keyed by column name. (Key order follows
+/// serde_json's `Map`: sorted by name unless its `preserve_order` feature is
+/// on.)
+pub fn encode_json(row: &Row, schema: &Schema) -> Map<String, Value> {
+    schema
+        .columns
+        .iter()
+        .zip(row)
+        .map(|(column, datum)| (column.name.clone(), datum_to_json(datum)))
+        .collect()
+}
+
+/// One value as JSON: NULL → `null`; non-finite floats → `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`; decimals → strings with exactly their scale's
+/// digits (`"12.50"`); timestamps → RFC 3339 strings.
+pub fn datum_to_json(datum: &Datum) -> Value {
+    match datum {
+        Datum::Null => Value::Null,
+        Datum::Bool(b) => Value::Bool(*b),
+        Datum::Int(i) => Value::from(*i),
+        Datum::Float(f) => {
+            let v = f.get();
+            match Number::from_f64(v) {
+                Some(n) => Value::Number(n),
+                None if v.is_nan() => Value::from("NaN"),
+                None if v > 0.0 => Value::from("Infinity"),
+                None => Value::from("-Infinity"),
+            }
+        }
+        Datum::Decimal(d) => {
+            let mut d = *d;
+            if d.is_zero() {
+                d.set_sign_positive(true);
+            }
+            Value::String(d.to_string())
+        }
+        Datum::Text(s) => Value::String(s.clone()),
+        Datum::Timestamp(ms) => Value::String(format_timestamp(*ms)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numerals() {
+        for ok in ["1", "-1.5", "+2", ".5", "5.", "1e3", "1.5E-2"] {
+            assert!(is_numeral(ok), "{ok}");
+        }
+        for bad in ["", "-", ".", "1_000", "1e", "e3", "1.2.3", "NaN", "0x10", " 1"] {
+            assert!(!is_numeral(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The embedded event log: durable, partitioned, append-only topics of raw
+//! JSON payloads, stored in the [`StateStore`](crate::store::StateStore).
+//!
+//! Every record has a dense per-partition `offset` (0, 1, 2, …) and a
+//! topic-wide `seq` that strictly increases in append order across all
+//! partitions of the topic and survives restarts. An append is one synced
+//! RocksDB `WriteBatch`: it is on disk before [`EventLog::append`] returns,
+//! and readers see all of it or none of it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rocksdb::{WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{last_with_prefix, lock, read_u32, read_u64, scan, write_durably, StoreError, TAG_LOG, TAG_TOPIC};
+
+/// Partitions of a topic created implicitly by its first append.
+pub const DEFAULT_PARTITIONS: u32 = 4;
+/// The most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+/// The longest topic name, in characters.
+pub const MAX_TOPIC_NAME_LEN: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("invalid topic name {0:?}: use 1 to {MAX_TOPIC_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '_' and '-'")]
+    InvalidTopicName(String),
+    #[error("a topic needs 1 to {MAX_PARTITIONS} partitions, not {0}")]
+    InvalidPartitionCount(u32),
+    #[error("no events to append")]
+    EmptyBatch,
+    #[error("no topic named {0}")]
+    NoSuchTopic(String),
+    #[error("topic {topic} has no partition {partition} (it has {partitions})")]
+    NoSuchPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A topic and how far each of its partitions has been written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: u32,
+    /// Per partition, the offset the next record will get (0 when empty).
+    pub end_offsets: Vec<u64>,
+}
+
+/// Where an appended batch landed. All its records are in `partition`, with
+/// offsets `first_offset..=last_offset` and seqs `first_seq..=last_seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub topic: String,
+    pub partition: u32,
+    pub first_offset: u64,
+    pub last_offset: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// One stored event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub offset: u64,
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Handle to the event log. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<LogInner>,
+}
+
+struct LogInner {
+    db: Arc<DB>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+}
+
+struct Topic {
+    name: String,
+    partitions: u32,
+    /// Per partition, the next offset. Written only by the appender holding
+    /// `next_seq`, and only after its batch is durable, so a reader that
+    /// stays below it reads complete batches.
+    end_offsets: Vec<AtomicU64>,
+    /// Round-robin cursor for appends that name no partition.
+    next_partition: AtomicU32,
+    /// The next topic-wide seq. Held for the whole of an append: appends to
+    /// one topic are serialised, which keeps offsets and seqs dense and in
+    /// the same order.
+    next_seq: Mutex<u64>,
+}
+
+impl Topic {
+    fn info(&self) -> TopicInfo {
+        TopicInfo {
+            name: self.name.clone(),
+            partitions: self.partitions,
+            end_offsets: self.end_offsets.iter().map(|o| o.load(Ordering::Acquire)).collect(),
+        }
+    }
+
+    fn check_partition(&self, partition: u32) -> Result<usize, LogError> {
+        if partition < self.partitions {
+            Ok(partition as usize)
+        } else {
+            Err(LogError::NoSuchPartition {
+                topic: self.name.clone(),
+                partition,
+                partitions: self.partitions,
+            })
+        }
+    }
+}
+
+/// Whether `name` is a valid topic name: 1 to 200 characters of
+/// `[A-Za-z0-9._-]`. (The key layout relies on names never holding `0x00`.)
+pub fn valid_topic_name(name: &str) -> bool {
+    (1..=MAX_TOPIC_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn check_topic_name(name: &str) -> Result<(), LogError> {
+    if valid_topic_name(name) {
+        Ok(())
+    } else {
+        Err(LogError::InvalidTopicName(name.to_string()))
+    }
+}
+
+fn topic_key(topic: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + topic.len());
+    key.push(TAG_TOPIC);
+    key.extend_from_slice(topic.as_bytes());
+    key
+}
+
+/// `L` topic `0x00` partition: the prefix of one partition's records.
+fn partition_prefix(topic: &str, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + topic.len() + 1 + 4 + 8);
+    key.push(TAG_LOG);
+    key.extend_from_slice(topic.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+fn record_key(topic: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut key = partition_prefix(topic, partition);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Splits a record's key and value into (offset, seq, payload).
+fn decode_record(key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
+    let offset = key
+        .len()
+        .checked_sub(8)
+        .and_then(|at| read_u64(&key[at..]))
+        .ok_or_else(|| StoreError::corrupt(key, "log key has no offset"))?;
+    let seq = read_u64(value).ok_or_else(|| StoreError::corrupt(key, "log record has no seq"))?;
+    Ok(LogRecord {
+        offset,
+        seq,
+        payload: value[8..].to_vec(),
+    })
+}
+
+impl EventLog {
+    /// Loads every topic and recovers its end offsets and next seq from the
+    /// last record of each partition.
+    pub(crate) fn recover(db: Arc<DB>) -> Result<EventLog, StoreError> {
+        let mut metas = Vec::new();
+        scan(&db, &[TAG_TOPIC], &[TAG_TOPIC], None, |key, value| {
+            let name = std::str::from_utf8(&key[1..])
+                .ok()
+                .filter(|name| valid_topic_name(name))
+                .ok_or_else(|| StoreError::corrupt(key, "invalid topic name"))?;
+            let partitions = read_u32(value)
+                .filter(|p| (1..=MAX_PARTITIONS).contains(p))
+                .ok_or_else(|| StoreError::corrupt(key, "invalid partition count"))?;
+            metas.push((name.to_string(), partitions));
+            Ok(true)
+        })?;
+        let mut topics = HashMap::with_capacity(metas.len());
+        for (name, partitions) in metas {
+            let mut end_offsets = Vec::with_capacity(partitions as usize);
+            let mut next_seq = 0;
+            for partition in 0..partitions {
+                match last_with_prefix(&db, &partition_prefix(&name, partition))? {
+                    Some((key, value)) => {
+                        let last = decode_record(&key, &value)?;
+                        end_offsets.push(AtomicU64::new(last.offset + 1));
+                        next_seq = next_seq.max(last.seq + 1);
+                    }
+                    None => end_offsets.push(AtomicU64::new(0)),
+                }
+            }
+            let topic = Topic {
+                name: name.clone(),
+                partitions,
+                end_offsets,
+                next_partition: AtomicU32::new(0),
+                next_seq: Mutex::new(next_seq),
+            };
+            topics.insert(name, Arc::new(topic));
+        }
+        Ok(EventLog {
+            inner: Arc::new(LogInner {
+                db,
+                topics: RwLock::new(topics),
+            }),
+        })
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.get(name).cloned()
+    }
+
+    fn get_or_create(&self, name: &str, partitions: u32) -> Result<Arc<Topic>, LogError> {
+        check_topic_name(name)?;
+        if let Some(topic) = self.get(name) {
+            return Ok(topic);
+        }
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(LogError::InvalidPartitionCount(partitions));
+        }
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have created it between our read and write lock.
+        if let Some(topic) = topics.get(name) {
+            return Ok(topic.clone());
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(topic_key(name), partitions.to_be_bytes());
+        write_durably(&self.inner.db, batch)?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            partitions,
+            end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            next_partition: AtomicU32::new(0),
+            next_seq: Mutex::new(0),
+        });
+        topics.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Creates a topic with `partitions` partitions (1 to [`MAX_PARTITIONS`]).
+    /// Idempotent: an existing topic is returned as it is, whatever
+    /// `partitions` asks for.
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<TopicInfo, LogError> {
+        Ok(self.get_or_create(name, partitions)?.info())
+    }
+
+    /// Appends `events` to one partition of `topic`, atomically and durably
+    /// (synced to disk before this returns). The topic is created with
+    /// [`DEFAULT_PARTITIONS`] if it does not exist. `partition: None` picks
+    /// partitions round-robin, one per batch.
+    pub fn append(&self, topic: &str, partition: Option<u32>, events: &[Vec<u8>]) -> Result<Appended, LogError> {
+        check_topic_name(topic)?;
+        if events.is_empty() {
+            return Err(LogError::EmptyBatch);
+        }
+        let t = self.get_or_create(topic, DEFAULT_PARTITIONS)?;
+        let partition = partition.unwrap_or_else(|| t.next_partition.fetch_add(1, Ordering::Relaxed) % t.partitions);
+        let index = t.check_partition(partition)?;
+
+        let mut next_seq = lock(&t.next_seq);
+        let first_seq = *next_seq;
+        let first_offset = t.end_offsets[index].load(Ordering::Acquire);
+        let mut batch = WriteBatch::default();
+        let mut value = Vec::new();
+        for (i, payload) in (0u64..).zip(events) {
+            value.clear();
+            value.extend_from_slice(&(first_seq + i).to_be_bytes());
+            value.extend_from_slice(payload);
+            batch.put(record_key(topic, partition, first_offset + i), &value);
+        }
+        write_durably(&self.inner.db, batch)?;
+        let n = events.len() as u64;
+        // Published only now that the batch is durable and visible.
+        t.end_offsets[index].store(first_offset + n, Ordering::Release);
+        *next_seq = first_seq + n;
+        Ok(Appended {
+            topic: topic.to_string(),
+            partition,
+            first_offset,
+            last_offset: first_offset + n - 1,
+            first_seq,
+            last_seq: first_seq + n - 1,
+        })
+    }
+
+    /// Reads up to `max` records of one partition from `from_offset` on, in
+    /// offset order. Never returns records at or past [`EventLog::end_offset`]
+    /// as it was when the read began. Reading past the end gives an empty
+    /// list; an unknown topic or partition is an error.
+    pub fn read(&self, topic: &str, partition: u32, from_offset: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
+        check_topic_name(topic)?;
+        let t = self
+            .get(topic)
+            .ok_or_else(|| LogError::NoSuchTopic(topic.to_string()))?;
+        let index = t.check_partition(partition)?;
+        let end = t.end_offsets[index].load(Ordering::Acquire);
+        if from_offset >= end || max == 0 {
+            return Ok(Vec::new());
+        }
+        let available = usize::try_from(end - from_offset).unwrap_or(usize::MAX);
+        let mut records = Vec::with_capacity(max.min(available).min(4096));
+        let prefix = partition_prefix(topic, partition);
+        let start = record_key(topic, partition, from_offset);
+        let stop = record_key(topic, partition, end);
+        scan(&self.inner.db, &prefix, &start, Some(stop), |key, value| {
+            records.push(decode_record(key, value)?);
+            Ok(records.len() < max)
+        })?;
+        Ok(records)
+    }
+
+    /// The offset the next record of this partition will get: 0 for an
+    /// empty or unknown partition. Cheap (an atomic load).
+    pub fn end_offset(&self, topic: &str, partition: u32) -> u64 {
+        self.get(topic)
+            .and_then(|t| t.end_offsets.get(partition as usize).map(|o| o.load(Ordering::Acquire)))
+            .unwrap_or(0)
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        let mut infos: Vec<TopicInfo> = topics.values().map(|t| t.info()).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// One topic, if it exists.
+    pub fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.get(name).map(|t| t.info())
+    }
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").field("topics", &self.topics()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(valid_topic_name("orders.v1_eu-west"));
+        assert!(valid_topic_name(&"a".repeat(200)));
+        assert!(!valid_topic_name(&"a".repeat(201)));
+        assert!(!valid_topic_name(""));
+        assert!(!valid_topic_name("a/b"));
+        assert!(!valid_topic_name("a\0b"));
+        assert!(!valid_topic_name("é"));
+    }
+
+    #[test]
+    fn record_keys_sort_by_partition_then_offset() {
+        let mut keys = vec![
+            record_key("t", 1, 0),
+            record_key("t", 0, 256),
+            record_key("t", 0, 1),
+            record_key("t", 0, 2),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                record_key("t", 0, 1),
+                record_key("t", 0, 2),
+                record_key("t", 0, 256),
+                record_key("t", 1, 0)
+            ]
+        );
+        // A topic whose name extends another's does not interleave with it.
+        assert!(record_key("t", u32::MAX, u64::MAX) < record_key("t.", 0, 0));
+    }
+}

@@ -1,0 +1,174 @@
+//! The relational plan: what a SQL view compiles to before it is rendered
+//! onto differential dataflow. Every node knows nothing of SQL syntax.
+
+use serde::{Deserialize, Serialize};
+use weir_operators::repr::{Row, Schema, SqlType};
+
+use crate::expr::ScalarExpr;
+
+/// A relational expression. Column references in expressions index the
+/// node's input row; each node's output columns are documented per variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RelPlan {
+    /// A table or view of the catalog, by name.
+    Get {
+        name: String,
+    },
+    /// A fixed set of rows (each with multiplicity one).
+    Constant {
+        rows: Vec<Row>,
+    },
+    /// Output: input columns followed by one column per expression.
+    Map {
+        input: Box<RelPlan>,
+        exprs: Vec<ScalarExpr>,
+    },
+    /// Keeps rows for which every predicate is TRUE.
+    Filter {
+        input: Box<RelPlan>,
+        predicates: Vec<ScalarExpr>,
+    },
+    /// Output: the listed input columns, in order.
+    Project {
+        input: Box<RelPlan>,
+        outputs: Vec<usize>,
+    },
+    /// Output: the group key columns followed by one column per aggregate.
+    /// With an empty key the result always has exactly one row (SQL's
+    /// aggregate over empty input).
+    Reduce {
+        input: Box<RelPlan>,
+        group_key: Vec<ScalarExpr>,
+        aggregates: Vec<Aggregate>,
+    },
+    /// Equi-join. Output: left columns followed by right columns.
+    /// `residual` refers to that concatenated row; for a left join it takes
+    /// part in matching (a left row whose every candidate fails it is padded
+    /// with NULLs).
+    Join {
+        left: Box<RelPlan>,
+        right: Box<RelPlan>,
+        left_key: Vec<ScalarExpr>,
+        right_key: Vec<ScalarExpr>,
+        residual: Vec<ScalarExpr>,
+        kind: JoinKind,
+        right_arity: usize,
+    },
+    Distinct {
+        input: Box<RelPlan>,
+    },
+    /// Multiset union of inputs with equal arity.
+    UnionAll {
+        inputs: Vec<RelPlan>,
+    },
+    /// Numbers the rows of each group in order (ROW_NUMBER) and keeps the
+    /// first `limit` of them, if given. Output: input columns, then the row
+    /// number as a BIGINT column.
+    TopK {
+        input: Box<RelPlan>,
+        partition_by: Vec<usize>,
+        order_by: Vec<OrderKey>,
+        limit: Option<usize>,
+        /// Input is append-only: top-k state can stay bounded by `limit`.
+        monotonic: bool,
+        /// The number of input columns (the row number's position).
+        input_arity: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinKind {
+    Inner,
+    Left,
+}
+
+/// One ORDER BY column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderKey {
+    pub column: usize,
+    pub desc: bool,
+    /// NULLS FIRST; SQL's default is NULLS LAST for ASC, FIRST for DESC.
+    pub nulls_first: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggFunc {
+    /// count(*)
+    CountRows,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub func: AggFunc,
+    /// Evaluated on the input row; ignored for `CountRows`.
+    pub expr: ScalarExpr,
+    pub distinct: bool,
+    /// The argument's type (the result type follows from it).
+    pub input_type: SqlType,
+}
+
+impl Aggregate {
+    /// Accumulable aggregates are kept in the difference type of a
+    /// collection (one entry per group, DESIGN.md §4); the rest need the
+    /// group's values.
+    pub fn is_accumulable(&self) -> bool {
+        !self.distinct
+            && match self.func {
+                AggFunc::CountRows | AggFunc::Count => true,
+                AggFunc::Sum | AggFunc::Avg => !self.input_type.is_float(),
+                AggFunc::Min | AggFunc::Max => false,
+            }
+    }
+}
+
+/// A planned view: its plan, its columns and the columns it is indexed by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewPlan {
+    pub name: String,
+    pub plan: RelPlan,
+    pub schema: Schema,
+    /// The columns that identify a row (GROUP BY columns); `None` when the
+    /// whole row is the key.
+    pub key: Option<Vec<usize>>,
+    /// Catalog objects the plan reads.
+    pub depends_on: Vec<String>,
+    /// True when the view only ever grows (no retractions).
+    pub monotonic: bool,
+}
+
+/// Where a table's records come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Connector {
+    /// weir's embedded event log.
+    Log { topic: String },
+}
+
+/// A planned source table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TablePlan {
+    pub name: String,
+    pub schema: Schema,
+    /// Upsert key: one row per key, the latest record wins.
+    pub primary_key: Option<Vec<usize>>,
+    pub connector: Connector,
+}
+
+impl TablePlan {
+    pub fn topic(&self) -> &str {
+        match &self.connector {
+            Connector::Log { topic } => topic,
+        }
+    }
+}
+
+/// The objects one job creates, in definition order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobPlan {
+    pub tables: Vec<TablePlan>,
+    pub views: Vec<ViewPlan>,
+}

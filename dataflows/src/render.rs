@@ -1,0 +1,611 @@
+//! Rendering: plans → differential dataflow, inside a dataflow the caller
+//! builds (one per job, on every worker, in the same order).
+//!
+//! Every rendered relation is a pair of collections: the rows, and the rows
+//! whose evaluation failed with the reason (Materialize's "errors as data"):
+//! a bad row never stops the dataflow, it is routed to the dead letters.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use differential_dataflow::difference::{IsZero, Multiply, Semigroup};
+use differential_dataflow::input::{Input, InputSession};
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::operators::count::CountTotal;
+use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::{AsCollection, VecCollection};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::ToStream;
+use timely::dataflow::Scope;
+use weir_operators::repr::{Datum, Diff, OrdF64, Row, SqlType, Tick};
+use weir_operators::topk::{MonotonicTopK, RowOrder};
+use weir_operators::upsert::{Upsert, UpsertRecord};
+
+use crate::expr::{eval_all, order_cmp, EvalError, ScalarExpr};
+use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan, TablePlan, ViewPlan};
+
+/// The arrangement a view is kept in, for peeks and for other dataflows:
+/// key columns (or the whole row) → the row (or an empty row).
+pub type ViewSpine = ValSpine<Row, Row, Tick, Diff>;
+pub type ViewTrace = TraceAgent<ViewSpine>;
+
+type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
+/// Rows that failed evaluation, with the reason.
+type Errs<'s> = VecCollection<'s, Tick, (String, Row), Diff>;
+
+/// The input of one table inside one dataflow.
+pub enum SourceInput {
+    /// Append-only: every record is a new row.
+    Append(InputSession<Tick, Row, Diff>),
+    /// Keyed upserts (tables with a PRIMARY KEY).
+    Upsert(InputSession<Tick, UpsertRecord, Diff>),
+}
+
+impl SourceInput {
+    pub fn advance_to(&mut self, t: Tick) {
+        match self {
+            SourceInput::Append(i) => i.advance_to(t),
+            SourceInput::Upsert(i) => i.advance_to(t),
+        }
+    }
+    pub fn flush(&mut self) {
+        match self {
+            SourceInput::Append(i) => i.flush(),
+            SourceInput::Upsert(i) => i.flush(),
+        }
+    }
+    pub fn time(&self) -> Tick {
+        match self {
+            SourceInput::Append(i) => *i.time(),
+            SourceInput::Upsert(i) => *i.time(),
+        }
+    }
+}
+
+/// A rendered view: its trace, and what its errors are collected into.
+pub struct RenderedView {
+    pub name: String,
+    pub trace: ViewTrace,
+}
+
+/// Collects evaluation errors on this worker: (view, reason, row, diff).
+pub type ErrorSink = Rc<std::cell::RefCell<Vec<(String, String, Row, Diff)>>>;
+
+/// What `render_job` returns: the inputs to feed and the views to read.
+pub struct RenderedJob {
+    pub sources: Vec<(String, SourceInput)>,
+    pub views: Vec<RenderedView>,
+}
+
+/// Renders a job's views into `scope`.
+///
+/// `sources` are the tables this dataflow reads (its own and other jobs'):
+/// each gets an input here. `imports` are the traces of views of other jobs
+/// that the job reads; they are imported, not recomputed.
+pub fn render_job<'s>(
+    scope: Scope<'s, Tick>,
+    sources: &[TablePlan],
+    views: &[ViewPlan],
+    imports: &mut HashMap<String, ViewTrace>,
+    errors: &ErrorSink,
+) -> RenderedJob {
+    let mut ctx = Context {
+        scope,
+        collections: HashMap::new(),
+    };
+    let mut inputs = Vec::new();
+    for table in sources {
+        let (input, coll) = match &table.primary_key {
+            None => {
+                let (input, coll) = scope.new_collection::<Row, Diff>();
+                (SourceInput::Append(input), coll)
+            }
+            Some(_) => {
+                let (input, coll) = scope.new_collection::<UpsertRecord, Diff>();
+                (SourceInput::Upsert(input), coll.upsert(&table.name))
+            }
+        };
+        ctx.collections.insert(table.name.clone(), coll);
+        inputs.push((table.name.clone(), input));
+    }
+    for (name, trace) in imports.iter_mut() {
+        let coll = trace
+            .import_named(scope, &format!("Import: {name}"))
+            .as_collection(|k: &Row, v: &Row| if v.is_empty() { k.clone() } else { v.clone() });
+        ctx.collections.insert(name.clone(), coll);
+    }
+    let mut rendered = Vec::new();
+    for view in views {
+        let (oks, errs) = ctx.render(&view.plan);
+        let name = view.name.clone();
+        let sink = Rc::clone(errors);
+        errs.inspect(move |((reason, row), _t, diff)| {
+            sink.borrow_mut()
+                .push((name.clone(), reason.clone(), row.clone(), *diff));
+        });
+        let key = view.key.clone();
+        let arranged = oks
+            .clone()
+            .map(move |row| match &key {
+                Some(cols) => (cols.iter().map(|&c| row[c].clone()).collect(), row),
+                None => (row, Vec::new()),
+            })
+            .arrange_by_key_named(&format!("Arrange: {}", view.name));
+        ctx.collections.insert(view.name.clone(), oks);
+        rendered.push(RenderedView {
+            name: view.name.clone(),
+            trace: arranged.trace,
+        });
+    }
+    RenderedJob {
+        sources: inputs,
+        views: rendered,
+    }
+}
+
+struct Context<'s> {
+    scope: Scope<'s, Tick>,
+    collections: HashMap<String, Coll<'s>>,
+}
+
+fn empty_errs<'s>(scope: Scope<'s, Tick>) -> Errs<'s> {
+    Vec::<((String, Row), Tick, Diff)>::new()
+        .to_stream(scope)
+        .as_collection()
+}
+
+fn describe(e: &EvalError) -> String {
+    e.to_string()
+}
+
+/// Splits a collection of results into rows and errors.
+fn split<'s>(results: VecCollection<'s, Tick, Result<Row, (String, Row)>, Diff>) -> (Coll<'s>, Errs<'s>) {
+    let oks = results.clone().flat_map(|r| r.ok());
+    let errs = results.flat_map(|r| r.err());
+    (oks, errs)
+}
+
+impl<'s> Context<'s> {
+    fn render(&mut self, plan: &RelPlan) -> (Coll<'s>, Errs<'s>) {
+        let scope = self.scope;
+        match plan {
+            RelPlan::Get { name } => {
+                let coll = self
+                    .collections
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("planner resolved {name} but it was not provided to render"));
+                (coll, empty_errs(scope))
+            }
+            RelPlan::Constant { rows } => {
+                let rows: Vec<(Row, Tick, Diff)> = rows.iter().map(|r| (r.clone(), 0, 1)).collect();
+                (rows.to_stream(scope).as_collection(), empty_errs(scope))
+            }
+            RelPlan::Map { input, exprs } => {
+                let (oks, errs) = self.render(input);
+                let exprs = exprs.clone();
+                let (oks, e2) = split(oks.map(move |mut row| {
+                    for e in &exprs {
+                        match e.eval(&row) {
+                            Ok(d) => row.push(d),
+                            Err(err) => return Err((describe(&err), row)),
+                        }
+                    }
+                    Ok(row)
+                }));
+                (oks, errs.concat(e2))
+            }
+            RelPlan::Filter { input, predicates } => {
+                let (oks, errs) = self.render(input);
+                let preds = predicates.clone();
+                let (oks, e2) = split(oks.flat_map(move |row| {
+                    for p in &preds {
+                        match p.holds(&row) {
+                            Ok(true) => {}
+                            Ok(false) => return None,
+                            Err(err) => return Some(Err((describe(&err), row))),
+                        }
+                    }
+                    Some(Ok(row))
+                }));
+                (oks, errs.concat(e2))
+            }
+            RelPlan::Project { input, outputs } => {
+                let (oks, errs) = self.render(input);
+                let outputs = outputs.clone();
+                (
+                    oks.map(move |row| outputs.iter().map(|&i| row[i].clone()).collect()),
+                    errs,
+                )
+            }
+            RelPlan::Distinct { input } => {
+                let (oks, errs) = self.render(input);
+                (oks.distinct_core::<Diff>(), errs)
+            }
+            RelPlan::UnionAll { inputs } => {
+                let mut oks = Vec::new();
+                let mut errs = Vec::new();
+                for i in inputs {
+                    let (o, e) = self.render(i);
+                    oks.push(o);
+                    errs.push(e);
+                }
+                (
+                    differential_dataflow::collection::concatenate(scope, oks),
+                    differential_dataflow::collection::concatenate(scope, errs),
+                )
+            }
+            RelPlan::Join {
+                left,
+                right,
+                left_key,
+                right_key,
+                residual,
+                kind,
+                right_arity,
+            } => {
+                let (l, le) = self.render(left);
+                let (r, re) = self.render(right);
+                let (lk, le2) = keyed(l.clone(), left_key.clone());
+                let (rk, re2) = keyed(r, right_key.clone());
+                // SQL equality never matches NULL keys.
+                let no_nulls = |(k, _): &(Row, Row)| !k.iter().any(Datum::is_null);
+                let joined = lk
+                    .filter(no_nulls)
+                    .join_map(rk.filter(no_nulls), |_k, lrow: &Row, rrow: &Row| {
+                        let mut row = lrow.clone();
+                        row.extend(rrow.iter().cloned());
+                        row
+                    });
+                let residual = residual.clone();
+                let (matched, je) = split(joined.flat_map(move |row| {
+                    for p in &residual {
+                        match p.holds(&row) {
+                            Ok(true) => {}
+                            Ok(false) => return None,
+                            Err(err) => return Some(Err((describe(&err), row))),
+                        }
+                    }
+                    Some(Ok(row))
+                }));
+                let errs = le.concat(re).concat(le2).concat(re2).concat(je);
+                match kind {
+                    JoinKind::Inner => (matched, errs),
+                    JoinKind::Left => {
+                        let nulls = vec![Datum::Null; *right_arity];
+                        let arity_right = *right_arity;
+                        let matched_left = matched
+                            .clone()
+                            .map(move |row| row[..row.len() - arity_right].to_vec())
+                            .distinct_core::<Diff>();
+                        let unmatched = l.map(|row| (row, ())).antijoin(matched_left).map(move |(mut row, ())| {
+                            row.extend(nulls.iter().cloned());
+                            row
+                        });
+                        (matched.concat(unmatched), errs)
+                    }
+                }
+            }
+            RelPlan::Reduce {
+                input,
+                group_key,
+                aggregates,
+            } => {
+                let (oks, errs) = self.render(input);
+                let (keyed_rows, e2) = keyed(oks, group_key.clone());
+                let out = if aggregates.iter().all(Aggregate::is_accumulable) {
+                    reduce_accumulable(keyed_rows, aggregates.clone())
+                } else {
+                    reduce_general(keyed_rows, aggregates.clone())
+                };
+                let out = if group_key.is_empty() {
+                    // An aggregate without GROUP BY has one row, also over
+                    // empty input: add the empty-input row, and take it away
+                    // again whenever the real row exists.
+                    let default: Row = aggregates.iter().map(empty_value).collect();
+                    let d2 = default.clone();
+                    let defaults = vec![(default, 0, 1)].to_stream(scope).as_collection();
+                    let present = out.clone().map(move |_| d2.clone()).negate();
+                    out.concat(defaults).concat(present)
+                } else {
+                    out
+                };
+                (out, errs.concat(e2))
+            }
+            RelPlan::TopK {
+                input,
+                partition_by,
+                order_by,
+                limit,
+                monotonic,
+                ..
+            } => {
+                let (oks, errs) = self.render(input);
+                let part = partition_by.clone();
+                let keyed_rows = oks.map(move |row| (part.iter().map(|&i| row[i].clone()).collect::<Row>(), row));
+                let order = row_order(order_by.clone());
+                let out = match (limit, monotonic) {
+                    (Some(k), true) => keyed_rows.monotonic_top_k("ROW_NUMBER", *k, order),
+                    _ => {
+                        let limit = *limit;
+                        keyed_rows
+                            .reduce_named(
+                                "TopK: ROW_NUMBER",
+                                move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+                                    let mut rows: Vec<&Row> = Vec::new();
+                                    for (row, n) in input {
+                                        for _ in 0..(*n).max(0) {
+                                            rows.push(row);
+                                        }
+                                    }
+                                    rows.sort_by(|a, b| order(a, b));
+                                    for (i, row) in rows.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
+                                        let mut r = row.clone();
+                                        r.push(Datum::Int(i as i64 + 1));
+                                        output.push((r, 1));
+                                    }
+                                },
+                            )
+                            .map(|(_key, row)| row)
+                    }
+                };
+                (out, errs)
+            }
+        }
+    }
+}
+
+/// Pairs each row with its key; a key that fails to evaluate is an error.
+fn keyed<'s>(coll: Coll<'s>, key: Vec<ScalarExpr>) -> (VecCollection<'s, Tick, (Row, Row), Diff>, Errs<'s>) {
+    let results = coll.map(move |row| match eval_all(&key, &row) {
+        Ok(k) => Ok((k, row)),
+        Err(e) => Err((describe(&e), row)),
+    });
+    (results.clone().flat_map(|r| r.ok()), results.flat_map(|r| r.err()))
+}
+
+/// The order of ORDER BY keys, ties broken by the whole row.
+fn row_order(keys: Vec<OrderKey>) -> RowOrder {
+    Rc::new(move |a: &Row, b: &Row| {
+        for k in &keys {
+            let (x, y) = (&a[k.column], &b[k.column]);
+            let ord = match (x.is_null(), y.is_null()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if k.nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (false, true) => {
+                    if k.nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                _ => {
+                    let o = order_cmp(x, y);
+                    if k.desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        a.cmp(b)
+    })
+}
+
+/// The running state of a group's accumulable aggregates, kept as the
+/// difference of a collection so that an arrangement holds one entry per
+/// group (DESIGN.md §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AggDiff {
+    /// Rows in the group: count(*).
+    rows: i64,
+    /// Per aggregate: (non-null inputs, sum of inputs).
+    accs: Vec<(i64, Decimal)>,
+}
+
+impl IsZero for AggDiff {
+    fn is_zero(&self) -> bool {
+        self.rows == 0 && self.accs.iter().all(|(n, s)| *n == 0 && s.is_zero())
+    }
+}
+
+impl Semigroup for AggDiff {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.rows += rhs.rows;
+        if self.accs.len() < rhs.accs.len() {
+            self.accs.resize(rhs.accs.len(), (0, Decimal::ZERO));
+        }
+        for (a, b) in self.accs.iter_mut().zip(&rhs.accs) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+    }
+}
+
+impl Multiply<Diff> for AggDiff {
+    type Output = AggDiff;
+    fn multiply(self, rhs: &Diff) -> AggDiff {
+        let m = Decimal::from(*rhs);
+        AggDiff {
+            rows: self.rows * rhs,
+            accs: self.accs.into_iter().map(|(n, s)| (n * rhs, s * m)).collect(),
+        }
+    }
+}
+
+fn reduce_accumulable<'s>(keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>, aggs: Vec<Aggregate>) -> Coll<'s> {
+    let aggs2 = aggs.clone();
+    keyed_rows
+        .explode(move |(key, row)| {
+            let accs = aggs2
+                .iter()
+                .map(|a| match a.func {
+                    AggFunc::CountRows => (0, Decimal::ZERO),
+                    _ => match a.expr.eval(&row) {
+                        Ok(Datum::Null) | Err(_) => (0, Decimal::ZERO),
+                        Ok(d) => (1, as_decimal(&d)),
+                    },
+                })
+                .collect();
+            Some((key, AggDiff { rows: 1, accs }))
+        })
+        .count_total_core::<Diff>()
+        .flat_map(move |(key, state)| {
+            // A group whose rows were all retracted has no output row.
+            if state.rows <= 0 {
+                return None;
+            }
+            let mut row = key;
+            for (a, (n, sum)) in aggs
+                .iter()
+                .zip(state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO))))
+            {
+                row.push(match a.func {
+                    AggFunc::CountRows => Datum::Int(state.rows),
+                    AggFunc::Count => Datum::Int(*n),
+                    _ if *n == 0 => Datum::Null,
+                    AggFunc::Sum => sum_datum(*sum, a.input_type),
+                    AggFunc::Avg => avg_datum(*sum, *n, a.input_type),
+                    AggFunc::Min | AggFunc::Max => Datum::Null,
+                });
+            }
+            Some(row)
+        })
+}
+
+fn as_decimal(d: &Datum) -> Decimal {
+    match d {
+        Datum::Int(i) => Decimal::from(*i),
+        Datum::Decimal(x) => *x,
+        Datum::Float(f) => Decimal::try_from(f.get()).unwrap_or_default(),
+        _ => Decimal::ZERO,
+    }
+}
+
+fn sum_datum(sum: Decimal, input: SqlType) -> Datum {
+    if input.is_integer() {
+        match sum.to_i64() {
+            Some(i) => Datum::Int(i),
+            None => Datum::Decimal(sum),
+        }
+    } else if input.is_float() {
+        Datum::Float(OrdF64::new(sum.to_f64().unwrap_or(f64::NAN)))
+    } else {
+        Datum::Decimal(sum)
+    }
+}
+
+fn avg_datum(sum: Decimal, n: i64, input: SqlType) -> Datum {
+    if input.is_float() {
+        return Datum::Float(OrdF64::new(sum.to_f64().unwrap_or(f64::NAN) / n as f64));
+    }
+    let scale = match input {
+        SqlType::Decimal(_, s) => (s as u32).max(6),
+        _ => 6,
+    };
+    let mut avg =
+        (sum / Decimal::from(n)).round_dp_with_strategy(scale, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    avg.rescale(scale);
+    Datum::Decimal(avg)
+}
+
+/// The value of an aggregate over no rows: 0 for counts, NULL otherwise.
+fn empty_value(a: &Aggregate) -> Datum {
+    match a.func {
+        AggFunc::CountRows | AggFunc::Count => Datum::Int(0),
+        _ => Datum::Null,
+    }
+}
+
+/// Aggregates that need the group's values (min, max, DISTINCT, float
+/// sums): a reduce over the distinct argument values of each group.
+fn reduce_general<'s>(keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>, aggs: Vec<Aggregate>) -> Coll<'s> {
+    let arg_exprs: Vec<ScalarExpr> = aggs.iter().map(|a| a.expr.clone()).collect();
+    // Only the arguments are kept, so the state is one entry per distinct
+    // argument tuple of a group, not per event.
+    let args = keyed_rows.map(move |(key, row)| {
+        let vals: Row = arg_exprs.iter().map(|e| e.eval(&row).unwrap_or(Datum::Null)).collect();
+        (key, vals)
+    });
+    args.reduce_named(
+        "Reduce: aggregates",
+        move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+            let rows: Diff = input.iter().map(|(_, n)| *n).sum();
+            if rows <= 0 {
+                return;
+            }
+            let mut out = Row::with_capacity(aggs.len());
+            for (i, a) in aggs.iter().enumerate() {
+                let values = input.iter().filter(|(v, n)| *n > 0 && !v[i].is_null());
+                out.push(match a.func {
+                    AggFunc::CountRows => Datum::Int(rows),
+                    AggFunc::Count if a.distinct => {
+                        let mut vs: Vec<&Datum> = values.map(|(v, _)| &v[i]).collect();
+                        vs.dedup();
+                        Datum::Int(vs.len() as i64)
+                    }
+                    AggFunc::Count => Datum::Int(values.map(|(_, n)| *n).sum()),
+                    AggFunc::Min => values
+                        .map(|(v, _)| &v[i])
+                        .min_by(|x, y| order_cmp(x, y))
+                        .cloned()
+                        .unwrap_or(Datum::Null),
+                    AggFunc::Max => values
+                        .map(|(v, _)| &v[i])
+                        .max_by(|x, y| order_cmp(x, y))
+                        .cloned()
+                        .unwrap_or(Datum::Null),
+                    AggFunc::Sum | AggFunc::Avg => {
+                        let mut seen: Vec<&Datum> = Vec::new();
+                        let mut n = 0i64;
+                        let mut fsum = 0f64;
+                        let mut dsum = Decimal::ZERO;
+                        for (v, copies) in values {
+                            let d = &v[i];
+                            if a.distinct {
+                                if seen.last() == Some(&d) {
+                                    continue;
+                                }
+                                seen.push(d);
+                            }
+                            let copies = if a.distinct { 1 } else { *copies };
+                            n += copies;
+                            match d {
+                                Datum::Float(f) => fsum += f.get() * copies as f64,
+                                other => dsum += as_decimal(other) * Decimal::from(copies),
+                            }
+                        }
+                        if n == 0 {
+                            Datum::Null
+                        } else if a.input_type.is_float() {
+                            let v = if a.func == AggFunc::Avg { fsum / n as f64 } else { fsum };
+                            Datum::Float(OrdF64::new(v))
+                        } else if a.func == AggFunc::Avg {
+                            avg_datum(dsum, n, a.input_type)
+                        } else {
+                            sum_datum(dsum, a.input_type)
+                        }
+                    }
+                });
+            }
+            output.push((out, 1));
+        },
+    )
+    .map(|(mut key, vals)| {
+        key.extend(vals);
+        key
+    })
+}

@@ -1,0 +1,14 @@
+//! Reusable timely/differential operators and the value types they carry.
+//!
+//! # Layout
+//! - [`repr`]: `Datum`, `Row`, `Schema`, SQL types: what every crate agrees on.
+//! - [`by_time`]: the keyed "process each complete time in order" skeleton.
+//! - [`upsert`]: keyed, sequenced upserts → one row per key.
+//! - [`topk`]: top-k per group over append-only input, state bounded by k.
+//!
+//! Nothing here does I/O or knows about tokio.
+
+pub mod by_time;
+pub mod repr;
+pub mod topk;
+pub mod upsert;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing weir needs on a fresh Debian machine:
+# clang/libclang (RocksDB's bindings), cmake + libcurl (librdkafka's build),
+# and sccache (caches the C++ of RocksDB across clean clones).
+# Idempotent: every step is skipped when its tool is already there.
+set -euo pipefail
+
+need_apt=()
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+[ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v sccache >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/sccache" ]; then
+  cargo install sccache --locked --version 0.19.0
+fi

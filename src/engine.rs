@@ -1,0 +1,733 @@
+//! The control plane: the catalog of jobs, planning and installing them,
+//! replacing them without disturbing readers, and reads of views at a
+//! consistent time with read-your-writes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use weir_connectors::decode::encode_json;
+use weir_connectors::log::DEFAULT_PARTITIONS;
+use weir_dataflows::expr::{cast, sql_cmp};
+use weir_dataflows::plan::{JobPlan, TablePlan, ViewPlan};
+use weir_dataflows::sql::{plan_job, plan_peek, CatalogLookup, ObjectInfo, PlanError};
+use weir_operators::repr::{Datum, Diff, Row, Schema, Tick};
+
+use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, Shared};
+
+/// Why a control-plane request failed; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Plan(PlanError),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A write position a read must reflect: "topic:partition:offset".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+impl Token {
+    pub fn parse(s: &str) -> Result<Token, EngineError> {
+        let bad = || EngineError::BadRequest {
+            code: "bad_token",
+            message: format!("\"{s}\" is not a token (expected topic:partition:offset, as ingest returns)"),
+        };
+        let mut parts = s.rsplitn(3, ':');
+        let offset = parts.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        let partition = parts.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        let topic = parts.next().filter(|t| !t.is_empty()).ok_or_else(bad)?.to_string();
+        Ok(Token {
+            topic,
+            partition,
+            offset,
+        })
+    }
+    pub fn format(topic: &str, partition: u32, offset: u64) -> String {
+        format!("{topic}:{partition}:{offset}")
+    }
+}
+
+#[derive(Clone)]
+enum ObjectKind {
+    Table(TablePlan),
+    View(ViewPlan),
+}
+
+#[derive(Clone)]
+struct Object {
+    job: String,
+    kind: ObjectKind,
+    /// The dataflow a view lives in.
+    df: DataflowId,
+    /// Dataflows whose sources feed this object (its own and imported ones).
+    closure: BTreeSet<DataflowId>,
+}
+
+impl Object {
+    fn schema(&self) -> &Schema {
+        match &self.kind {
+            ObjectKind::Table(t) => &t.schema,
+            ObjectKind::View(v) => &v.schema,
+        }
+    }
+}
+
+struct Job {
+    sql: String,
+    plan: JobPlan,
+    df: DataflowId,
+    created_ms: u64,
+    /// A replacement being built: its dataflow and plan.
+    replacing: Option<(DataflowId, JobPlan)>,
+}
+
+#[derive(Default)]
+struct Catalog {
+    jobs: BTreeMap<String, Job>,
+    objects: HashMap<String, Object>,
+}
+
+impl CatalogLookup for Catalog {
+    fn lookup(&self, name: &str) -> Option<ObjectInfo> {
+        let o = self
+            .objects
+            .get(&name.to_lowercase())
+            .or_else(|| self.objects.get(name))?;
+        Some(match &o.kind {
+            ObjectKind::Table(t) => ObjectInfo {
+                schema: t.schema.clone(),
+                monotonic: t.primary_key.is_none(),
+            },
+            ObjectKind::View(v) => ObjectInfo {
+                schema: v.schema.clone(),
+                monotonic: v.monotonic,
+            },
+        })
+    }
+}
+
+/// The catalog without one job's objects: what a replacement plans against.
+struct Without<'a> {
+    catalog: &'a Catalog,
+    job: &'a str,
+}
+
+impl CatalogLookup for Without<'_> {
+    fn lookup(&self, name: &str) -> Option<ObjectInfo> {
+        let o = self.catalog.objects.get(name)?;
+        if o.job == self.job {
+            return None;
+        }
+        self.catalog.lookup(name)
+    }
+}
+
+/// What the catalog keeps durably per job.
+#[derive(Serialize, Deserialize)]
+struct StoredJob {
+    sql: String,
+    created_ms: u64,
+}
+
+/// An answer read from a view.
+pub struct ViewAnswer {
+    pub view: String,
+    pub as_of: Tick,
+    pub columns: Vec<String>,
+    pub rows: Vec<serde_json::Map<String, Value>>,
+}
+
+pub struct Engine {
+    pub shared: Arc<Shared>,
+    commands: Mutex<std::sync::mpsc::Sender<Command>>,
+    catalog: Mutex<Catalog>,
+    next_df: AtomicU64,
+    next_peek: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(shared: Arc<Shared>, commands: std::sync::mpsc::Sender<Command>) -> Arc<Engine> {
+        Arc::new(Engine {
+            shared,
+            commands: Mutex::new(commands),
+            catalog: Mutex::new(Catalog::default()),
+            next_df: AtomicU64::new(1),
+            next_peek: AtomicU64::new(1),
+        })
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        lock(&self.commands)
+            .send(cmd)
+            .map_err(|_| EngineError::Internal("the dataflow workers have stopped".into()))
+    }
+
+    /// Re-installs the jobs of the durable catalog, in creation order.
+    pub fn restore(self: &Arc<Self>) -> Result<usize, EngineError> {
+        let jobs = self.shared.store.catalog().jobs();
+        let n = jobs.len();
+        for (name, bytes) in jobs {
+            let stored: StoredJob = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::Internal(format!("catalog entry for job {name} is unreadable: {e}")))?;
+            self.install(&name, &stored.sql, false, Some(stored.created_ms))?;
+        }
+        Ok(n)
+    }
+
+    /// Plans and installs a job (`replace`: swaps an existing one once the
+    /// new version has caught up; readers see the old views until then).
+    pub fn submit(self: &Arc<Self>, name: &str, sql: &str, replace: bool) -> Result<Value, EngineError> {
+        if name.is_empty() || name.len() > 200 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(EngineError::BadRequest {
+                code: "invalid_name",
+                message: format!("\"{name}\" is not a valid job name: 1-200 of letters, digits, _ - ."),
+            });
+        }
+        self.install(name, sql, replace, None)?;
+        self.job(name)
+    }
+
+    fn install(
+        self: &Arc<Self>,
+        name: &str,
+        sql: &str,
+        replace: bool,
+        created: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let mut cat = lock(&self.catalog);
+        let exists = cat.jobs.contains_key(name);
+        if replace && !exists {
+            return Err(EngineError::NotFound(format!("no job named {name}")));
+        }
+        if !replace && exists {
+            return Err(EngineError::Conflict(format!(
+                "a job named {name} exists: use PUT /v1/jobs/{name} to replace it"
+            )));
+        }
+        if replace {
+            if cat.jobs.get(name).is_some_and(|j| j.replacing.is_some()) {
+                return Err(EngineError::Conflict(format!("job {name} is already being replaced")));
+            }
+            if let Some(dep) = dependants(&cat, name).into_iter().next() {
+                return Err(EngineError::Conflict(format!(
+                    "job {name} cannot be replaced while {dep} (of another job) reads its objects"
+                )));
+            }
+        }
+        let plan = if replace {
+            plan_job(
+                sql,
+                &Without {
+                    catalog: &cat,
+                    job: name,
+                },
+            )
+        } else {
+            plan_job(sql, &*cat)
+        }
+        .map_err(EngineError::Plan)?;
+
+        // The dataflow's sources: the job's tables, and the tables of other
+        // jobs that its views read. Views of other jobs are imported.
+        let own_tables: BTreeSet<&str> = plan.tables.iter().map(|t| t.name.as_str()).collect();
+        let own_views: BTreeSet<&str> = plan.views.iter().map(|v| v.name.as_str()).collect();
+        let mut sources: Vec<TablePlan> = plan.tables.clone();
+        let mut imports: Vec<(String, DataflowId)> = Vec::new();
+        let mut closure = BTreeSet::new();
+        for v in &plan.views {
+            for dep in &v.depends_on {
+                if own_tables.contains(dep.as_str()) || own_views.contains(dep.as_str()) {
+                    continue;
+                }
+                let Some(o) = cat.objects.get(dep) else { continue };
+                match &o.kind {
+                    ObjectKind::Table(t) => {
+                        if !sources.iter().any(|s| s.name == t.name) {
+                            sources.push(t.clone());
+                        }
+                    }
+                    ObjectKind::View(_) => {
+                        if !imports.iter().any(|(n, _)| n == dep) {
+                            imports.push((dep.clone(), o.df));
+                            closure.extend(o.closure.iter().copied());
+                        }
+                    }
+                }
+            }
+        }
+        for t in &sources {
+            self.shared
+                .log
+                .create_topic(t.topic(), DEFAULT_PARTITIONS)
+                .map_err(|e| EngineError::BadRequest {
+                    code: "invalid_topic",
+                    message: format!("table {}: {e}", t.name),
+                })?;
+        }
+        let df = self.next_df.fetch_add(1, Ordering::SeqCst);
+        closure.insert(df);
+        let created_ms = created.unwrap_or_else(now_ms);
+        let stored = serde_json::to_vec(&StoredJob {
+            sql: sql.to_string(),
+            created_ms,
+        })
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        if created.is_none() {
+            self.shared
+                .store
+                .catalog()
+                .put_job(name, &stored)
+                .map_err(|e| EngineError::Internal(format!("cannot store the job: {e}")))?;
+        }
+        self.send(Command::Install {
+            df,
+            job: name.to_string(),
+            sources,
+            views: plan.views.clone(),
+            imports,
+        })?;
+        if replace {
+            if let Some(j) = cat.jobs.get_mut(name) {
+                j.replacing = Some((df, plan));
+                j.sql = sql.to_string();
+            }
+            drop(cat);
+            let engine = Arc::clone(self);
+            let name = name.to_string();
+            let install_tick = now_ms();
+            tokio::spawn(async move { engine.finish_replace(name, df, closure, install_tick).await });
+        } else {
+            register(&mut cat, name, &plan, df, &closure);
+            cat.jobs.insert(
+                name.to_string(),
+                Job {
+                    sql: sql.to_string(),
+                    plan,
+                    df,
+                    created_ms,
+                    replacing: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until the replacement dataflow has read the log and its views
+    /// are complete past the time it was installed, then swaps atomically.
+    async fn finish_replace(
+        self: Arc<Self>,
+        name: String,
+        df: DataflowId,
+        closure: BTreeSet<DataflowId>,
+        install_tick: Tick,
+    ) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let views: Vec<String> = {
+                let cat = lock(&self.catalog);
+                match cat.jobs.get(&name).and_then(|j| j.replacing.as_ref()) {
+                    Some((d, plan)) if *d == df => plan.views.iter().map(|v| v.name.clone()).collect(),
+                    _ => return,
+                }
+            };
+            let ready = self.shared.caught_up(df)
+                && views
+                    .iter()
+                    .all(|v| self.shared.complete_through(df, v).is_some_and(|t| t >= install_tick));
+            if !ready {
+                continue;
+            }
+            let old = {
+                let mut cat = lock(&self.catalog);
+                let Some(job) = cat.jobs.get_mut(&name) else { return };
+                let Some((new_df, plan)) = job.replacing.take() else {
+                    return;
+                };
+                let old_df = job.df;
+                job.df = new_df;
+                job.plan = plan.clone();
+                cat.objects.retain(|_, o| o.job != name);
+                register(&mut cat, &name, &plan, new_df, &closure);
+                old_df
+            };
+            let _ = self.send(Command::Drop { df: old });
+            return;
+        }
+    }
+
+    pub fn drop_job(&self, name: &str) -> Result<(), EngineError> {
+        let mut cat = lock(&self.catalog);
+        let Some(job) = cat.jobs.get(name) else {
+            return Err(EngineError::NotFound(format!("no job named {name}")));
+        };
+        if let Some(dep) = dependants(&cat, name).into_iter().next() {
+            return Err(EngineError::Conflict(format!(
+                "job {name} cannot be dropped: {dep} (of another job) reads its objects"
+            )));
+        }
+        let mut dfs = vec![job.df];
+        if let Some((d, _)) = &job.replacing {
+            dfs.push(*d);
+        }
+        self.shared
+            .store
+            .catalog()
+            .delete_job(name)
+            .map_err(|e| EngineError::Internal(format!("cannot update the catalog: {e}")))?;
+        cat.jobs.remove(name);
+        cat.objects.retain(|_, o| o.job != name);
+        drop(cat);
+        for df in dfs {
+            self.send(Command::Drop { df })?;
+        }
+        Ok(())
+    }
+
+    pub fn jobs(&self) -> Value {
+        let names: Vec<String> = lock(&self.catalog).jobs.keys().cloned().collect();
+        Value::Array(names.iter().filter_map(|n| self.job(n).ok()).collect())
+    }
+
+    pub fn job(&self, name: &str) -> Result<Value, EngineError> {
+        let cat = lock(&self.catalog);
+        let job = cat
+            .jobs
+            .get(name)
+            .ok_or_else(|| EngineError::NotFound(format!("no job named {name}")))?;
+        let dlq = self.shared.store.dead_letters().count_by_source();
+        let objects: BTreeSet<String> = job
+            .plan
+            .tables
+            .iter()
+            .map(|t| t.name.clone())
+            .chain(job.plan.views.iter().map(|v| v.name.clone()))
+            .collect();
+        let dead_letters: BTreeMap<&String, &u64> = dlq.iter().filter(|(k, _)| objects.contains(*k)).collect();
+        let status = if job.replacing.is_some() {
+            "replacing"
+        } else if self.shared.caught_up(job.df) {
+            "running"
+        } else {
+            "catching_up"
+        };
+        Ok(json!({
+            "name": name,
+            "sql": job.sql,
+            "status": status,
+            "created_ms": job.created_ms,
+            "tables": job.plan.tables.iter().map(|t| json!({"name": t.name, "topic": t.topic(), "primary_key": t.primary_key.as_ref().map(|k| k.iter().map(|&i| t.schema.columns[i].name.clone()).collect::<Vec<_>>())})).collect::<Vec<_>>(),
+            "views": job.plan.views.iter().map(|v| json!({"name": v.name, "complete_through": self.shared.complete_through(job.df, &v.name)})).collect::<Vec<_>>(),
+            "dead_letters": dead_letters,
+        }))
+    }
+
+    /// True once every installed job has read the whole log and its views
+    /// are complete past the moment of the check.
+    pub fn ready(&self) -> bool {
+        let since = now_ms().saturating_sub(5_000);
+        let cat = lock(&self.catalog);
+        cat.jobs.values().all(|j| {
+            self.shared.caught_up(j.df)
+                && j.plan
+                    .views
+                    .iter()
+                    .all(|v| self.shared.complete_through(j.df, &v.name).is_some_and(|t| t >= since))
+        })
+    }
+
+    pub fn views(&self) -> Value {
+        let cat = lock(&self.catalog);
+        let mut out: Vec<Value> = cat
+            .objects
+            .iter()
+            .filter_map(|(name, o)| match &o.kind {
+                ObjectKind::View(v) => Some(json!({
+                    "name": name,
+                    "job": o.job,
+                    "columns": v.schema.columns.iter().map(|c| json!({"name": c.name, "type": c.ty.to_string(), "nullable": c.nullable})).collect::<Vec<_>>(),
+                    "key": v.key.as_ref().map(|k| k.iter().map(|&i| v.schema.columns[i].name.clone()).collect::<Vec<_>>()),
+                    "complete_through": self.shared.complete_through(o.df, name),
+                    "rows": self.shared.metrics.view_rows.get_metric_with_label_values(&[name.as_str()]).map(|g| g.get()).ok(),
+                })),
+                ObjectKind::Table(_) => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        Value::Array(out)
+    }
+
+    /// Reads a view: rows whose columns equal `filters`, at most `limit`,
+    /// reflecting every write in `after`.
+    pub async fn read_view(
+        &self,
+        view: &str,
+        filters: &[(String, String)],
+        limit: Option<usize>,
+        after: &[Token],
+        timeout: Duration,
+    ) -> Result<ViewAnswer, EngineError> {
+        let obj = self.view_object(view)?;
+        let ObjectKind::View(plan) = &obj.kind else {
+            return Err(EngineError::NotFound(format!("no view named {view}")));
+        };
+        let schema = plan.schema.clone();
+        let mut conds: Vec<(usize, Datum)> = Vec::new();
+        for (col, val) in filters {
+            let i = schema.index_of(col).ok_or_else(|| EngineError::BadRequest {
+                code: "unknown_column",
+                message: format!("view {view} has no column \"{col}\""),
+            })?;
+            let d = if val == "null" {
+                Datum::Null
+            } else {
+                cast(Datum::Text(val.clone()), schema.columns[i].ty).map_err(|e| EngineError::BadRequest {
+                    code: "type_error",
+                    message: format!("filter {col}={val}: {e}"),
+                })?
+            };
+            conds.push((i, d));
+        }
+        // A filter on every key column is served from the index.
+        let key = plan.key.as_ref().and_then(|cols| {
+            cols.iter()
+                .map(|c| conds.iter().find(|(i, _)| i == c).map(|(_, d)| d.clone()))
+                .collect::<Option<Row>>()
+        });
+        let (as_of, rows) = self.peek(view, &obj, key, after, timeout).await?;
+        let mut out: Vec<Row> = Vec::new();
+        for (row, n) in rows {
+            let keep = conds.iter().all(|(i, d)| match d {
+                Datum::Null => row[*i].is_null(),
+                d => sql_cmp(&row[*i], d) == Some(std::cmp::Ordering::Equal),
+            });
+            if keep {
+                for _ in 0..n.max(0) {
+                    out.push(row.clone());
+                }
+            }
+        }
+        weir_queries::eval::sort_rows(&mut out, &[]);
+        if conds.is_empty() {
+            self.shared
+                .metrics
+                .view_rows
+                .with_label_values(&[view])
+                .set(out.len() as i64);
+        }
+        if let Some(l) = limit {
+            out.truncate(l);
+        }
+        Ok(ViewAnswer {
+            view: view.to_string(),
+            as_of,
+            columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
+            rows: out.iter().map(|r| encode_json(r, &schema)).collect(),
+        })
+    }
+
+    /// `POST /v1/query`: one SELECT over one view.
+    pub async fn query(&self, sql: &str, after: &[Token], timeout: Duration) -> Result<ViewAnswer, EngineError> {
+        let plan = {
+            let cat = lock(&self.catalog);
+            let views_only = ViewsOnly(&cat);
+            plan_peek(sql, &views_only).map_err(EngineError::Plan)?
+        };
+        let obj = self.view_object(&plan.view)?;
+        let (as_of, rows) = self.peek(&plan.view, &obj, None, after, timeout).await?;
+        let rows = weir_queries::eval::finish(&plan, rows).map_err(|e| EngineError::BadRequest {
+            code: "evaluation_error",
+            message: e.to_string(),
+        })?;
+        let schema = Schema {
+            columns: plan.columns.clone(),
+        };
+        Ok(ViewAnswer {
+            view: plan.view.clone(),
+            as_of,
+            columns: plan.columns.iter().map(|c| c.name.clone()).collect(),
+            rows: rows.iter().map(|r| encode_json(r, &schema)).collect(),
+        })
+    }
+
+    fn view_object(&self, view: &str) -> Result<Object, EngineError> {
+        let cat = lock(&self.catalog);
+        match cat.objects.get(view) {
+            Some(o) if matches!(o.kind, ObjectKind::View(_)) => Ok(o.clone()),
+            Some(_) => Err(EngineError::NotFound(format!(
+                "{view} is a table, not a view: tables are read through views"
+            ))),
+            None => Err(EngineError::NotFound(format!("no view named {view}"))),
+        }
+    }
+
+    /// Chooses the read time (complete on every worker, after every token),
+    /// then collects every worker's part of the view as of it.
+    async fn peek(
+        &self,
+        view: &str,
+        obj: &Object,
+        key: Option<Row>,
+        after: &[Token],
+        timeout: Duration,
+    ) -> Result<(Tick, Vec<(Row, Diff)>), EngineError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let as_of = loop {
+            let complete = self.shared.complete_through(obj.df, view);
+            let mut required: Option<Tick> = Some(0);
+            for t in after {
+                for df in &obj.closure {
+                    match self.shared.tick_of(*df, &t.topic, t.partition, t.offset) {
+                        Ok(Some(tick)) => required = required.map(|r| r.max(tick)),
+                        Ok(None) => {}
+                        Err(()) => required = None,
+                    }
+                }
+            }
+            if let (Some(c), Some(r)) = (complete, required) {
+                if c >= r {
+                    break c;
+                }
+            }
+            if Instant::now() >= deadline {
+                self.shared.metrics.peeks.with_label_values(&[view, "timeout"]).inc();
+                return Err(EngineError::Timeout(match complete {
+                    None => format!(
+                        "view {view} has not produced its first complete time within {} ms",
+                        timeout.as_millis()
+                    ),
+                    Some(_) => format!(
+                        "view {view} did not reflect the given writes within {} ms; retry with a larger timeout_ms",
+                        timeout.as_millis()
+                    ),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let id = self.next_peek.fetch_add(1, Ordering::SeqCst);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.shared.peek_replies).insert(id, tx);
+        let result = async {
+            self.send(Command::Peek(PeekCommand {
+                id,
+                df: obj.df,
+                view: view.to_string(),
+                as_of,
+                key,
+            }))?;
+            let mut rows = Vec::new();
+            for _ in 0..self.shared.workers {
+                let reply = tokio::time::timeout(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_secs(1)),
+                    rx.recv(),
+                )
+                .await
+                .map_err(|_| EngineError::Timeout(format!("reading view {view} timed out")))?
+                .ok_or_else(|| EngineError::Internal("the dataflow workers have stopped".into()))?;
+                rows.extend(reply.rows.map_err(EngineError::NotFound)?);
+            }
+            Ok(rows)
+        }
+        .await;
+        lock(&self.shared.peek_replies).remove(&id);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.shared.metrics.peeks.with_label_values(&[view, outcome]).inc();
+        self.shared
+            .metrics
+            .peek_seconds
+            .with_label_values(&[view])
+            .observe(started.elapsed().as_secs_f64());
+        self.shared
+            .metrics
+            .freshness_lag_ms
+            .with_label_values(&[view])
+            .set(now_ms().saturating_sub(as_of) as i64);
+        Ok((as_of, result?))
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+    }
+
+    pub fn schema_of(&self, name: &str) -> Option<Schema> {
+        lock(&self.catalog).objects.get(name).map(|o| o.schema().clone())
+    }
+}
+
+/// Only views are visible to queries.
+struct ViewsOnly<'a>(&'a Catalog);
+
+impl CatalogLookup for ViewsOnly<'_> {
+    fn lookup(&self, name: &str) -> Option<ObjectInfo> {
+        match self.0.objects.get(name)?.kind {
+            ObjectKind::View(_) => self.0.lookup(name),
+            ObjectKind::Table(_) => None,
+        }
+    }
+}
+
+fn register(cat: &mut Catalog, job: &str, plan: &JobPlan, df: DataflowId, closure: &BTreeSet<DataflowId>) {
+    for t in &plan.tables {
+        cat.objects.insert(
+            t.name.clone(),
+            Object {
+                job: job.to_string(),
+                kind: ObjectKind::Table(t.clone()),
+                df,
+                closure: closure.clone(),
+            },
+        );
+    }
+    for v in &plan.views {
+        cat.objects.insert(
+            v.name.clone(),
+            Object {
+                job: job.to_string(),
+                kind: ObjectKind::View(v.clone()),
+                df,
+                closure: closure.clone(),
+            },
+        );
+    }
+}
+
+/// Objects of other jobs that read objects of `job`.
+fn dependants(cat: &Catalog, job: &str) -> Vec<String> {
+    let mine: BTreeSet<&String> = cat
+        .objects
+        .iter()
+        .filter(|(_, o)| o.job == job)
+        .map(|(n, _)| n)
+        .collect();
+    let mut out: Vec<String> = cat
+        .objects
+        .iter()
+        .filter(|(_, o)| o.job != job)
+        .filter_map(|(n, o)| match &o.kind {
+            ObjectKind::View(v) if v.depends_on.iter().any(|d| mine.contains(d)) => Some(format!("view {n}")),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,417 @@
+//! weir: a stream-processing engine for event-sourced systems.
+//!
+//! # Layout
+//! - `main.rs`: the CLI (DESIGN.md §5) and the engine's start and stop.
+//! - `engine.rs`: the control plane: catalog, job install/replace, reads.
+//! - `worker.rs`: the timely worker loop: commands, sources, peeks.
+//! - `shared.rs`: what workers and the control plane share.
+//! - `http.rs`: the HTTP API (axum).
+//! - `shop.rs`: the shop example's synthetic event stream.
+//! - `metrics.rs`: Prometheus metrics.
+
+mod engine;
+mod http;
+mod metrics;
+mod shared;
+mod shop;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use weir_connectors::store::StateStore;
+
+use crate::engine::Engine;
+use crate::shared::{now_ms, Shared};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "SQL read models and CEP rules over event streams, queried live over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Engine + HTTP, installing the jobs in PATHs (.sql files, or folders of them: one job per file).
+    Run {
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Engine + HTTP with no jobs besides those already in the catalog.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Submits (or replaces) a job on a running engine.
+    Submit {
+        file: PathBuf,
+        /// The job's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Reads a view of a running engine.
+    Query {
+        view: String,
+        /// A filter COLUMN=VALUE (repeatable); a key column is served from the index.
+        #[arg(long)]
+        key: Vec<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Appends NDJSON (FILE, or standard input) to a topic of a running engine's log.
+    Produce {
+        topic: String,
+        file: Option<PathBuf>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Writes the shop's synthetic events straight into a data directory's
+    /// log (the engine must not be running on it), for loading volume.
+    Generate {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value = "./weir-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Events per append (one durable write each).
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    #[arg(long, default_value = "./weir-data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Timely workers (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// The largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Synthetic shop events per second fed into the log (0: none). By
+    /// default taken from a `weir.json` in a PATH folder, else 0.
+    #[arg(long)]
+    generate_rate: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run { paths, server } => serve(server, paths),
+        Cmd::Serve { server } => serve(server, vec![]),
+        Cmd::Submit { file, name, url } => submit(&file, name, &url),
+        Cmd::Query { view, key, limit, url } => query(&view, &key, limit, &url),
+        Cmd::Produce {
+            topic,
+            file,
+            url,
+            batch,
+        } => produce(&topic, file, &url, batch),
+        Cmd::Generate {
+            events,
+            data_dir,
+            seed,
+            batch,
+        } => generate(events, &data_dir, seed, batch),
+    }
+}
+
+/// The jobs of the PATHs: (name, sql), and a run configuration if a folder has one.
+fn load_jobs(paths: &[PathBuf]) -> Result<(Vec<(String, String)>, Option<Value>)> {
+    let mut jobs = Vec::new();
+    let mut config = None;
+    for p in paths {
+        let mut files = Vec::new();
+        if p.is_dir() {
+            for entry in std::fs::read_dir(p).with_context(|| format!("reading {}", p.display()))? {
+                let f = entry?.path();
+                if f.extension().is_some_and(|e| e == "sql") {
+                    files.push(f);
+                }
+            }
+            files.sort();
+            let cfg = p.join("weir.json");
+            if cfg.exists() {
+                let text = std::fs::read_to_string(&cfg)?;
+                config = Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", cfg.display()))?);
+            }
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            bail!("{} does not exist", p.display());
+        }
+        for f in files {
+            let name = f.file_stem().and_then(|s| s.to_str()).unwrap_or("job").to_string();
+            let sql = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            jobs.push((name, sql));
+        }
+    }
+    Ok((jobs, config))
+}
+
+fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
+    let (jobs, config) = load_jobs(&paths)?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .max(1);
+    std::fs::create_dir_all(&args.data_dir)?;
+    let store = StateStore::open(&args.data_dir).with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let (dlq_tx, dlq_rx) = std::sync::mpsc::channel();
+    let shared = Arc::new(Shared {
+        log: store.log(),
+        store: store.clone(),
+        workers,
+        metrics: metrics::Metrics::new()?,
+        frontiers: Mutex::new(HashMap::new()),
+        positions: Mutex::new(HashMap::new()),
+        lag: Mutex::new(HashMap::new()),
+        peek_replies: Mutex::new(HashMap::new()),
+        dead_letters: Mutex::new(dlq_tx),
+    });
+    // Dead letters are written durably off the workers' threads.
+    let dlq_store = store.dead_letters();
+    std::thread::Builder::new()
+        .name("weir-dead-letters".into())
+        .spawn(move || {
+            while let Ok(letter) = dlq_rx.recv() {
+                if let Err(e) = dlq_store.record(&letter) {
+                    eprintln!("weir: cannot record a dead letter: {e}");
+                }
+            }
+        })?;
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+    let timely = worker::start(Arc::clone(&shared), workers, cmd_rx);
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(async {
+        let engine = Engine::new(Arc::clone(&shared), cmd_tx);
+        let restored = engine
+            .restore()
+            .map_err(|e| anyhow::anyhow!("restoring the catalog: {e}"))?;
+        for (name, sql) in &jobs {
+            let existing = engine.job(name).ok();
+            let same = existing.as_ref().and_then(|j| j.get("sql")).and_then(Value::as_str) == Some(sql.as_str());
+            if !same {
+                engine
+                    .submit(name, sql, existing.is_some())
+                    .map_err(|e| anyhow::anyhow!("job {name}: {e}"))?;
+            }
+        }
+        let rate = args
+            .generate_rate
+            .or_else(|| {
+                config
+                    .as_ref()
+                    .and_then(|c| c.get("generate_rate"))
+                    .and_then(Value::as_u64)
+            })
+            .unwrap_or(0);
+        if rate > 0 {
+            let log = shared.log.clone();
+            let seed = args.seed ^ now_ms();
+            tokio::spawn(async move { feed_shop(log, rate, seed).await });
+        }
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        eprintln!(
+            "weir: {} workers, data in {}, {} jobs restored, {} loaded; listening on http://{}",
+            workers,
+            args.data_dir.display(),
+            restored,
+            jobs.len(),
+            args.listen
+        );
+        let app = http::router(http::Api {
+            engine: Arc::clone(&engine),
+            max_body: args.max_body_bytes,
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        eprintln!("weir: stopping");
+        engine.shutdown();
+        Ok::<_, anyhow::Error>(())
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result?;
+    match timely.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => bail!("dataflow workers failed: {e}"),
+        Err(_) => bail!("dataflow workers panicked"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Appends the synthetic shop stream to the log at `rate` events per second.
+async fn feed_shop(log: weir_connectors::log::EventLog, rate: u64, seed: u64) {
+    let mut gen = shop::ShopGenerator::new(seed, now_ms() as i64, rate);
+    // Batches of 1/10 s: ten durable appends per second per topic at most.
+    let per_tick = (rate / 10).max(1);
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        let mut by_topic: HashMap<&'static str, Vec<Vec<u8>>> = HashMap::new();
+        for _ in 0..per_tick {
+            let (topic, event) = gen.next_event();
+            by_topic.entry(topic).or_default().push(event.to_string().into_bytes());
+        }
+        let log = log.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            for (topic, events) in by_topic {
+                log.append(topic, None, &events)?;
+            }
+            Ok::<_, weir_connectors::log::LogError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = result {
+            eprintln!("weir: the shop generator stopped: {e}");
+            return;
+        }
+    }
+}
+
+fn generate(events: u64, data_dir: &Path, seed: u64, batch: usize) -> Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let store = StateStore::open(data_dir)
+        .with_context(|| format!("opening {} (is an engine running on it?)", data_dir.display()))?;
+    let log = store.log();
+    // Event time: ending now, 1 ms apart.
+    let start = now_ms() as i64 - events as i64;
+    let mut gen = shop::ShopGenerator::new(seed, start, 1000);
+    let mut by_topic: HashMap<&'static str, Vec<Vec<u8>>> = HashMap::new();
+    let mut written = 0u64;
+    while written < events {
+        let (topic, event) = gen.next_event();
+        let buf = by_topic.entry(topic).or_default();
+        buf.push(event.to_string().into_bytes());
+        written += 1;
+        if buf.len() >= batch {
+            log.append(topic, None, buf)?;
+            buf.clear();
+        }
+    }
+    for (topic, buf) in by_topic {
+        if !buf.is_empty() {
+            log.append(topic, None, &buf)?;
+        }
+    }
+    println!("{}", serde_json::json!({"events": written, "topics": log.topics()}));
+    Ok(())
+}
+
+fn client_error(e: ureq::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn print_response(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<()> {
+    let mut resp = resp.map_err(client_error)?;
+    let status = resp.status();
+    let body = resp.body_mut().read_to_string().map_err(client_error)?;
+    let pretty = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(body);
+    println!("{pretty}");
+    if !status.is_success() {
+        bail!("HTTP {status}");
+    }
+    Ok(())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn submit(file: &Path, name: Option<String>, url: &str) -> Result<()> {
+    let sql = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = name.unwrap_or_else(|| file.file_stem().and_then(|s| s.to_str()).unwrap_or("job").to_string());
+    let agent = agent();
+    let exists = agent
+        .get(format!("{url}/v1/jobs/{name}"))
+        .call()
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    let resp = if exists {
+        agent
+            .put(format!("{url}/v1/jobs/{name}"))
+            .send_json(serde_json::json!({"sql": sql}))
+    } else {
+        agent
+            .post(format!("{url}/v1/jobs"))
+            .send_json(serde_json::json!({"name": name, "sql": sql}))
+    };
+    print_response(resp)
+}
+
+fn query(view: &str, keys: &[String], limit: Option<usize>, url: &str) -> Result<()> {
+    let mut req = agent().get(format!("{url}/v1/views/{view}"));
+    for k in keys {
+        let Some((c, v)) = k.split_once('=') else {
+            bail!("--key takes COLUMN=VALUE, got {k}");
+        };
+        req = req.query(c, v);
+    }
+    if let Some(l) = limit {
+        req = req.query("limit", l.to_string());
+    }
+    print_response(req.call())
+}
+
+fn produce(topic: &str, file: Option<PathBuf>, url: &str, batch: usize) -> Result<()> {
+    let text = match file {
+        Some(f) => std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        None => std::io::read_to_string(std::io::stdin())?,
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let agent = agent();
+    for chunk in lines.chunks(batch.max(1)) {
+        let body = chunk.join("\n");
+        print_response(
+            agent
+                .post(format!("{url}/v1/topics/{topic}/events"))
+                .content_type("application/x-ndjson")
+                .send(body),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Prometheus metrics of one engine (DESIGN.md: /metrics).
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Records decoded into a table, per source table.
+    pub ingested: IntCounterVec,
+    /// Dead letters recorded, per source (table or view).
+    pub dead_letters: IntCounterVec,
+    /// Events appended over HTTP, per topic.
+    pub appended: IntCounterVec,
+    /// Rows in a view at its last full read.
+    pub view_rows: IntGaugeVec,
+    /// Milliseconds between now and the time a view is complete through.
+    pub freshness_lag_ms: IntGaugeVec,
+    pub peeks: IntCounterVec,
+    pub peek_seconds: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let ingested = IntCounterVec::new(
+            Opts::new("weir_source_records_ingested_total", "records decoded into a table"),
+            &["source"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new("weir_dead_letters_total", "records and rows sent to the dead letters"),
+            &["source"],
+        )?;
+        let appended = IntCounterVec::new(
+            Opts::new("weir_log_appended_total", "events appended to the embedded log"),
+            &["topic"],
+        )?;
+        let view_rows = IntGaugeVec::new(
+            Opts::new("weir_view_rows", "rows in the view at its last full read"),
+            &["view"],
+        )?;
+        let freshness_lag_ms = IntGaugeVec::new(
+            Opts::new(
+                "weir_view_freshness_lag_ms",
+                "now minus the time the view is complete through",
+            ),
+            &["view"],
+        )?;
+        let peeks = IntCounterVec::new(Opts::new("weir_peeks_total", "reads of views"), &["view", "outcome"])?;
+        let peek_seconds = HistogramVec::new(
+            HistogramOpts::new("weir_peek_seconds", "latency of reads of views").buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+            &["view"],
+        )?;
+        registry.register(Box::new(ingested.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(appended.clone()))?;
+        registry.register(Box::new(view_rows.clone()))?;
+        registry.register(Box::new(freshness_lag_ms.clone()))?;
+        registry.register(Box::new(peeks.clone()))?;
+        registry.register(Box::new(peek_seconds.clone()))?;
+        Ok(Metrics {
+            registry,
+            ingested,
+            dead_letters,
+            appended,
+            view_rows,
+            freshness_lag_ms,
+            peeks,
+            peek_seconds,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}

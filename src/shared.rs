@@ -1,0 +1,130 @@
+//! State shared between the timely workers and the control plane (HTTP):
+//! what the workers publish about their progress, and the reply channels of
+//! outstanding peeks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use weir_connectors::dead_letters::DeadLetter;
+use weir_connectors::log::EventLog;
+use weir_connectors::store::StateStore;
+use weir_dataflows::plan::{TablePlan, ViewPlan};
+use weir_operators::repr::{Diff, Row, Tick};
+
+use crate::metrics::Metrics;
+
+/// Identifies one installed dataflow (one version of one job).
+pub type DataflowId = u64;
+
+/// How many (offset, tick) marks each source partition keeps for
+/// read-your-writes lookups; older tokens resolve to the oldest mark.
+const POSITION_MARKS: usize = 4096;
+
+/// A command every worker executes, in the same order on every worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    Install {
+        df: DataflowId,
+        job: String,
+        sources: Vec<TablePlan>,
+        views: Vec<ViewPlan>,
+        /// Views of other dataflows this one reads: (view, its dataflow).
+        imports: Vec<(String, DataflowId)>,
+    },
+    Drop {
+        df: DataflowId,
+    },
+    Peek(PeekCommand),
+    Shutdown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeekCommand {
+    pub id: u64,
+    pub df: DataflowId,
+    pub view: String,
+    pub as_of: Tick,
+    /// Only the rows under this key of the view's index.
+    pub key: Option<Row>,
+}
+
+/// One worker's part of a peek's answer.
+pub struct PeekReply {
+    pub rows: Result<Vec<(Row, Diff)>, String>,
+}
+
+pub struct Shared {
+    pub store: StateStore,
+    pub log: EventLog,
+    pub workers: usize,
+    pub metrics: Metrics,
+    /// Per (dataflow, view): each worker's trace upper (`None` until reported).
+    pub frontiers: Mutex<HashMap<(DataflowId, String), Vec<Option<Tick>>>>,
+    /// Per (dataflow, topic, partition): (end offset read, tick it was read at).
+    pub positions: Mutex<HashMap<(DataflowId, String, u32), VecDeque<(u64, Tick)>>>,
+    /// Per (dataflow, worker): records in the log not yet read by its sources.
+    pub lag: Mutex<HashMap<(DataflowId, usize), u64>>,
+    pub peek_replies: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<PeekReply>>>,
+    pub dead_letters: Mutex<std::sync::mpsc::Sender<DeadLetter>>,
+}
+
+/// Locks a mutex, recovering from poisoning: the data behind these locks
+/// stays consistent per operation, so a panicked holder leaves nothing half done.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn now_ms() -> Tick {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Tick)
+        .unwrap_or(0)
+}
+
+impl Shared {
+    pub fn record_position(&self, df: DataflowId, topic: &str, partition: u32, end: u64, tick: Tick) {
+        let mut positions = lock(&self.positions);
+        let marks = positions.entry((df, topic.to_string(), partition)).or_default();
+        if marks.back().is_some_and(|(e, _)| *e == end) {
+            return;
+        }
+        marks.push_back((end, tick));
+        if marks.len() > POSITION_MARKS {
+            marks.pop_front();
+        }
+    }
+
+    /// The tick by which dataflow `df` had read `offset` of the partition:
+    /// `Ok(None)` when it does not read that partition, `Err(())` when it has
+    /// not read that far yet.
+    pub fn tick_of(&self, df: DataflowId, topic: &str, partition: u32, offset: u64) -> Result<Option<Tick>, ()> {
+        let positions = lock(&self.positions);
+        let Some(marks) = positions.get(&(df, topic.to_string(), partition)) else {
+            return Ok(None);
+        };
+        marks
+            .iter()
+            .find(|(end, _)| *end > offset)
+            .map(|(_, t)| Some(*t))
+            .ok_or(())
+    }
+
+    /// The time through which a view is complete on every worker.
+    pub fn complete_through(&self, df: DataflowId, view: &str) -> Option<Tick> {
+        let frontiers = lock(&self.frontiers);
+        let uppers = frontiers.get(&(df, view.to_string()))?;
+        let mut min = Tick::MAX;
+        for u in uppers {
+            min = min.min((*u)?);
+        }
+        min.checked_sub(1)
+    }
+
+    /// True when every worker's sources of `df` have read the whole log.
+    pub fn caught_up(&self, df: DataflowId) -> bool {
+        let lag = lock(&self.lag);
+        (0..self.workers).all(|w| lag.get(&(df, w)) == Some(&0))
+    }
+}

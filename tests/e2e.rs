@@ -1,0 +1,338 @@
+//! End to end: the real `weir` binary, driven only over HTTP, on real
+//! RocksDB files; crashes are real (`kill -9`).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Engine {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn start(dir: &PathBuf, extra: &[&str]) -> Engine {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--workers")
+        .arg("2")
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let e = Engine { child, url };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if get(&e, "/healthz").0 == 200 {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("weir did not come up");
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn parse(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut resp = resp.expect("HTTP works");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn get(e: &Engine, path: &str) -> (u16, Value) {
+    parse(agent().get(format!("{}{path}", e.url)).call())
+}
+
+fn post(e: &Engine, path: &str, body: &str) -> (u16, Value) {
+    parse(
+        agent()
+            .post(format!("{}{path}", e.url))
+            .content_type("application/json")
+            .send(body),
+    )
+}
+
+fn put(e: &Engine, path: &str, body: Value) -> (u16, Value) {
+    parse(agent().put(format!("{}{path}", e.url)).send_json(body))
+}
+
+const JOB: &str = "
+CREATE TABLE payments (payment_id BIGINT, customer_id BIGINT, amount DECIMAL(12,2), method TEXT, ts TIMESTAMP)
+  WITH (connector = 'log', topic = 'payments', format = 'json');
+CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT)
+  WITH (connector = 'log', topic = 'customers', format = 'json');
+CREATE MATERIALIZED VIEW by_customer AS
+  SELECT customer_id, count(*) AS payments, sum(amount) AS total FROM payments GROUP BY customer_id;
+CREATE MATERIALIZED VIEW named AS
+  SELECT c.customer_id, c.name, b.total FROM customers c LEFT JOIN by_customer b ON b.customer_id = c.customer_id;
+CREATE MATERIALIZED VIEW per_unit AS
+  SELECT payment_id, 100 / customer_id AS share FROM payments;
+";
+
+fn submit(e: &Engine) {
+    let (s, body) = post(e, "/v1/jobs", &json!({"name": "shop", "sql": JOB}).to_string());
+    assert_eq!(s, 201, "{body}");
+}
+
+fn rows_of(v: &Value) -> Vec<Value> {
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn ingest_query_read_your_writes_and_bad_input() {
+    let dir = data_dir("main");
+    let e = start(&dir, &["--max-body-bytes", "4096"]);
+    submit(&e);
+
+    // Ingest: a JSON array, then NDJSON; the token makes the read wait for it.
+    let (s, a) = post(
+        &e,
+        "/v1/topics/payments/events",
+        r#"[{"payment_id":1,"customer_id":7,"amount":"10.50","method":"card","ts":"2024-05-01T10:00:00Z"},{"payment_id":2,"customer_id":7,"amount":4.25,"method":"card","ts":1714557600000}]"#,
+    );
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(
+        a["last_offset"].as_u64().unwrap() - a["first_offset"].as_u64().unwrap(),
+        1
+    );
+    let token = a["token"].as_str().unwrap().to_string();
+    let (s, v) = get(&e, &format!("/v1/views/by_customer?customer_id=7&after={token}"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        rows_of(&v),
+        vec![json!({"customer_id": 7, "payments": 2, "total": "14.75"})]
+    );
+    assert!(v["as_of"].as_u64().unwrap() > 0);
+
+    let (s, a) = post(&e, "/v1/topics/customers/events", "{\"customer_id\":7,\"name\":\"Ada\"}\n{\"customer_id\":8,\"name\":\"Bo\"}\n{\"customer_id\":7,\"name\":\"Ada L.\"}\n");
+    assert_eq!(s, 200, "{a}");
+    let t2 = a["token"].as_str().unwrap().to_string();
+    let (_, v) = get(&e, &format!("/v1/views/named?after={t2}&after={token}"));
+    let mut rows = rows_of(&v);
+    rows.sort_by_key(|r| r["customer_id"].as_i64());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"customer_id": 7, "name": "Ada L.", "total": "14.75"}),
+            json!({"customer_id": 8, "name": "Bo", "total": null})
+        ]
+    );
+
+    // An upsert delete.
+    let (_, a) = post(
+        &e,
+        "/v1/topics/customers/events",
+        r#"{"customer_id":8,"__op":"delete"}"#,
+    );
+    let t3 = a["token"].as_str().unwrap().to_string();
+    let (_, v) = get(&e, &format!("/v1/views/named?after={t3}"));
+    assert_eq!(rows_of(&v).len(), 1, "{v}");
+
+    // POST /v1/query over one view.
+    let (s, v) = post(&e, "/v1/query", &json!({"sql": "SELECT customer_id, total FROM by_customer WHERE payments > 1 ORDER BY total DESC LIMIT 5", "after": [token]}).to_string());
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rows_of(&v), vec![json!({"customer_id": 7, "total": "14.75"})]);
+    let (s, v) = post(
+        &e,
+        "/v1/query",
+        &json!({"sql": "SELECT * FROM by_customer JOIN named ON true"}).to_string(),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "unsupported");
+
+    // Malformed JSON: 400 with the position, nothing appended.
+    let before = get(&e, "/v1/topics").1;
+    let (s, v) = post(
+        &e,
+        "/v1/topics/payments/events",
+        "{\"payment_id\":3}\n{\"payment_id\": }\n",
+    );
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["line"], 2);
+    assert_eq!(get(&e, "/v1/topics").1, before, "a refused batch appends nothing");
+    // Oversize body: 413.
+    let big = format!("[{}]", vec![r#"{"payment_id":1}"#; 1000].join(","));
+    assert_eq!(post(&e, "/v1/topics/payments/events", &big).0, 413);
+
+    // Wrong types and evaluation errors go to the dead letters, with positions.
+    let (_, a) = post(
+        &e,
+        "/v1/topics/payments/events",
+        r#"[{"payment_id":"x","customer_id":1,"amount":"1.00"},{"payment_id":4,"customer_id":0,"amount":"2.00","method":"card"}]"#,
+    );
+    let t4 = a["token"].as_str().unwrap().to_string();
+    let (_, v) = get(&e, &format!("/v1/views/by_customer?after={t4}"));
+    assert_eq!(rows_of(&v).len(), 2, "the good row counts, the bad one does not: {v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dlq = loop {
+        let (_, d) = get(&e, "/v1/dlq");
+        if d["total"].as_u64() >= Some(2) || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let letters = dlq["dead_letters"].as_array().unwrap();
+    let decode = letters
+        .iter()
+        .find(|l| l["source"] == "payments")
+        .expect("a decode dead letter");
+    assert!(decode["reason"].as_str().unwrap().contains("payment_id"), "{decode}");
+    assert_eq!(decode["position"]["topic"], "payments");
+    assert!(decode["payload"].as_str().unwrap().contains("\"x\""));
+    let eval = letters
+        .iter()
+        .find(|l| l["source"] == "per_unit")
+        .expect("an evaluation dead letter");
+    assert!(eval["reason"].as_str().unwrap().contains("division by zero"), "{eval}");
+
+    // Bad SQL: line and column; unknown names; taken names.
+    let (s, v) = post(
+        &e,
+        "/v1/jobs",
+        &json!({"name": "bad", "sql": "CREATE MATERIALIZED VIEW x AS\nSELECT nope FROM payments;"}).to_string(),
+    );
+    assert_eq!(s, 400);
+    assert_eq!(
+        (
+            v["error"]["code"].as_str(),
+            v["error"]["line"].as_u64(),
+            v["error"]["column"].as_u64()
+        ),
+        (Some("unknown_column"), Some(2), Some(8))
+    );
+    let (s, v) = post(
+        &e,
+        "/v1/jobs",
+        &json!({"name": "bad", "sql": "CREATE VIEW x AS SELECT * FROM nowhere"}).to_string(),
+    );
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unknown_table")));
+    let (s, v) = post(
+        &e,
+        "/v1/jobs",
+        &json!({"name": "bad", "sql": "CREATE VIEW x AS SELEC 1"}).to_string(),
+    );
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("syntax_error")));
+    assert_eq!(
+        post(&e, "/v1/jobs", &json!({"name": "shop", "sql": JOB}).to_string()).0,
+        409
+    );
+    assert_eq!(post(&e, "/v1/jobs", "{not json").0, 400);
+    assert_eq!(get(&e, "/v1/views/nope").0, 404);
+    assert_eq!(get(&e, "/v1/views/by_customer?customer_id=abc").0, 400);
+    // A read that cannot be satisfied times out clearly.
+    let (s, v) = get(&e, "/v1/views/by_customer?after=payments:0:999999&timeout_ms=200");
+    assert_eq!(s, 504, "{v}");
+    // A failed job left nothing behind.
+    assert_eq!(get(&e, "/v1/jobs").1.as_array().unwrap().len(), 1);
+    assert_eq!(get(&e, "/readyz").0, 200);
+    let metrics = agent()
+        .get(format!("{}/metrics", e.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(metrics.contains("weir_source_records_ingested_total"));
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replace_job_while_reading_then_kill_and_restart() {
+    let dir = data_dir("restart");
+    let e = start(&dir, &[]);
+    submit(&e);
+    let mut last = String::new();
+    for i in 0..50 {
+        let body = (0..20)
+            .map(|j| json!({"payment_id": i * 20 + j, "customer_id": (i * 20 + j) % 7 + 1, "amount": format!("{}.{:02}", j, i % 100), "method": "card"}).to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (s, a) = post(&e, "/v1/topics/payments/events", &body);
+        assert_eq!(s, 200);
+        last = a["token"].as_str().unwrap().to_string();
+    }
+    let (_, before) = get(&e, &format!("/v1/views/by_customer?after={last}"));
+    assert_eq!(rows_of(&before).len(), 7);
+
+    // Replace the job while a reader reads: it never sees an empty or
+    // failing view, and ends up on the new definition.
+    let url = e.url.clone();
+    let reader = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut saw_new = false;
+        while start.elapsed() < Duration::from_secs(20) && !saw_new {
+            let (s, v) = parse(agent().get(format!("{url}/v1/views/by_customer")).call());
+            assert_eq!(s, 200, "{v}");
+            let rows = rows_of(&v);
+            assert_eq!(rows.len(), 7, "a reader saw a partial view during the replace: {v}");
+            saw_new = rows[0].get("biggest").is_some();
+        }
+        saw_new
+    });
+    let new_sql = JOB.replace(
+        "sum(amount) AS total FROM",
+        "sum(amount) AS total, max(amount) AS biggest FROM",
+    );
+    let (s, v) = put(&e, "/v1/jobs/shop", json!({"sql": new_sql}));
+    assert_eq!(s, 200, "{v}");
+    assert!(reader.join().expect("reader"), "the replaced view became visible");
+
+    let (_, before) = get(&e, &format!("/v1/views/by_customer?after={last}"));
+    // kill -9, restart on the same files: the views come back equal.
+    let mut e = e;
+    e.child.kill().expect("kill -9");
+    let _ = e.child.wait();
+    drop(e);
+    let e = start(&dir, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&e, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready after restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, after) = get(&e, &format!("/v1/views/by_customer?after={last}"));
+    let sorted = |v: &Value| {
+        let mut r = rows_of(v);
+        r.sort_by_key(|x| x["customer_id"].as_i64());
+        r
+    };
+    assert_eq!(sorted(&before), sorted(&after));
+    assert!(
+        sorted(&after)[0].get("biggest").is_some(),
+        "the replaced job is what was restored"
+    );
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}
