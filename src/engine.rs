@@ -511,7 +511,8 @@ impl Engine {
                 .map(|c| conds.iter().find(|(i, _)| i == c).map(|(_, d)| d.clone()))
                 .collect::<Option<Row>>()
         });
-        let (as_of, rows) = self.peek(view, &obj, key, after, timeout).await?;
+        let (as_of, rows, used) = self.peek(view, key.map(|k| (obj.df, k)), after, timeout).await?;
+        let schema = used.schema().clone();
         let mut out: Vec<Row> = Vec::new();
         for (row, n) in rows {
             let keep = conds.iter().all(|(i, d)| match d {
@@ -550,8 +551,7 @@ impl Engine {
             let views_only = ViewsOnly(&cat);
             plan_peek(sql, &views_only).map_err(EngineError::Plan)?
         };
-        let obj = self.view_object(&plan.view)?;
-        let (as_of, rows) = self.peek(&plan.view, &obj, None, after, timeout).await?;
+        let (as_of, rows, _) = self.peek(&plan.view, None, after, timeout).await?;
         let rows = weir_queries::eval::finish(&plan, rows).map_err(|e| EngineError::BadRequest {
             code: "evaluation_error",
             message: e.to_string(),
@@ -583,13 +583,33 @@ impl Engine {
     async fn peek(
         &self,
         view: &str,
-        obj: &Object,
-        key: Option<Row>,
+        key: Option<(DataflowId, Row)>,
         after: &[Token],
         timeout: Duration,
-    ) -> Result<(Tick, Vec<(Row, Diff)>), EngineError> {
+    ) -> Result<(Tick, Vec<(Row, Diff)>, Object), EngineError> {
         let started = Instant::now();
+        // A replace may swap the view's dataflow between choosing the time
+        // and reading: the read then starts again on the new dataflow.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.peek_once(view, key.clone(), after, timeout, started).await {
+                Err(EngineError::NotFound(_)) if attempts < 5 && self.view_object(view).is_ok() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn peek_once(
+        &self,
+        view: &str,
+        key: Option<(DataflowId, Row)>,
+        after: &[Token],
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<(Tick, Vec<(Row, Diff)>, Object), EngineError> {
         let deadline = started + timeout;
+        let mut obj = self.view_object(view)?;
         let as_of = loop {
             let complete = self.shared.complete_through(obj.df, view);
             let mut required: Option<Tick> = Some(0);
@@ -621,6 +641,7 @@ impl Engine {
                 }));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
+            obj = self.view_object(view)?;
         };
         let id = self.next_peek.fetch_add(1, Ordering::SeqCst);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -631,7 +652,8 @@ impl Engine {
                 df: obj.df,
                 view: view.to_string(),
                 as_of,
-                key,
+                // A key computed for another version of the view is not used.
+                key: key.filter(|(df, _)| *df == obj.df).map(|(_, k)| k),
             }))?;
             let mut rows = Vec::new();
             for _ in 0..self.shared.workers {
@@ -662,7 +684,7 @@ impl Engine {
             .freshness_lag_ms
             .with_label_values(&[view])
             .set(now_ms().saturating_sub(as_of) as i64);
-        Ok((as_of, result?))
+        Ok((as_of, result?, obj))
     }
 
     pub fn shutdown(&self) {
