@@ -6,8 +6,8 @@
 set -euo pipefail
 
 need_apt=()
-command -v clang >/dev/null 2>&1 || need_apt+=(clang)
-[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+dpkg -s clang >/dev/null 2>&1 || need_apt+=(clang)
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)

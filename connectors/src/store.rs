@@ -180,8 +180,11 @@ pub(crate) fn scan(
     Ok(())
 }
 
+/// A record's key and value.
+pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The last record whose key starts with `prefix`, if any.
-pub(crate) fn last_with_prefix(db: &DB, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+pub(crate) fn last_with_prefix(db: &DB, prefix: &[u8]) -> Result<Option<KeyValue>, StoreError> {
     let mut it = db.raw_iterator();
     match prefix_end(prefix) {
         // Every key of the prefix sorts before the prefix's successor, so the

@@ -181,7 +181,12 @@ impl<'s> Context<'s> {
                 (coll, empty_errs(scope))
             }
             RelPlan::Constant { rows } => {
-                let rows: Vec<(Row, Tick, Diff)> = rows.iter().map(|r| (r.clone(), 0, 1)).collect();
+                // Constants exist once, not once per worker.
+                let rows: Vec<(Row, Tick, Diff)> = if scope.index() == 0 {
+                    rows.iter().map(|r| (r.clone(), 0, 1)).collect()
+                } else {
+                    Vec::new()
+                };
                 (rows.to_stream(scope).as_collection(), empty_errs(scope))
             }
             RelPlan::Map { input, exprs } => {
@@ -307,7 +312,13 @@ impl<'s> Context<'s> {
                     // again whenever the real row exists.
                     let default: Row = aggregates.iter().map(empty_value).collect();
                     let d2 = default.clone();
-                    let defaults = vec![(default, 0, 1)].to_stream(scope).as_collection();
+                    // The empty-input row exists once, not once per worker.
+                    let defaults: Vec<(Row, Tick, Diff)> = if scope.index() == 0 {
+                        vec![(default, 0, 1)]
+                    } else {
+                        Vec::new()
+                    };
+                    let defaults = defaults.to_stream(scope).as_collection();
                     let present = out.clone().map(move |_| d2.clone()).negate();
                     out.concat(defaults).concat(present)
                 } else {
@@ -553,7 +564,10 @@ fn reduce_general<'s>(keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>, agg
                 out.push(match a.func {
                     AggFunc::CountRows => Datum::Int(rows),
                     AggFunc::Count if a.distinct => {
+                        // Values of one argument are not contiguous in the input,
+                        // which is sorted by the tuple of all arguments.
                         let mut vs: Vec<&Datum> = values.map(|(v, _)| &v[i]).collect();
+                        vs.sort();
                         vs.dedup();
                         Datum::Int(vs.len() as i64)
                     }
@@ -569,17 +583,14 @@ fn reduce_general<'s>(keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>, agg
                         .cloned()
                         .unwrap_or(Datum::Null),
                     AggFunc::Sum | AggFunc::Avg => {
-                        let mut seen: Vec<&Datum> = Vec::new();
+                        let mut seen: std::collections::BTreeSet<&Datum> = std::collections::BTreeSet::new();
                         let mut n = 0i64;
                         let mut fsum = 0f64;
                         let mut dsum = Decimal::ZERO;
                         for (v, copies) in values {
                             let d = &v[i];
-                            if a.distinct {
-                                if seen.last() == Some(&d) {
-                                    continue;
-                                }
-                                seen.push(d);
+                            if a.distinct && !seen.insert(d) {
+                                continue;
                             }
                             let copies = if a.distinct { 1 } else { *copies };
                             n += copies;
