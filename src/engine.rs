@@ -348,10 +348,12 @@ impl Engine {
                     _ => return,
                 }
             };
+            // Complete past the install and past every record read so far.
+            let through = install_tick.max(self.shared.last_read_tick(df));
             let ready = self.shared.caught_up(df)
                 && views
                     .iter()
-                    .all(|v| self.shared.complete_through(df, v).is_some_and(|t| t >= install_tick));
+                    .all(|v| self.shared.complete_through(df, v).is_some_and(|t| t >= through));
             if !ready {
                 continue;
             }

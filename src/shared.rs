@@ -122,6 +122,17 @@ impl Shared {
         min.checked_sub(1)
     }
 
+    /// The latest tick at which a source of `df` read a record.
+    pub fn last_read_tick(&self, df: DataflowId) -> Tick {
+        let positions = lock(&self.positions);
+        positions
+            .iter()
+            .filter(|((d, _, _), _)| *d == df)
+            .filter_map(|(_, marks)| marks.back().map(|(_, t)| *t))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// True when every worker's sources of `df` have read the whole log.
     pub fn caught_up(&self, df: DataflowId) -> bool {
         let lag = lock(&self.lag);

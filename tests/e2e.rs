@@ -52,7 +52,11 @@ fn start(dir: &PathBuf, extra: &[&str]) -> Engine {
     let e = Engine { child, url };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if get(&e, "/healthz").0 == 200 {
+        if agent()
+            .get(format!("{}/healthz", e.url))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+        {
             return e;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -310,7 +314,16 @@ fn replace_job_while_reading_then_kill_and_restart() {
     assert_eq!(s, 200, "{v}");
     assert!(reader.join().expect("reader"), "the replaced view became visible");
 
-    let (_, before) = get(&e, &format!("/v1/views/by_customer?after={last}"));
+    // The swap has happened; read the view as the restart must bring it back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let (s, v) = get(&e, &format!("/v1/views/by_customer?after={last}"));
+        if (s == 200 && rows_of(&v).len() == 7) || Instant::now() > deadline {
+            assert_eq!(s, 200, "{v}");
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     // kill -9, restart on the same files: the views come back equal.
     let mut e = e;
     e.child.kill().expect("kill -9");
