@@ -692,10 +692,6 @@ impl Engine {
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
     }
-
-    pub fn schema_of(&self, name: &str) -> Option<Schema> {
-        lock(&self.catalog).objects.get(name).map(|o| o.schema().clone())
-    }
 }
 
 /// Only views are visible to queries.

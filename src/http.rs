@@ -1,5 +1,10 @@
 //! The HTTP API of DESIGN.md §5 (axum). Errors are
 //! `{"error": {"code", "message"[, "line", "column"]}}` with a fitting status.
+//!
+//! Helpers return `Result<_, Response>` so a handler can answer with the
+//! finished error response via `?`-like matches; the size of axum's
+//! `Response` does not matter on this path.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -140,8 +140,15 @@ fn main() -> Result<()> {
     }
 }
 
-/// The jobs of the PATHs: (name, sql), and a run configuration if a folder has one.
-fn load_jobs(paths: &[PathBuf]) -> Result<(Vec<(String, String)>, Option<Value>)> {
+/// What the PATHs of `weir run` hold.
+struct JobFiles {
+    /// (job name, SQL), one per .sql file.
+    jobs: Vec<(String, String)>,
+    /// A folder's `weir.json`, if any.
+    config: Option<Value>,
+}
+
+fn load_jobs(paths: &[PathBuf]) -> Result<JobFiles> {
     let mut jobs = Vec::new();
     let mut config = None;
     for p in paths {
@@ -170,11 +177,11 @@ fn load_jobs(paths: &[PathBuf]) -> Result<(Vec<(String, String)>, Option<Value>)
             jobs.push((name, sql));
         }
     }
-    Ok((jobs, config))
+    Ok(JobFiles { jobs, config })
 }
 
 fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
-    let (jobs, config) = load_jobs(&paths)?;
+    let JobFiles { jobs, config } = load_jobs(&paths)?;
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))

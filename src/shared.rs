@@ -22,6 +22,11 @@ pub type DataflowId = u64;
 /// read-your-writes lookups; older tokens resolve to the oldest mark.
 const POSITION_MARKS: usize = 4096;
 
+/// Each worker's trace upper of one view (`None` until reported).
+pub type WorkerUppers = Vec<Option<Tick>>;
+/// (end offset read, tick it was read at), oldest first.
+pub type PositionMarks = VecDeque<(u64, Tick)>;
+
 /// A command every worker executes, in the same order on every worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Command {
@@ -61,9 +66,9 @@ pub struct Shared {
     pub workers: usize,
     pub metrics: Metrics,
     /// Per (dataflow, view): each worker's trace upper (`None` until reported).
-    pub frontiers: Mutex<HashMap<(DataflowId, String), Vec<Option<Tick>>>>,
+    pub frontiers: Mutex<HashMap<(DataflowId, String), WorkerUppers>>,
     /// Per (dataflow, topic, partition): (end offset read, tick it was read at).
-    pub positions: Mutex<HashMap<(DataflowId, String, u32), VecDeque<(u64, Tick)>>>,
+    pub positions: Mutex<HashMap<(DataflowId, String, u32), PositionMarks>>,
     /// Per (dataflow, worker): records in the log not yet read by its sources.
     pub lag: Mutex<HashMap<(DataflowId, usize), u64>>,
     pub peek_replies: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<PeekReply>>>,

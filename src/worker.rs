@@ -90,7 +90,7 @@ fn run_worker(
                 sequencer.push(cmd);
             }
         }
-        while let Some(cmd) = sequencer.next() {
+        for cmd in sequencer.by_ref() {
             match cmd {
                 Command::Install {
                     df,

@@ -143,13 +143,16 @@ fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
     rows
 }
 
+/// Every worker's part of every view, by view name.
+type PeekedViews = HashMap<String, Vec<(Row, Diff)>>;
+
 fn run(workers: usize, seed: u64, batches: usize) {
     let mut script = TABLES.to_string();
     for (name, select) in VIEWS {
         script.push_str(&format!("CREATE MATERIALIZED VIEW {name} AS {select};\n"));
     }
     let plan = plan_job(&script, &Empty).unwrap_or_else(|e| panic!("planning failed: {e}"));
-    let results: Arc<Mutex<HashMap<String, Vec<(Row, Diff)>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let results: Arc<Mutex<PeekedViews>> = Arc::new(Mutex::new(HashMap::new()));
     let barrier = Arc::new(Barrier::new(workers));
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();

@@ -548,13 +548,13 @@ pub fn like(s: &str, pattern: &str) -> bool {
                     pi += 1;
                     continue;
                 }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == s[si] {
-                        si += 1;
-                        pi += 2;
-                        continue;
-                    }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == s[si] => {
+                    si += 1;
+                    pi += 2;
+                    continue;
                 }
+                // An escaped character that does not match: backtrack.
+                '\\' if pi + 1 < p.len() => {}
                 c if c == s[si] => {
                     si += 1;
                     pi += 1;

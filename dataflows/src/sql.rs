@@ -2193,10 +2193,8 @@ fn set_topk_limit(plan: &mut RelPlan, col: usize, bound: usize) {
             }
         }
         RelPlan::Map { input, .. } => set_topk_limit(input, col, bound),
-        RelPlan::TopK { limit, input_arity, .. } => {
-            if col == *input_arity {
-                *limit = Some(limit.map_or(bound, |l| l.min(bound)));
-            }
+        RelPlan::TopK { limit, input_arity, .. } if col == *input_arity => {
+            *limit = Some(limit.map_or(bound, |l| l.min(bound)));
         }
         _ => {}
     }

@@ -13,6 +13,9 @@ use timely::ExchangeData;
 
 use crate::repr::{Diff, Row, Tick};
 
+/// A complete-when-the-frontier-passes time's capability and updates.
+type Pending<D> = (Capability<Tick>, Vec<(D, Diff)>);
+
 /// Routes every update of `collection` to the worker `route(record) % peers`,
 /// buffers it until its time is complete, then calls `logic(state, updates,
 /// output)` once per complete time, in time order, with that time's
@@ -40,7 +43,7 @@ where
             Exchange::new(move |(d, _, _): &(D, Tick, Diff)| route(d)),
             name,
             move |_capability, _info| {
-                let mut pending: BTreeMap<Tick, (Capability<Tick>, Vec<(D, Diff)>)> = BTreeMap::new();
+                let mut pending: BTreeMap<Tick, Pending<D>> = BTreeMap::new();
                 let mut state = S::default();
                 let mut out = Vec::new();
                 move |(input, frontier), output| {
