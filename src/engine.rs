@@ -341,20 +341,16 @@ impl Engine {
     ) {
         loop {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            let views: Vec<String> = {
-                let cat = lock(&self.catalog);
-                match cat.jobs.get(&name).and_then(|j| j.replacing.as_ref()) {
-                    Some((d, plan)) if *d == df => plan.views.iter().map(|v| v.name.clone()).collect(),
-                    _ => return,
-                }
-            };
-            // Complete past the install and past every record read so far.
-            let through = install_tick.max(self.shared.last_read_tick(df));
-            let ready = self.shared.caught_up(df)
-                && views
-                    .iter()
-                    .all(|v| self.shared.complete_through(df, v).is_some_and(|t| t >= through));
-            if !ready {
+            // Stop when the job was dropped, or replaced again meanwhile.
+            let still_replacing = lock(&self.catalog)
+                .jobs
+                .get(&name)
+                .and_then(|j| j.replacing.as_ref())
+                .is_some_and(|(d, _)| *d == df);
+            if !still_replacing {
+                return;
+            }
+            if !self.shared.caught_up(df, install_tick) {
                 continue;
             }
             let old = {
@@ -425,7 +421,7 @@ impl Engine {
         let dead_letters: BTreeMap<&String, &u64> = dlq.iter().filter(|(k, _)| objects.contains(*k)).collect();
         let status = if job.replacing.is_some() {
             "replacing"
-        } else if self.shared.caught_up(job.df) {
+        } else if self.shared.caught_up(job.df, 0) {
             "running"
         } else {
             "catching_up"
@@ -441,18 +437,10 @@ impl Engine {
         }))
     }
 
-    /// True once every installed job has read the whole log and its views
-    /// are complete past the moment of the check.
+    /// True once every installed job has caught up with the log.
     pub fn ready(&self) -> bool {
-        let since = now_ms().saturating_sub(5_000);
         let cat = lock(&self.catalog);
-        cat.jobs.values().all(|j| {
-            self.shared.caught_up(j.df)
-                && j.plan
-                    .views
-                    .iter()
-                    .all(|v| self.shared.complete_through(j.df, &v.name).is_some_and(|t| t >= since))
-        })
+        cat.jobs.values().all(|j| self.shared.caught_up(j.df, 0))
     }
 
     pub fn views(&self) -> Value {

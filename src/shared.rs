@@ -118,17 +118,11 @@ impl Shared {
 
     /// The time through which a view is complete on every worker.
     pub fn complete_through(&self, df: DataflowId, view: &str) -> Option<Tick> {
-        let frontiers = lock(&self.frontiers);
-        let uppers = frontiers.get(&(df, view.to_string()))?;
-        let mut min = Tick::MAX;
-        for u in uppers {
-            min = min.min((*u)?);
-        }
-        min.checked_sub(1)
+        complete(lock(&self.frontiers).get(&(df, view.to_string()))?)
     }
 
     /// The latest tick at which a source of `df` read a record.
-    pub fn last_read_tick(&self, df: DataflowId) -> Tick {
+    fn last_read_tick(&self, df: DataflowId) -> Tick {
         let positions = lock(&self.positions);
         positions
             .iter()
@@ -138,9 +132,33 @@ impl Shared {
             .unwrap_or(0)
     }
 
-    /// True when every worker's sources of `df` have read the whole log.
-    pub fn caught_up(&self, df: DataflowId) -> bool {
-        let lag = lock(&self.lag);
-        (0..self.workers).all(|w| lag.get(&(df, w)) == Some(&0))
+    /// True when every worker's sources of `df` have read the whole log and
+    /// every view of `df` reflects all they read, and is complete through
+    /// `not_before` at least. This is what "caught up" means for readiness,
+    /// job status and the swap of a replaced job alike.
+    pub fn caught_up(&self, df: DataflowId, not_before: Tick) -> bool {
+        let read_all = {
+            let lag = lock(&self.lag);
+            (0..self.workers).all(|w| lag.get(&(df, w)) == Some(&0))
+        };
+        if !read_all {
+            return false;
+        }
+        let through = not_before.max(self.last_read_tick(df));
+        let frontiers = lock(&self.frontiers);
+        frontiers
+            .iter()
+            .filter(|((d, _), _)| *d == df)
+            .all(|(_, uppers)| complete(uppers).is_some_and(|t| t >= through))
     }
+}
+
+/// The time through which every worker's trace is complete: one less than
+/// the least upper; `None` until every worker has reported.
+fn complete(uppers: &WorkerUppers) -> Option<Tick> {
+    let mut min = Tick::MAX;
+    for u in uppers {
+        min = min.min((*u)?);
+    }
+    min.checked_sub(1)
 }

@@ -11,12 +11,13 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use timely::synchronization::Sequencer;
 use weir_connectors::dead_letters::{DeadLetter, Position};
 use weir_connectors::decode::{decode_json, is_delete};
 use weir_dataflows::plan::TablePlan;
 use weir_dataflows::render::{render_job, ErrorSink, SourceInput, ViewTrace};
-use weir_operators::repr::{Row, Tick};
+use weir_operators::repr::{Schema, Tick};
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
 use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared};
@@ -30,9 +31,55 @@ const COMPACTION_LAG_MS: Tick = 10_000;
 
 struct Source {
     table: TablePlan,
+    /// For an upsert table, the schema of its key columns: a delete event
+    /// carries only those.
+    key_schema: Option<Schema>,
     input: SourceInput,
     /// Owned partitions and the next offset to read.
     partitions: Vec<(u32, u64)>,
+    ingested: IntCounter,
+    rejected: IntCounter,
+}
+
+impl Source {
+    fn new(table: TablePlan, input: SourceInput, partitions: Vec<(u32, u64)>, shared: &Shared) -> Source {
+        let key_schema = table.primary_key.as_ref().map(|cols| Schema {
+            columns: cols.iter().map(|&i| table.schema.columns[i].clone()).collect(),
+        });
+        let name = [table.name.as_str()];
+        Source {
+            ingested: shared.metrics.ingested.with_label_values(&name),
+            rejected: shared.metrics.dead_letters.with_label_values(&name),
+            table,
+            key_schema,
+            input,
+            partitions,
+        }
+    }
+
+    /// Decodes one record and feeds it to the input; the reason if it does
+    /// not fit the table. Key columns are NOT NULL, so decoding rejects a
+    /// record without its key.
+    fn feed(&mut self, payload: &[u8], seq: u64) -> Result<(), String> {
+        match (&mut self.input, &self.table.primary_key, &self.key_schema) {
+            (SourceInput::Append(input), _, _) => {
+                input.update(decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?, 1);
+            }
+            (SourceInput::Upsert(input), Some(key_cols), Some(key_schema)) => {
+                let update = if is_delete(payload) {
+                    let key = decode_json(payload, key_schema).map_err(|e| e.to_string())?;
+                    (key, seq, None)
+                } else {
+                    let row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
+                    (key_cols.iter().map(|&i| row[i].clone()).collect(), seq, Some(row))
+                };
+                input.update(update, 1);
+            }
+            (SourceInput::Upsert(_), _, _) => return Err("upsert input for a table without a key".into()),
+        }
+        self.ingested.inc();
+        Ok(())
+    }
 }
 
 struct Dataflow {
@@ -123,11 +170,7 @@ fn run_worker(
                             .filter(|p| *p as usize % peers == index)
                             .map(|p| (p, 0))
                             .collect();
-                        srcs.push(Source {
-                            table,
-                            input,
-                            partitions,
-                        });
+                        srcs.push(Source::new(table, input, partitions, &shared));
                     }
                     let views = rendered
                         .views
@@ -255,91 +298,42 @@ fn read_source(shared: &Shared, df: DataflowId, src: &mut Source, now: Tick) -> 
     let topic = src.table.topic().to_string();
     let mut read = 0;
     let mut behind = 0;
-    for (partition, next) in src.partitions.iter_mut() {
-        let end = shared.log.end_offset(&topic, *partition);
-        if *next < end {
-            let records = match shared.log.read(&topic, *partition, *next, READ_CHUNK) {
+    for p in 0..src.partitions.len() {
+        let (partition, next) = src.partitions[p];
+        let end = shared.log.end_offset(&topic, partition);
+        let mut new_next = next;
+        if next < end {
+            let records = match shared.log.read(&topic, partition, next, READ_CHUNK) {
                 Ok(r) => r,
                 Err(_) => continue,
             };
             for rec in &records {
                 read += 1;
-                match decode(&src.table, &rec.payload, rec.seq) {
-                    Ok(Decoded::Row(row)) => {
-                        if let SourceInput::Append(i) = &mut src.input {
-                            i.update(row, 1);
-                        }
-                    }
-                    Ok(Decoded::Upsert(key, value)) => {
-                        if let SourceInput::Upsert(i) = &mut src.input {
-                            i.update((key, rec.seq, value), 1);
-                        }
-                    }
-                    Err(reason) => {
-                        shared
-                            .metrics
-                            .dead_letters
-                            .with_label_values(&[src.table.name.as_str()])
-                            .inc();
-                        let _ = lock(&shared.dead_letters).send(DeadLetter {
-                            id: format!("{}:{}:{}:{}", src.table.name, topic, partition, rec.offset),
-                            source: src.table.name.clone(),
-                            position: Some(Position {
-                                topic: topic.clone(),
-                                partition: *partition,
-                                offset: rec.offset,
-                            }),
-                            payload: String::from_utf8_lossy(&rec.payload).into_owned(),
-                            reason,
-                            at_ms: now as i64,
-                        });
-                    }
+                if let Err(reason) = src.feed(&rec.payload, rec.seq) {
+                    src.rejected.inc();
+                    let _ = lock(&shared.dead_letters).send(DeadLetter {
+                        id: format!("{}:{}:{}:{}", src.table.name, topic, partition, rec.offset),
+                        source: src.table.name.clone(),
+                        position: Some(Position {
+                            topic: topic.clone(),
+                            partition,
+                            offset: rec.offset,
+                        }),
+                        payload: String::from_utf8_lossy(&rec.payload).into_owned(),
+                        reason,
+                        at_ms: now as i64,
+                    });
                 }
             }
             if let Some(last) = records.last() {
-                *next = last.offset + 1;
+                new_next = last.offset + 1;
+                src.partitions[p].1 = new_next;
             }
-            shared
-                .metrics
-                .ingested
-                .with_label_values(&[src.table.name.as_str()])
-                .inc_by(records.len() as u64);
         }
-        shared.record_position(df, &topic, *partition, *next, now);
-        behind += end.saturating_sub(*next);
+        shared.record_position(df, &topic, partition, new_next, now);
+        behind += end.saturating_sub(new_next);
     }
     (read, behind)
-}
-
-enum Decoded {
-    Row(Row),
-    Upsert(Row, Option<Row>),
-}
-
-fn decode(table: &TablePlan, payload: &[u8], _seq: u64) -> Result<Decoded, String> {
-    match &table.primary_key {
-        None => decode_json(payload, &table.schema)
-            .map(Decoded::Row)
-            .map_err(|e| e.to_string()),
-        Some(key_cols) => {
-            if is_delete(payload) {
-                // A delete needs only the key: decode against the key columns.
-                let mut key_schema = table.schema.clone();
-                key_schema.columns = key_cols.iter().map(|&i| table.schema.columns[i].clone()).collect();
-                let key = decode_json(payload, &key_schema).map_err(|e| e.to_string())?;
-                if key.iter().any(|d| d.is_null()) {
-                    return Err("delete without its primary key".into());
-                }
-                return Ok(Decoded::Upsert(key, None));
-            }
-            let row = decode_json(payload, &table.schema).map_err(|e| e.to_string())?;
-            let key: Row = key_cols.iter().map(|&i| row[i].clone()).collect();
-            if key.iter().any(|d| d.is_null()) {
-                return Err("primary key column is null".into());
-            }
-            Ok(Decoded::Upsert(key, Some(row)))
-        }
-    }
 }
 
 /// Answers a peek if the view is complete through its time; returns false

@@ -403,23 +403,18 @@ fn arith(op: ArithOp, l: Datum, r: Datum, ty: SqlType) -> Result<Datum, EvalErro
         ArithOp::Div => a.checked_div(b),
         ArithOp::Mod => a.checked_rem(b),
     };
-    v.map(|d| Datum::Decimal(d.normalize_to_scale(ty)))
+    v.map(|d| Datum::Decimal(limit_scale(d, ty)))
         .ok_or(EvalError::Overflow("numeric"))
 }
 
-trait NormalizeScale {
-    fn normalize_to_scale(self, ty: SqlType) -> Self;
-}
-impl NormalizeScale for Decimal {
-    /// Division results keep at most 16 fractional digits (as PostgreSQL
-    /// shows them); the others keep their exact scale.
-    fn normalize_to_scale(self, ty: SqlType) -> Decimal {
-        match ty {
-            SqlType::Decimal(_, s) if self.scale() > s as u32 && self.scale() > 16 => {
-                self.round_dp_with_strategy(16, RoundingStrategy::MidpointAwayFromZero)
-            }
-            _ => self,
+/// Division results keep at most 16 fractional digits (as PostgreSQL shows
+/// them); other results keep their exact scale.
+fn limit_scale(d: Decimal, ty: SqlType) -> Decimal {
+    match ty {
+        SqlType::Decimal(_, s) if d.scale() > s as u32 && d.scale() > 16 => {
+            d.round_dp_with_strategy(16, RoundingStrategy::MidpointAwayFromZero)
         }
+        _ => d,
     }
 }
 

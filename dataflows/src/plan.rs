@@ -1,10 +1,12 @@
 //! The relational plan: what a SQL view compiles to before it is rendered
 //! onto differential dataflow. Every node knows nothing of SQL syntax.
 
-use serde::{Deserialize, Serialize};
-use weir_operators::repr::{Row, Schema, SqlType};
+use std::cmp::Ordering;
 
-use crate::expr::ScalarExpr;
+use serde::{Deserialize, Serialize};
+use weir_operators::repr::{Datum, Row, Schema, SqlType};
+
+use crate::expr::{order_cmp, ScalarExpr};
 
 /// A relational expression. Column references in expressions index the
 /// node's input row; each node's output columns are documented per variant.
@@ -89,6 +91,37 @@ pub struct OrderKey {
     pub desc: bool,
     /// NULLS FIRST; SQL's default is NULLS LAST for ASC, FIRST for DESC.
     pub nulls_first: bool,
+}
+
+impl OrderKey {
+    /// Compares rows by ORDER BY `keys`, then by all their columns in SQL
+    /// order, then by `Datum`'s total order: a total order, so top-k and
+    /// sorted answers are deterministic.
+    pub fn compare_rows(keys: &[OrderKey], a: &[Datum], b: &[Datum]) -> Ordering {
+        for k in keys {
+            let (x, y) = (&a[k.column], &b[k.column]);
+            let nulls_first = if k.nulls_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+            let o = match (x.is_null(), y.is_null()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => nulls_first,
+                (false, true) => nulls_first.reverse(),
+                _ if k.desc => order_cmp(x, y).reverse(),
+                _ => order_cmp(x, y),
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| order_cmp(x, y))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or_else(|| a.cmp(b))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

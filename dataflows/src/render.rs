@@ -5,7 +5,6 @@
 //! whose evaluation failed with the reason (Materialize's "errors as data"):
 //! a bad row never stops the dataflow, it is routed to the dead letters.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -24,7 +23,7 @@ use weir_operators::repr::{Datum, Diff, OrdF64, Row, SqlType, Tick};
 use weir_operators::topk::{MonotonicTopK, RowOrder};
 use weir_operators::upsert::{Upsert, UpsertRecord};
 
-use crate::expr::{eval_all, order_cmp, EvalError, ScalarExpr};
+use crate::expr::{eval_all, order_cmp, ScalarExpr};
 use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan, TablePlan, ViewPlan};
 
 /// The arrangement a view is kept in, for peeks and for other dataflows:
@@ -157,15 +156,28 @@ fn empty_errs<'s>(scope: Scope<'s, Tick>) -> Errs<'s> {
         .as_collection()
 }
 
-fn describe(e: &EvalError) -> String {
-    e.to_string()
-}
-
-/// Splits a collection of results into rows and errors.
-fn split<'s>(results: VecCollection<'s, Tick, Result<Row, (String, Row)>, Diff>) -> (Coll<'s>, Errs<'s>) {
+/// Splits a collection of results into values and errors.
+fn split<'s, D: differential_dataflow::Data>(
+    results: VecCollection<'s, Tick, Result<D, (String, Row)>, Diff>,
+) -> (VecCollection<'s, Tick, D, Diff>, Errs<'s>) {
     let oks = results.clone().flat_map(|r| r.ok());
     let errs = results.flat_map(|r| r.err());
     (oks, errs)
+}
+
+/// Keeps the rows for which every predicate is TRUE; a predicate that
+/// fails to evaluate sends the row to the errors.
+fn filter<'s>(coll: Coll<'s>, predicates: Vec<ScalarExpr>) -> (Coll<'s>, Errs<'s>) {
+    split(coll.flat_map(move |row| {
+        for p in &predicates {
+            match p.holds(&row) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(err) => return Some(Err((err.to_string(), row))),
+            }
+        }
+        Some(Ok(row))
+    }))
 }
 
 impl<'s> Context<'s> {
@@ -196,7 +208,7 @@ impl<'s> Context<'s> {
                     for e in &exprs {
                         match e.eval(&row) {
                             Ok(d) => row.push(d),
-                            Err(err) => return Err((describe(&err), row)),
+                            Err(err) => return Err((err.to_string(), row)),
                         }
                     }
                     Ok(row)
@@ -205,17 +217,7 @@ impl<'s> Context<'s> {
             }
             RelPlan::Filter { input, predicates } => {
                 let (oks, errs) = self.render(input);
-                let preds = predicates.clone();
-                let (oks, e2) = split(oks.flat_map(move |row| {
-                    for p in &preds {
-                        match p.holds(&row) {
-                            Ok(true) => {}
-                            Ok(false) => return None,
-                            Err(err) => return Some(Err((describe(&err), row))),
-                        }
-                    }
-                    Some(Ok(row))
-                }));
+                let (oks, e2) = filter(oks, predicates.clone());
                 (oks, errs.concat(e2))
             }
             RelPlan::Project { input, outputs } => {
@@ -265,17 +267,7 @@ impl<'s> Context<'s> {
                         row.extend(rrow.iter().cloned());
                         row
                     });
-                let residual = residual.clone();
-                let (matched, je) = split(joined.flat_map(move |row| {
-                    for p in &residual {
-                        match p.holds(&row) {
-                            Ok(true) => {}
-                            Ok(false) => return None,
-                            Err(err) => return Some(Err((describe(&err), row))),
-                        }
-                    }
-                    Some(Ok(row))
-                }));
+                let (matched, je) = filter(joined, residual.clone());
                 let errs = le.concat(re).concat(le2).concat(re2).concat(je);
                 match kind {
                     JoinKind::Inner => (matched, errs),
@@ -371,49 +363,15 @@ impl<'s> Context<'s> {
 
 /// Pairs each row with its key; a key that fails to evaluate is an error.
 fn keyed<'s>(coll: Coll<'s>, key: Vec<ScalarExpr>) -> (VecCollection<'s, Tick, (Row, Row), Diff>, Errs<'s>) {
-    let results = coll.map(move |row| match eval_all(&key, &row) {
+    split(coll.map(move |row| match eval_all(&key, &row) {
         Ok(k) => Ok((k, row)),
-        Err(e) => Err((describe(&e), row)),
-    });
-    (results.clone().flat_map(|r| r.ok()), results.flat_map(|r| r.err()))
+        Err(e) => Err((e.to_string(), row)),
+    }))
 }
 
-/// The order of ORDER BY keys, ties broken by the whole row.
+/// The order of ORDER BY keys, as the top-k operator takes it.
 fn row_order(keys: Vec<OrderKey>) -> RowOrder {
-    Rc::new(move |a: &Row, b: &Row| {
-        for k in &keys {
-            let (x, y) = (&a[k.column], &b[k.column]);
-            let ord = match (x.is_null(), y.is_null()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => {
-                    if k.nulls_first {
-                        Ordering::Less
-                    } else {
-                        Ordering::Greater
-                    }
-                }
-                (false, true) => {
-                    if k.nulls_first {
-                        Ordering::Greater
-                    } else {
-                        Ordering::Less
-                    }
-                }
-                _ => {
-                    let o = order_cmp(x, y);
-                    if k.desc {
-                        o.reverse()
-                    } else {
-                        o
-                    }
-                }
-            };
-            if ord != Ordering::Equal {
-                return ord;
-            }
-        }
-        a.cmp(b)
-    })
+    Rc::new(move |a: &Row, b: &Row| OrderKey::compare_rows(&keys, a, b))
 }
 
 /// The running state of a group's accumulable aggregates, kept as the

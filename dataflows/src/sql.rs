@@ -1349,7 +1349,12 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             }
         }
     }
-    let mut sub = |x: &Expr| bind(x, columns, group.as_deref_mut().map(|g| &mut *g as &mut GroupContext));
+    // Binds a sub-expression in the same scope and group context.
+    macro_rules! sub {
+        ($x:expr) => {
+            bind($x, columns, group.as_deref_mut())
+        };
+    }
     match e {
         Expr::Identifier(id) => bind_column(columns, None, &ident_name(id), at, group.is_some()),
         Expr::CompoundIdentifier(ids) => {
@@ -1364,7 +1369,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
                 group.is_some(),
             )
         }
-        Expr::Nested(inner) => sub(inner),
+        Expr::Nested(inner) => sub!(inner),
         Expr::Value(v) => bind_value(&v.value, at),
         Expr::TypedString(ts) => {
             let ty = sql_type(&ts.data_type, at)?;
@@ -1377,7 +1382,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             Ok(literal(d, ty))
         }
         Expr::IsNull(x) | Expr::IsNotNull(x) => {
-            let t = sub(x)?;
+            let t = sub!(x)?;
             let is_null = ScalarExpr::IsNull(Box::new(t.expr));
             Ok(Typed {
                 expr: if matches!(e, Expr::IsNull(_)) {
@@ -1390,7 +1395,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             })
         }
         Expr::IsTrue(x) | Expr::IsFalse(x) | Expr::IsNotTrue(x) | Expr::IsNotFalse(x) => {
-            let t = sub(x)?;
+            let t = sub!(x)?;
             let want = matches!(e, Expr::IsTrue(_) | Expr::IsNotTrue(_));
             let test = ScalarExpr::Coalesce(vec![
                 ScalarExpr::Cmp(
@@ -1408,7 +1413,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             })
         }
         Expr::UnaryOp { op, expr } => {
-            let t = sub(expr)?;
+            let t = sub!(expr)?;
             match op {
                 UnaryOperator::Not => {
                     check_type(&t, SqlType::Bool, "NOT", at)?;
@@ -1431,12 +1436,8 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             }
         }
         Expr::BinaryOp { left, op, right } => {
-            let l = sub(left)?;
-            let r = bind(
-                right,
-                columns,
-                group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-            )?;
+            let l = sub!(left)?;
+            let r = sub!(right)?;
             bind_binary(op, l, r, at)
         }
         Expr::Between {
@@ -1445,13 +1446,9 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             low,
             high,
         } => {
-            let x = sub(expr)?;
-            let lo = bind(low, columns, group.as_deref_mut().map(|g| &mut *g as &mut GroupContext))?;
-            let hi = bind(
-                high,
-                columns,
-                group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-            )?;
+            let x = sub!(expr)?;
+            let lo = sub!(low)?;
+            let hi = sub!(high)?;
             let ge = bind_binary(&BinaryOperator::GtEq, x.clone(), lo, at)?;
             let le = bind_binary(&BinaryOperator::LtEq, x, hi, at)?;
             let both = ScalarExpr::And(vec![ge.expr, le.expr]);
@@ -1471,16 +1468,12 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             let ast::InTarget::List(list) = target else {
                 return Err(unsupported("IN (subquery)", at));
             };
-            let x = sub(expr)?;
+            let x = sub!(expr)?;
             let mut items = Vec::new();
             let mut nullable = x.nullable;
             for item in list {
-                let t = bind(
-                    item,
-                    columns,
-                    group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-                )?;
-                let t = coerce_for_compare(&x, t, item)?;
+                let t = sub!(item)?;
+                let t = coerce_for_compare(&x, t, loc_of(item))?;
                 nullable |= t.nullable;
                 items.push(t.expr);
             }
@@ -1508,12 +1501,8 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             if *any || escape_char.is_some() {
                 return Err(unsupported("LIKE ANY / ESCAPE", at));
             }
-            let x = sub(expr)?;
-            let p = bind(
-                pattern,
-                columns,
-                group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-            )?;
+            let x = sub!(expr)?;
+            let p = sub!(pattern)?;
             check_type(&x, SqlType::Text, "LIKE", at)?;
             check_type(&p, SqlType::Text, "LIKE", at)?;
             let e2 = ScalarExpr::Like {
@@ -1534,17 +1523,13 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             ..
         } => {
             let operand = match operand {
-                Some(o) => Some(sub(o)?),
+                Some(o) => Some(sub!(o)?),
                 None => None,
             };
             let mut whens = Vec::new();
             let mut results = Vec::new();
             for cw in conditions {
-                let c = bind(
-                    &cw.condition,
-                    columns,
-                    group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-                )?;
+                let c = sub!(&cw.condition)?;
                 let cond = match &operand {
                     Some(o) => bind_binary(&BinaryOperator::Eq, o.clone(), c, loc_of(&cw.condition))?,
                     None => {
@@ -1552,19 +1537,12 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
                         c
                     }
                 };
-                let r = bind(
-                    &cw.result,
-                    columns,
-                    group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-                )?;
+                let r = sub!(&cw.result)?;
                 whens.push(cond.expr);
                 results.push((r, &cw.result));
             }
             let otherwise = match else_result {
-                Some(x) => Some((
-                    bind(x, columns, group.as_deref_mut().map(|g| &mut *g as &mut GroupContext))?,
-                    &**x,
-                )),
+                Some(x) => Some((sub!(x)?, &**x)),
                 None => None,
             };
             let all: Vec<&(Typed, &Expr)> = results.iter().chain(otherwise.iter()).collect();
@@ -1598,7 +1576,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             if format.is_some() || matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast) {
                 return Err(unsupported("TRY_CAST / CAST … FORMAT", at));
             }
-            let t = sub(expr)?;
+            let t = sub!(expr)?;
             let ty = sql_type(data_type, at)?;
             Ok(Typed {
                 expr: ScalarExpr::Cast(Box::new(t.expr), ty),
@@ -1612,24 +1590,20 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             substring_for,
             ..
         } => {
-            let mut args = vec![sub(expr)?];
+            let mut args = vec![sub!(expr)?];
             let from = match substring_from {
-                Some(f) => bind(f, columns, group.as_deref_mut().map(|g| &mut *g as &mut GroupContext))?,
+                Some(f) => sub!(f)?,
                 None => literal(Datum::Int(1), SqlType::BigInt),
             };
             args.push(from);
             if let Some(f) = substring_for {
-                args.push(bind(
-                    f,
-                    columns,
-                    group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-                )?);
+                args.push(sub!(f)?);
             }
             bind_call(Func::Substring, args, at)
         }
         Expr::Extract { field, expr, .. } => {
             let unit = field.to_string().to_lowercase();
-            let t = sub(expr)?;
+            let t = sub!(expr)?;
             bind_call(Func::Extract, vec![literal(Datum::Text(unit), SqlType::Text), t], at)
         }
         Expr::Function(f) => {
@@ -1651,11 +1625,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
             let mut bound = Vec::new();
             for a in &args {
                 match a {
-                    Some(x) => bound.push(bind(
-                        x,
-                        columns,
-                        group.as_deref_mut().map(|g| &mut *g as &mut GroupContext),
-                    )?),
+                    Some(x) => bound.push(sub!(x)?),
                     None => return Err(unsupported(format!("{name}(*)"), at)),
                 }
             }
@@ -1679,7 +1649,7 @@ fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut GroupContext>)
                     }
                     let b = bound.pop().ok_or_else(|| type_err("nullif takes two arguments", at))?;
                     let a = bound.pop().ok_or_else(|| type_err("nullif takes two arguments", at))?;
-                    let b = coerce_for_compare(&a, b, e)?;
+                    let b = coerce_for_compare(&a, b, at)?;
                     Ok(Typed {
                         expr: ScalarExpr::NullIf(Box::new(a.expr), Box::new(b.expr)),
                         ty: a.ty,
@@ -1890,8 +1860,7 @@ fn bind_value(v: &Value, at: Loc) -> Result<Typed> {
 /// Makes `t` comparable with `with`: string literals become timestamps or
 /// numbers where the other side is one (as PostgreSQL's unknown-typed
 /// literals do); numbers of different kinds compare by value.
-fn coerce_for_compare(with: &Typed, t: Typed, e: &Expr) -> Result<Typed> {
-    let at = loc_of(e);
+fn coerce_for_compare(with: &Typed, t: Typed, at: Loc) -> Result<Typed> {
     if t.expr == ScalarExpr::Literal(Datum::Null) || with.expr == ScalarExpr::Literal(Datum::Null) {
         return Ok(t);
     }
@@ -1944,22 +1913,9 @@ fn bind_binary(op: &BinaryOperator, l: Typed, r: Typed, at: Loc) -> Result<Typed
             };
             // Coerce whichever side is an untyped string literal.
             let (l, r) = if matches!(l.expr, ScalarExpr::Literal(Datum::Text(_))) && r.ty != SqlType::Text {
-                let lexpr = Expr::Value(Value::Null.into());
-                (
-                    coerce_for_compare(&r, l, &lexpr).map_err(|e| PlanError {
-                        line: at.0,
-                        column: at.1,
-                        ..e
-                    })?,
-                    r,
-                )
+                (coerce_for_compare(&r, l, at)?, r)
             } else {
-                let rexpr = Expr::Value(Value::Null.into());
-                let r = coerce_for_compare(&l, r, &rexpr).map_err(|e| PlanError {
-                    line: at.0,
-                    column: at.1,
-                    ..e
-                })?;
+                let r = coerce_for_compare(&l, r, at)?;
                 (l, r)
             };
             Ok(Typed {

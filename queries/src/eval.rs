@@ -1,10 +1,9 @@
 //! Finishing a one-view query over the peeked rows.
 
-use std::cmp::Ordering;
-
-use weir_dataflows::expr::{order_cmp, EvalError};
+use weir_dataflows::expr::EvalError;
+use weir_dataflows::plan::OrderKey;
 use weir_dataflows::sql::PeekPlan;
-use weir_operators::repr::{Datum, Diff, Row};
+use weir_operators::repr::{Diff, Row};
 
 /// Applies a [`PeekPlan`] to the view's rows (with multiplicities):
 /// filter, project, order and limit.
@@ -30,39 +29,6 @@ pub fn finish(plan: &PeekPlan, rows: Vec<(Row, Diff)>) -> Result<Vec<Row>, EvalE
 
 /// Sorts by the ORDER BY keys (NULLS LAST ascending, FIRST descending,
 /// unless said otherwise), then by the whole row so answers are stable.
-pub fn sort_rows(rows: &mut [Row], keys: &[weir_dataflows::plan::OrderKey]) {
-    rows.sort_by(|a, b| {
-        for k in keys {
-            let (x, y) = (&a[k.column], &b[k.column]);
-            let o = match (x.is_null(), y.is_null()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => nulls(k.nulls_first),
-                (false, true) => nulls(k.nulls_first).reverse(),
-                _ if k.desc => order_cmp(x, y).reverse(),
-                _ => order_cmp(x, y),
-            };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        compare_rows(a, b)
-    });
-}
-
-fn nulls(first: bool) -> Ordering {
-    if first {
-        Ordering::Less
-    } else {
-        Ordering::Greater
-    }
-}
-
-fn compare_rows(a: &[Datum], b: &[Datum]) -> Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = order_cmp(x, y);
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    a.len().cmp(&b.len())
+pub fn sort_rows(rows: &mut [Row], keys: &[OrderKey]) {
+    rows.sort_by(|a, b| OrderKey::compare_rows(keys, a, b));
 }
