@@ -1,0 +1,204 @@
+//! The shop benchmark (issue 2): prints one JSON object per measurement.
+//!
+//! For each event count N (env `WEIR_BENCH_EVENTS`, default `1000000`) and
+//! worker count W (env `WEIR_BENCH_WORKERS`, default `1,2`):
+//! - `replay`: N shop events already in the log; the engine starts with the
+//!   shop jobs and replays them; events/s until `/readyz`, and the engine's
+//!   peak RSS (VmHWM) at that point.
+//! - `lookups`: point lookups of `order_status` by key while another client
+//!   ingests; p50/p99 latency and requests/s.
+//! - `ingest`: HTTP ingest of NDJSON batches of 1000 events; events/s.
+//!
+//! Run: `cargo bench --bench shop` (release build of the real binary).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn status(url: &str) -> u16 {
+    agent().get(url).call().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Engine {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, workers: usize) -> Engine {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a port");
+    let child = weir()
+        .args([
+            "run",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop"),
+            "--generate-rate",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    Engine {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries as tests, without
+    // `--bench`: the benchmark only runs under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let counts: Vec<u64> = std::env::var("WEIR_BENCH_EVENTS")
+        .unwrap_or_else(|_| "1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let workers: Vec<usize> = std::env::var("WEIR_BENCH_WORKERS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for &n in &counts {
+        let dir: PathBuf = std::env::temp_dir().join(format!("weir-bench-{n}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = weir()
+            .args(["generate", "--events", &n.to_string(), "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("weir generate runs");
+        assert!(ok.success(), "weir generate failed");
+        for &w in &workers {
+            // Each run replays the same log from scratch: its own copy of the catalog-free data dir.
+            let run_dir = dir.with_extension(format!("w{w}"));
+            let _ = std::fs::remove_dir_all(&run_dir);
+            let ok = Command::new("cp")
+                .arg("-r")
+                .arg(&dir)
+                .arg(&run_dir)
+                .status()
+                .expect("cp");
+            assert!(ok.success());
+            let started = Instant::now();
+            let e = start(&run_dir, w);
+            while status(&format!("{}/readyz", e.url)) != 200 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(3600),
+                    "no catch-up within an hour"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({"bench": "replay", "events": n, "workers": w, "seconds": secs,
+                       "events_per_second": n as f64 / secs, "peak_rss_mib": peak_rss_kib(e.child.id()) / 1024})
+            );
+
+            // Point lookups while a second client ingests.
+            let url = e.url.clone();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let ingester = std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body: String = (0..100)
+                        .map(|j| json!({"type": "OrderPlaced", "order_id": 50_000_000 + i * 100 + j, "customer_id": j, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"}).to_string() + "\n")
+                        .collect();
+                    let _ = agent().post(format!("{url}/v1/topics/orders/events")).send(body);
+                    i += 1;
+                }
+            });
+            let mut lat = Vec::new();
+            let t0 = Instant::now();
+            for i in 0..5_000u64 {
+                let t = Instant::now();
+                let s = status(&format!(
+                    "{}/v1/views/order_status?order_id={}",
+                    e.url,
+                    1000 + (i * 7919) % 1000
+                ));
+                assert_eq!(s, 200);
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let total = t0.elapsed().as_secs_f64();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = ingester.join();
+            lat.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "{}",
+                json!({"bench": "lookups", "events": n, "workers": w, "requests": lat.len(),
+                       "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99),
+                       "requests_per_second": lat.len() as f64 / total})
+            );
+
+            // HTTP ingest throughput.
+            let batches = 200u64;
+            let t0 = Instant::now();
+            for b in 0..batches {
+                let body: String = (0..1000)
+                    .map(|j| json!({"type": "PaymentAuthorized", "payment_id": b * 1000 + j, "order_id": j, "customer_id": j % 500, "amount": "12.50", "method": "card", "ts": "2026-01-01T00:00:00Z"}).to_string() + "\n")
+                    .collect();
+                let r = agent()
+                    .post(format!("{}/v1/topics/payments/events", e.url))
+                    .send(body)
+                    .expect("ingest");
+                assert_eq!(r.status().as_u16(), 200);
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({"bench": "ingest", "events": batches * 1000, "workers": w, "batch": 1000,
+                       "seconds": secs, "events_per_second": (batches * 1000) as f64 / secs})
+            );
+            drop(e);
+            let _ = std::fs::remove_dir_all(&run_dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
