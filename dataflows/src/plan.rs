@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use weir_operators::repr::{Datum, Row, Schema, SqlType};
 
-use crate::expr::{order_cmp, ScalarExpr};
+use crate::expr::{order_cmp, EvalError, ScalarExpr};
 
 /// A relational expression. Column references in expressions index the
 /// node's input row; each node's output columns are documented per variant.
@@ -76,6 +76,55 @@ pub enum RelPlan {
         /// The number of input columns (the row number's position).
         input_arity: usize,
     },
+}
+
+impl RelPlan {
+    /// The object read, when the plan only filters, maps and projects it.
+    pub fn linear_source(&self) -> Option<&str> {
+        match self {
+            RelPlan::Get { name } => Some(name),
+            RelPlan::Map { input, .. } | RelPlan::Filter { input, .. } | RelPlan::Project { input, .. } => {
+                input.linear_source()
+            }
+            _ => None,
+        }
+    }
+
+    /// Evaluates a plan for which [`RelPlan::linear_source`] is `Some` on
+    /// one row of its source: `None` when a filter drops it.
+    ///
+    /// # Contract
+    /// Only for linear plans; any other node is an error.
+    pub fn eval_linear(&self, row: Row) -> Result<Option<Row>, EvalError> {
+        Ok(match self {
+            RelPlan::Get { .. } => Some(row),
+            RelPlan::Map { input, exprs } => match input.eval_linear(row)? {
+                Some(mut row) => {
+                    for e in exprs {
+                        let d = e.eval(&row)?;
+                        row.push(d);
+                    }
+                    Some(row)
+                }
+                None => None,
+            },
+            RelPlan::Filter { input, predicates } => match input.eval_linear(row)? {
+                Some(row) => {
+                    for p in predicates {
+                        if !p.holds(&row)? {
+                            return Ok(None);
+                        }
+                    }
+                    Some(row)
+                }
+                None => None,
+            },
+            RelPlan::Project { input, outputs } => input
+                .eval_linear(row)?
+                .map(|row| outputs.iter().map(|&i| row[i].clone()).collect()),
+            _ => return Err(EvalError::Invalid("not a filter/map/project plan".into())),
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2161,19 +2161,19 @@ fn set_topk_limit(plan: &mut RelPlan, col: usize, bound: usize) {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeekPlan {
     pub view: String,
-    /// Over the view's row.
-    pub predicates: Vec<ScalarExpr>,
-    /// Over the view's row: the output columns.
-    pub outputs: Vec<ScalarExpr>,
+    /// Filters, maps and projections over the view's rows only (see
+    /// [`RelPlan::eval_linear`]).
+    pub plan: RelPlan,
     pub columns: Vec<Column>,
     /// Over the output row.
     pub order_by: Vec<OrderKey>,
     pub limit: Option<usize>,
 }
 
-/// Plans `SELECT … FROM view [WHERE …] [ORDER BY …] [LIMIT n]`; anything
-/// more (joins, grouping, several statements) is refused with a clear error:
-/// such a query belongs in a materialized view.
+/// Plans `SELECT … FROM view [WHERE …] [ORDER BY …] [LIMIT n]` with the
+/// planner of views; a plan that is more than filters and projections of
+/// one view (joins, grouping, DISTINCT, UNION, window functions) is refused
+/// with a clear error: such a query belongs in a materialized view.
 pub fn plan_peek(sql: &str, catalog: &dyn CatalogLookup) -> Result<PeekPlan> {
     let statements = parse(sql)?;
     let [Statement::Query(q)] = statements.as_slice() else {
@@ -2198,110 +2198,48 @@ pub fn plan_peek(sql: &str, catalog: &dyn CatalogLookup) -> Result<PeekPlan> {
     if q.with.is_some() {
         return Err(not_here("WITH", loc_of(&**q)));
     }
-    let SetExpr::Select(s) = &*q.body else {
-        return Err(not_here("this query form (UNION, VALUES, …)", loc_of(&*q.body)));
-    };
-    let at = loc_of(&**s);
-    if s.from.len() != 1 || !s.from[0].joins.is_empty() {
-        return Err(not_here("a join or several FROM items", at));
-    }
-    if !matches!(&s.group_by, GroupByExpr::Expressions(e, _) if e.is_empty()) || s.having.is_some() {
-        return Err(not_here("GROUP BY / HAVING", at));
-    }
-    if s.distinct.is_some() {
-        return Err(not_here("DISTINCT", at));
-    }
-    let TableFactor::Table { name, alias, .. } = &s.from[0].relation else {
-        return Err(not_here("a subquery in FROM", at));
-    };
-    let view = object_name(name)?;
-    let info = catalog
-        .lookup(&view)
-        .ok_or_else(|| PlanError::new("unknown_view", format!("unknown view \"{view}\""), loc_of(name)))?;
-    let qualifier = alias.as_ref().map(|a| ident_name(&a.name)).unwrap_or(view.clone());
-    let columns: Vec<ScopeColumn> = info
-        .schema
-        .columns
-        .iter()
-        .map(|c| ScopeColumn {
-            qualifier: Some(qualifier.clone()),
-            name: c.name.clone(),
-            ty: c.ty,
-            nullable: c.nullable,
-        })
-        .collect();
-    let mut predicates = Vec::new();
-    if let Some(w) = &s.selection {
-        if contains_aggregate(w) {
-            return Err(not_here("an aggregate", loc_of(w)));
-        }
-        let t = bind(w, &columns, None)?;
-        expect_bool(&t, w)?;
-        split_conjuncts(t.expr, &mut predicates);
-    }
-    let mut outputs = Vec::new();
-    let mut out_columns = Vec::new();
-    for item in &s.projection {
-        let (exprs, names): (Vec<Expr>, Vec<String>) = match item {
-            SelectItem::UnnamedExpr(e) => (vec![e.clone()], vec![default_name(e)]),
-            SelectItem::ExprWithAlias { expr, alias } => (vec![expr.clone()], vec![ident_name(alias)]),
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => (
-                columns.iter().map(column_expr).collect(),
-                columns.iter().map(|c| c.name.clone()).collect(),
-            ),
-            SelectItem::ExprWithAliases { .. } => return Err(not_here("multiple aliases", at)),
-        };
-        for (e, n) in exprs.iter().zip(names) {
-            if contains_aggregate(e) || is_window_call(e) {
-                return Err(not_here("an aggregate or window function", loc_of(e)));
-            }
-            let t = bind(e, &columns, None)?;
-            outputs.push(t.expr);
-            out_columns.push(Column {
-                name: n,
-                ty: t.ty,
-                nullable: t.nullable,
-            });
-        }
-    }
-    let out_scope: Vec<ScopeColumn> = out_columns
-        .iter()
-        .map(|c| ScopeColumn {
-            qualifier: None,
-            name: c.name.clone(),
-            ty: c.ty,
-            nullable: c.nullable,
-        })
-        .collect();
+    let job = JobPlan::default();
+    let scope = JobScope { catalog, job: &job };
     let mut planner = QueryPlanner {
-        scope: &JobScope {
-            catalog,
-            job: &JobPlan::default(),
-        },
+        scope: &scope,
         depends_on: BTreeSet::new(),
     };
+    let rel = planner.plan_set_expr(&q.body)?;
+    let Some(view) = rel.plan.linear_source().map(str::to_string) else {
+        return Err(not_here(
+            "a join, grouping, DISTINCT, UNION or a window function",
+            loc_of(&*q.body),
+        ));
+    };
     let order_by = match &q.order_by {
-        Some(ob) => planner.order_keys(ob, &out_scope)?,
+        Some(ob) => planner.order_keys(ob, &rel.columns)?,
         None => vec![],
     };
     let limit = match &q.limit_clause {
         None => None,
         Some(ast::LimitClause::LimitOffset { limit, offset, .. }) => {
             if offset.is_some() {
-                return Err(not_here("OFFSET", at));
+                return Err(not_here("OFFSET", loc_of(&**q)));
             }
             match limit {
                 Some(e) => Some(planner.const_usize(e)?),
                 None => None,
             }
         }
-        Some(_) => return Err(not_here("this LIMIT form", at)),
+        Some(_) => return Err(not_here("this LIMIT form", loc_of(&**q))),
     };
     Ok(PeekPlan {
         view,
-        predicates,
-        outputs,
-        columns: out_columns,
+        plan: rel.plan,
+        columns: rel
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                ty: c.ty,
+                nullable: c.nullable,
+            })
+            .collect(),
         order_by,
         limit,
     })

@@ -9,15 +9,11 @@ use weir_operators::repr::{Diff, Row};
 /// filter, project, order and limit.
 pub fn finish(plan: &PeekPlan, rows: Vec<(Row, Diff)>) -> Result<Vec<Row>, EvalError> {
     let mut out = Vec::new();
-    'rows: for (row, n) in rows {
-        for p in &plan.predicates {
-            if !p.holds(&row)? {
-                continue 'rows;
+    for (row, n) in rows {
+        if let Some(projected) = plan.plan.eval_linear(row)? {
+            for _ in 0..n.max(0) {
+                out.push(projected.clone());
             }
-        }
-        let projected: Row = plan.outputs.iter().map(|e| e.eval(&row)).collect::<Result<_, _>>()?;
-        for _ in 0..n.max(0) {
-            out.push(projected.clone());
         }
     }
     sort_rows(&mut out, &plan.order_by);
