@@ -223,8 +223,12 @@ fn run_worker(
             return;
         }
 
-        // Time moves on, also when idle, so frontiers always advance (DESIGN.md §2).
-        let now = now_ms().max(last_tick + 1);
+        // Time moves on with the clock, also when idle, so frontiers always
+        // advance (DESIGN.md §2). It never runs ahead of the clock: a worker
+        // that loops faster than once a millisecond keeps its tick, else its
+        // records would carry future ticks that no read could reach until the
+        // other workers' clocks got there.
+        let now = now_ms().max(last_tick);
         last_tick = now;
         let mut read_any = false;
         for (df, d) in dataflows.iter_mut() {
