@@ -114,10 +114,12 @@ impl CatalogLookup for Catalog {
             ObjectKind::Table(t) => ObjectInfo {
                 schema: t.schema.clone(),
                 monotonic: t.primary_key.is_none(),
+                key: t.primary_key.clone(),
             },
             ObjectKind::View(v) => ObjectInfo {
                 schema: v.schema.clone(),
                 monotonic: v.monotonic,
+                key: v.key.clone(),
             },
         })
     }

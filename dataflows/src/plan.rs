@@ -125,6 +125,56 @@ impl RelPlan {
             _ => return Err(EvalError::Invalid("not a filter/map/project plan".into())),
         })
     }
+
+    /// Output columns whose values identify at most one output row, when
+    /// that follows from the plan; `key_of` gives the keys of catalog
+    /// objects. An empty key means at most one row.
+    ///
+    /// # Contract
+    /// A returned key is unique in every consistent state of the output, so
+    /// a view may be arranged by it and a lookup by it reads one entry.
+    pub fn unique_key(&self, key_of: &dyn Fn(&str) -> Option<Vec<usize>>) -> Option<Vec<usize>> {
+        match self {
+            RelPlan::Get { name } => key_of(name),
+            RelPlan::Constant { .. } | RelPlan::UnionAll { .. } | RelPlan::Distinct { .. } => None,
+            // Map appends columns and Filter drops rows: neither breaks a key.
+            RelPlan::Map { input, .. } | RelPlan::Filter { input, .. } => input.unique_key(key_of),
+            RelPlan::Project { input, outputs } => input
+                .unique_key(key_of)?
+                .iter()
+                .map(|k| outputs.iter().position(|o| o == k))
+                .collect(),
+            RelPlan::Reduce { group_key, .. } => Some((0..group_key.len()).collect()),
+            // The row number is unique within a group; with one row per
+            // group the group alone is.
+            RelPlan::TopK {
+                partition_by,
+                limit,
+                input_arity,
+                ..
+            } => {
+                let mut key = partition_by.clone();
+                if *limit != Some(1) {
+                    key.push(*input_arity);
+                }
+                Some(key)
+            }
+            // Each left row meets at most one right row when the right side
+            // is unique on columns it is joined by: the left key survives
+            // (a left join's unmatched rows are still one per left row).
+            RelPlan::Join {
+                left, right, right_key, ..
+            } => {
+                let right_unique = right.unique_key(key_of)?;
+                let joined_on = |c: usize| right_key.iter().any(|e| *e == ScalarExpr::Column(c));
+                if right_unique.iter().all(|&c| joined_on(c)) {
+                    left.unique_key(key_of)
+                } else {
+                    None
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,6 +63,8 @@ pub struct ObjectInfo {
     pub schema: Schema,
     /// The object only ever grows (an append-only table, or a view over one).
     pub monotonic: bool,
+    /// Columns that identify a row: an upsert table's primary key, a view's key.
+    pub key: Option<Vec<usize>>,
 }
 
 /// Name resolution against the catalog; names are case-insensitive.
@@ -150,6 +152,7 @@ impl JobScope<'_> {
                 return Some(ObjectInfo {
                     schema: t.schema.clone(),
                     monotonic: t.primary_key.is_none(),
+                    key: t.primary_key.clone(),
                 });
             }
         }
@@ -158,6 +161,7 @@ impl JobScope<'_> {
                 return Some(ObjectInfo {
                     schema: v.schema.clone(),
                     monotonic: v.monotonic,
+                    key: v.key.clone(),
                 });
             }
         }
@@ -445,11 +449,14 @@ fn plan_view(cv: &ast::CreateView, scope: &JobScope) -> Result<ViewPlan> {
             .collect(),
     };
     let plan = optimize(rel.plan);
+    let key = plan
+        .unique_key(&|n| scope.lookup(n).and_then(|info| info.key))
+        .filter(|k| !k.is_empty());
     Ok(ViewPlan {
         name,
         plan,
         schema,
-        key: rel.key,
+        key,
         depends_on: planner.depends_on.into_iter().collect(),
         monotonic: rel.monotonic,
     })
@@ -471,8 +478,6 @@ struct Rel {
     plan: RelPlan,
     columns: Vec<ScopeColumn>,
     monotonic: bool,
-    /// Columns forming a unique key, when known (the GROUP BY columns).
-    key: Option<Vec<usize>>,
 }
 
 /// A typed scalar expression.
@@ -668,7 +673,6 @@ impl QueryPlanner<'_> {
                     },
                     columns,
                     monotonic: l.monotonic && r.monotonic && !distinct,
-                    key: None,
                 })
             }
             other => Err(unsupported(
@@ -705,7 +709,6 @@ impl QueryPlanner<'_> {
             plan: RelPlan::Constant { rows: vec![vec![]] },
             columns: vec![],
             monotonic: true,
-            key: None,
         }))
     }
 
@@ -743,7 +746,6 @@ impl QueryPlanner<'_> {
                         })
                         .collect(),
                     monotonic: info.monotonic,
-                    key: None,
                 })
             }
             TableFactor::Derived {
@@ -756,9 +758,7 @@ impl QueryPlanner<'_> {
                     return Err(unsupported("LATERAL", loc_of(&**subquery)));
                 }
                 let alias = alias.as_ref().map(|a| ident_name(&a.name));
-                let mut rel = self.plan_query(subquery, alias.as_deref())?;
-                rel.key = None;
-                Ok(rel)
+                self.plan_query(subquery, alias.as_deref())
             }
             TableFactor::NestedJoin {
                 table_with_joins,
@@ -865,7 +865,6 @@ impl QueryPlanner<'_> {
             },
             columns,
             monotonic: left.monotonic && right.monotonic && kind == JoinKind::Inner,
-            key: None,
         })
     }
 
@@ -970,7 +969,6 @@ impl QueryPlanner<'_> {
             .map(|(i, _)| i)
             .collect();
 
-        let mut out_key = None;
         let mut typed_items: Vec<Typed>;
         let post_columns: Vec<ScopeColumn>;
         if has_aggs || !group_exprs.is_empty() || s.having.is_some() {
@@ -1047,20 +1045,6 @@ impl QueryPlanner<'_> {
                     input: Box::new(rel.plan),
                     predicates: preds,
                 };
-            }
-            // The group key is a unique key of the output if every key
-            // column is projected as itself.
-            if nkeys > 0 {
-                let mut positions = Vec::new();
-                for k in 0..nkeys {
-                    match typed_items.iter().position(|t| t.expr == ScalarExpr::Column(k)) {
-                        Some(p) => positions.push(p),
-                        None => break,
-                    }
-                }
-                if positions.len() == nkeys {
-                    out_key = Some(positions);
-                }
             }
             post_columns = reduce_cols;
         } else {
@@ -1149,13 +1133,11 @@ impl QueryPlanner<'_> {
             }
             plan = RelPlan::Distinct { input: Box::new(plan) };
             monotonic = false;
-            out_key = None;
         }
         Ok(Rel {
             plan,
             columns,
             monotonic,
-            key: out_key,
         })
     }
 
