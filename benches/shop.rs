@@ -7,6 +7,9 @@
 //!   peak RSS (VmHWM) at that point.
 //! - `lookups`: point lookups of `order_status` by key while another client
 //!   ingests 5,000 events/s; p50/p99 latency and requests/s.
+//! - `read_your_writes`: under the same load, post one event and read it
+//!   back with the ingest's token; p50/p99 of the round trip, and the
+//!   engine's CPU use (cores) meanwhile.
 //! - `ingest`: HTTP ingest of NDJSON batches of 1000 events; events/s.
 //!
 //! Run: `cargo bench --bench shop` (release build of the real binary).
@@ -41,6 +44,21 @@ fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are the 12th and 13th of them.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks_per_second)
+        })
+        .unwrap_or(0.0)
 }
 
 struct Engine {
@@ -185,14 +203,55 @@ fn main() {
                 }
             }
             let total = t0.elapsed().as_secs_f64();
+
+            // Read-your-writes under the same load: post one event, then read
+            // it back with the ingest's token; the round trip is what a
+            // client of a CQRS read model waits for.
+            let mut ryw = Vec::new();
+            let mut ryw_failed = 0u64;
+            let cpu0 = cpu_seconds(e.child.id());
+            let c0 = Instant::now();
+            for i in 0..lookups.min(200) {
+                let id = 90_000_000 + i;
+                let t = Instant::now();
+                let token = agent()
+                    .post(format!("{}/v1/topics/orders/events", e.url))
+                    .send(json!({"type": "OrderPlaced", "order_id": id, "customer_id": 1, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"}).to_string())
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+                    .and_then(|v| v["token"].as_str().map(str::to_string));
+                let seen = token.is_some_and(|tok| {
+                    agent()
+                        .get(format!("{}/v1/views/order_status?order_id={id}&after={tok}&timeout_ms=5000", e.url))
+                        .call()
+                        .ok()
+                        .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+                        .is_some_and(|v| v["rows"].as_array().is_some_and(|rows| rows.len() == 1))
+                });
+                if seen {
+                    ryw.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    ryw_failed += 1;
+                }
+            }
+            let cpu = (cpu_seconds(e.child.id()) - cpu0) / c0.elapsed().as_secs_f64();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = ingester.join();
             lat.sort_by(|a, b| a.total_cmp(b));
+            ryw.sort_by(|a, b| a.total_cmp(b));
             println!(
                 "{}",
-                json!({"bench": "lookups", "events": n, "workers": w, "requests": lat.len(), "failed": failed,
+                json!({"bench": "lookups", "events": n, "workers": w, "ingest_events_per_second": 5000,
+                       "requests": lat.len(), "failed": failed,
                        "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99),
                        "requests_per_second": lat.len() as f64 / total})
+            );
+            println!(
+                "{}",
+                json!({"bench": "read_your_writes", "events": n, "workers": w, "ingest_events_per_second": 5000,
+                       "requests": ryw.len(), "failed": ryw_failed,
+                       "p50_ms": percentile(&ryw, 0.5), "p99_ms": percentile(&ryw, 0.99),
+                       "engine_cpu_cores": cpu})
             );
 
             // HTTP ingest throughput.
