@@ -222,7 +222,10 @@ fn main() {
                     .and_then(|v| v["token"].as_str().map(str::to_string));
                 let seen = token.is_some_and(|tok| {
                     agent()
-                        .get(format!("{}/v1/views/order_status?order_id={id}&after={tok}&timeout_ms=5000", e.url))
+                        .get(format!(
+                            "{}/v1/views/order_status?order_id={id}&after={tok}&timeout_ms=5000",
+                            e.url
+                        ))
                         .call()
                         .ok()
                         .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())

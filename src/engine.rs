@@ -13,7 +13,9 @@ use weir_connectors::decode::encode_json;
 use weir_connectors::log::DEFAULT_PARTITIONS;
 use weir_dataflows::expr::{cast, sql_cmp};
 use weir_dataflows::plan::{JobPlan, TablePlan, ViewPlan};
-use weir_dataflows::sql::{plan_job, plan_peek, CatalogLookup, ObjectInfo, PlanError};
+use weir_dataflows::sql::{
+    plan_drops, plan_job, plan_peek, script_without, CatalogLookup, DropKind, ObjectInfo, PlanError,
+};
 use weir_operators::repr::{Datum, Diff, Row, Schema, Tick};
 
 use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, Shared};
@@ -215,6 +217,19 @@ impl Engine {
         created: Option<u64>,
     ) -> Result<(), EngineError> {
         let mut cat = lock(&self.catalog);
+        self.install_in(&mut cat, name, sql, replace, created)
+    }
+
+    /// [`Engine::install`] under the caller's hold of the catalog, so that
+    /// several changes can be checked and applied as one.
+    fn install_in(
+        self: &Arc<Self>,
+        cat: &mut Catalog,
+        name: &str,
+        sql: &str,
+        replace: bool,
+        created: Option<u64>,
+    ) -> Result<(), EngineError> {
         let exists = cat.jobs.contains_key(name);
         if replace && !exists {
             return Err(EngineError::NotFound(format!("no job named {name}")));
@@ -224,21 +239,14 @@ impl Engine {
                 "a job named {name} exists: use PUT /v1/jobs/{name} to replace it"
             )));
         }
-        if replace {
-            if cat.jobs.get(name).is_some_and(|j| j.replacing.is_some()) {
-                return Err(EngineError::Conflict(format!("job {name} is already being replaced")));
-            }
-            if let Some(dep) = dependants(&cat, name).into_iter().next() {
-                return Err(EngineError::Conflict(format!(
-                    "job {name} cannot be replaced while {dep} (of another job) reads its objects"
-                )));
-            }
+        if replace && cat.jobs.get(name).is_some_and(|j| j.replacing.is_some()) {
+            return Err(EngineError::Conflict(format!("job {name} is already being replaced")));
         }
         let plan = if replace {
             plan_job(
                 sql,
                 &Without {
-                    catalog: &cat,
+                    catalog: cat,
                     job: name,
                 },
             )
@@ -246,6 +254,11 @@ impl Engine {
             plan_job(sql, &*cat)
         }
         .map_err(EngineError::Plan)?;
+        if replace {
+            if let Some(why) = replace_conflict(cat, name, &plan) {
+                return Err(EngineError::Conflict(format!("job {name} cannot be replaced: {why}")));
+            }
+        }
 
         // The dataflow's sources: the job's tables, and the tables of other
         // jobs that its views read. Views of other jobs are imported.
@@ -311,13 +324,12 @@ impl Engine {
                 j.replacing = Some((df, plan));
                 j.sql = sql.to_string();
             }
-            drop(cat);
             let engine = Arc::clone(self);
             let name = name.to_string();
             let install_tick = now_ms();
             tokio::spawn(async move { engine.finish_replace(name, df, closure, install_tick).await });
         } else {
-            register(&mut cat, name, &plan, df, &closure);
+            register(cat, name, &plan, df, &closure);
             cat.jobs.insert(
                 name.to_string(),
                 Job {
@@ -375,10 +387,14 @@ impl Engine {
 
     pub fn drop_job(&self, name: &str) -> Result<(), EngineError> {
         let mut cat = lock(&self.catalog);
+        self.drop_job_in(&mut cat, name)
+    }
+
+    fn drop_job_in(&self, cat: &mut Catalog, name: &str) -> Result<(), EngineError> {
         let Some(job) = cat.jobs.get(name) else {
             return Err(EngineError::NotFound(format!("no job named {name}")));
         };
-        if let Some(dep) = dependants(&cat, name).into_iter().next() {
+        if let Some(dep) = dependants(cat, name).into_iter().next() {
             return Err(EngineError::Conflict(format!(
                 "job {name} cannot be dropped: {dep} (of another job) reads its objects"
             )));
@@ -394,11 +410,114 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cannot update the catalog: {e}")))?;
         cat.jobs.remove(name);
         cat.objects.retain(|_, o| o.job != name);
-        drop(cat);
         for df in dfs {
             self.send(Command::Drop { df })?;
         }
         Ok(())
+    }
+
+    /// Runs `DROP TABLE` / `DROP VIEW` statements as one change. Every name
+    /// is checked first: it exists, it is of the kind named, and nothing
+    /// outside the statements depends on it. Then each owning job is
+    /// rebuilt from its script without those objects, like a replace (a
+    /// job left with nothing is dropped). The objects disappear from reads
+    /// at once; the rest of a rebuilt job is served by its old dataflow
+    /// until the new one has caught up. The stored script loses the
+    /// statements, so a restart does not bring them back.
+    pub fn drop_objects(self: &Arc<Self>, sql: &str) -> Result<Value, EngineError> {
+        let drops = plan_drops(sql).map_err(EngineError::Plan)?;
+        let mut cat = lock(&self.catalog);
+        let mut by_job: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut dropped = Vec::new();
+        for d in &drops {
+            let Some(o) = cat.objects.get(&d.name) else {
+                if d.if_exists {
+                    continue;
+                }
+                let code = match d.kind {
+                    DropKind::Table => "unknown_table",
+                    DropKind::View => "unknown_view",
+                };
+                return Err(EngineError::Plan(
+                    d.error(code, format!("unknown {} \"{}\"", d.kind, d.name)),
+                ));
+            };
+            let actual = match o.kind {
+                ObjectKind::Table(_) => DropKind::Table,
+                ObjectKind::View(_) => DropKind::View,
+            };
+            if actual != d.kind {
+                return Err(EngineError::Plan(d.error(
+                    "wrong_object_type",
+                    format!(
+                        "\"{}\" is a {actual}, not a {}: use DROP {}",
+                        d.name,
+                        d.kind,
+                        actual.to_string().to_uppercase()
+                    ),
+                )));
+            }
+            if by_job.entry(o.job.clone()).or_default().insert(d.name.clone()) {
+                dropped.push(json!({"kind": actual.to_string(), "name": d.name, "job": o.job}));
+            }
+        }
+        let all: BTreeSet<&String> = by_job.values().flatten().collect();
+        let mut blocked: Vec<String> = cat
+            .objects
+            .iter()
+            .filter(|(n, _)| !all.contains(n))
+            .filter_map(|(n, o)| match &o.kind {
+                ObjectKind::View(v) => v
+                    .depends_on
+                    .iter()
+                    .find(|d| all.contains(d))
+                    .map(|d| format!("cannot drop {d}: view {n} (job {}) depends on it", o.job)),
+                ObjectKind::Table(_) => None,
+            })
+            .collect();
+        blocked.sort();
+        if let Some(why) = blocked.into_iter().next() {
+            return Err(EngineError::Conflict(why));
+        }
+        // Every rebuilt job must plan and must not break another job's
+        // reads; checked for all before anything changes.
+        let mut changes = Vec::new();
+        for (job, names) in &by_job {
+            let Some(j) = cat.jobs.get(job) else { continue };
+            if j.replacing.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "job {job} is being replaced: drop its objects once the replacement has caught up"
+                )));
+            }
+            let rest = script_without(&j.sql, names).map_err(EngineError::Plan)?;
+            if let Some(sql) = &rest {
+                let plan = plan_job(sql, &Without { catalog: &cat, job }).map_err(|e| {
+                    EngineError::Internal(format!("job {job} does not plan without the dropped objects: {e}"))
+                })?;
+                if let Some(why) = replace_conflict(&cat, job, &plan) {
+                    return Err(EngineError::Conflict(format!(
+                        "job {job} would be rebuilt without the dropped objects, but {why}"
+                    )));
+                }
+            }
+            changes.push((job.clone(), rest));
+        }
+        cat.objects.retain(|n, _| !all.contains(n));
+        let mut rebuilt = Vec::new();
+        let mut jobs_dropped = Vec::new();
+        for (job, rest) in changes {
+            match rest {
+                Some(sql) => {
+                    self.install_in(&mut cat, &job, &sql, true, None)?;
+                    rebuilt.push(job);
+                }
+                None => {
+                    self.drop_job_in(&mut cat, &job)?;
+                    jobs_dropped.push(job);
+                }
+            }
+        }
+        Ok(json!({"dropped": dropped, "jobs_rebuilt": rebuilt, "jobs_dropped": jobs_dropped}))
     }
 
     pub fn jobs(&self) -> Value {
@@ -719,6 +838,35 @@ fn register(cat: &mut Catalog, job: &str, plan: &JobPlan, df: DataflowId, closur
             },
         );
     }
+}
+
+/// Why replacing `job` by `plan` would break another job's reads, if it
+/// would. Another job's dataflow holds this job's views (imported
+/// arrangements), which a replacement rebuilds in a new dataflow; a table
+/// is read by each job through its own source, so it only matters when the
+/// new version drops or changes it.
+fn replace_conflict(cat: &Catalog, job: &str, plan: &JobPlan) -> Option<String> {
+    let mut found: Vec<String> = cat
+        .objects
+        .iter()
+        .filter(|(_, o)| o.job != job)
+        .filter_map(|(n, o)| {
+            let ObjectKind::View(v) = &o.kind else { return None };
+            v.depends_on.iter().find_map(|d| {
+                let dep = cat.objects.get(d).filter(|x| x.job == job)?;
+                match &dep.kind {
+                    ObjectKind::View(_) => Some(format!("view {n} (job {}) reads its view {d}", o.job)),
+                    ObjectKind::Table(t) if !plan.tables.contains(t) => Some(format!(
+                        "view {n} (job {}) reads its table {d}, which the new version drops or changes",
+                        o.job
+                    )),
+                    ObjectKind::Table(_) => None,
+                }
+            })
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 /// Objects of other jobs that read objects of `job`.

@@ -39,6 +39,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/views", get(list_views))
         .route("/v1/views/{view}", get(read_view))
         .route("/v1/query", post(query))
+        .route("/v1/sql", post(run_statements))
         .route("/v1/dlq", get(dead_letters))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -126,6 +127,22 @@ async fn replace_job(State(api): State<Api>, Path(name): Path<String>, body: Bod
     };
     match api.engine.submit(&name, &sql, true) {
         Ok(job) => Json(job).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DROP TABLE` / `DROP VIEW` statements (CREATE statements are jobs).
+async fn run_statements(State(api): State<Api>, body: Body) -> Response {
+    let v = match json_body(body, api.max_body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let sql = match field(&v, "sql") {
+        Ok(s) => s.to_string(),
+        Err(r) => return r,
+    };
+    match api.engine.drop_objects(&sql) {
+        Ok(done) => Json(done).into_response(),
         Err(e) => e.into_response(),
     }
 }

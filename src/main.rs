@@ -62,6 +62,12 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Runs DROP TABLE / DROP VIEW statements on a running engine.
+    Sql {
+        statements: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Reads a view of a running engine.
     Query {
         view: String,
@@ -124,6 +130,11 @@ fn main() -> Result<()> {
         Cmd::Run { paths, server } => serve(server, paths),
         Cmd::Serve { server } => serve(server, vec![]),
         Cmd::Submit { file, name, url } => submit(&file, name, &url),
+        Cmd::Sql { statements, url } => print_response(
+            agent()
+                .post(format!("{url}/v1/sql"))
+                .send_json(serde_json::json!({"sql": statements})),
+        ),
         Cmd::Query { view, key, limit, url } => query(&view, &key, limit, &url),
         Cmd::Produce {
             topic,

@@ -349,3 +349,139 @@ fn replace_job_while_reading_then_kill_and_restart() {
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn drop_view_and_table_refused_while_depended_on_and_kept_after_restart() {
+    let dir = data_dir("drop");
+    let e = start(&dir, &[]);
+    let job = |name: &str, sql: &str| {
+        let (s, v) = post(&e, "/v1/jobs", &json!({"name": name, "sql": sql}).to_string());
+        assert_eq!(s, 201, "{v}");
+    };
+    job(
+        "sources",
+        "CREATE TABLE payments (payment_id BIGINT, customer_id BIGINT, amount DECIMAL(12,2), method TEXT)
+           WITH (connector = 'log', topic = 'payments');
+         CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT)
+           WITH (connector = 'log', topic = 'customers');",
+    );
+    job(
+        "reports",
+        "-- per customer
+         CREATE VIEW by_customer AS SELECT customer_id, sum(amount) AS total FROM payments GROUP BY customer_id;
+         CREATE VIEW named AS
+           SELECT c.customer_id, c.name, b.total FROM customers c LEFT JOIN by_customer b ON b.customer_id = c.customer_id;
+         -- per method; dropped below
+         CREATE VIEW per_method AS SELECT method, count(*) AS n FROM payments GROUP BY method;",
+    );
+    job(
+        "alerts",
+        "CREATE VIEW vip AS SELECT customer_id FROM named WHERE total > 100;",
+    );
+    let body = (0..30)
+        .map(|i| json!({"payment_id": i, "customer_id": i % 3, "amount": "50.00", "method": "card"}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (s, a) = post(&e, "/v1/topics/payments/events", &body);
+    assert_eq!(s, 200, "{a}");
+    let token = a["token"].as_str().expect("token").to_string();
+    let sql = |text: &str| post(&e, "/v1/sql", &json!({"sql": text}).to_string());
+
+    // Refused, naming what is in the way; nothing changes.
+    let (s, v) = sql("DROP VIEW by_customer");
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("view named (job reports)"),
+        "{v}"
+    );
+    let (s, v) = sql("DROP TABLE payments");
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("depends on it"), "{v}");
+    let (s, v) = sql("DROP VIEW per_method");
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("view vip (job alerts) reads its view named"),
+        "{v}"
+    );
+    let (s, v) = sql("DROP VIEW nope");
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unknown_view")), "{v}");
+    assert_eq!(
+        (v["error"]["line"].as_u64(), v["error"]["column"].as_u64()),
+        (Some(1), Some(11)),
+        "{v}"
+    );
+    let (s, v) = sql("DROP TABLE by_customer");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("wrong_object_type")),
+        "{v}"
+    );
+    let (s, v) = sql("DROP VIEW vip CASCADE");
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported")), "{v}");
+    let (s, v) = sql("CREATE VIEW x AS SELECT 1");
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported")), "{v}");
+    let (s, v) = post(
+        &e,
+        "/v1/jobs",
+        &json!({"name": "d", "sql": "DROP VIEW vip"}).to_string(),
+    );
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported")), "{v}");
+    assert_eq!(get(&e, "/v1/views/vip").0, 200);
+
+    // A job left with nothing is dropped; then per_method can go, and the
+    // rest of its job keeps answering.
+    let (s, v) = sql("DROP VIEW IF EXISTS nope; DROP MATERIALIZED VIEW vip");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["jobs_dropped"], json!(["alerts"]), "{v}");
+    assert_eq!(get(&e, "/v1/jobs/alerts").0, 404);
+    let (s, v) = sql("DROP VIEW per_method");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["jobs_rebuilt"], json!(["reports"]), "{v}");
+    assert_eq!(get(&e, "/v1/views/per_method").0, 404, "a dropped view is gone at once");
+    let (s, v) = get(&e, &format!("/v1/views/by_customer?after={token}"));
+    assert_eq!((s, rows_of(&v).len()), (200, 3), "{v}");
+    // The name is free again.
+    job(
+        "methods",
+        "CREATE VIEW per_method AS SELECT method, sum(amount) AS total FROM payments GROUP BY method;",
+    );
+
+    // kill -9 and restart: what was dropped stays dropped.
+    let mut e = e;
+    e.child.kill().expect("kill -9");
+    let _ = e.child.wait();
+    drop(e);
+    let e = start(&dir, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&e, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready after restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, jobs) = get(&e, "/v1/jobs");
+    let names: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert_eq!(names, ["methods", "reports", "sources"]);
+    let (_, reports) = get(&e, "/v1/jobs/reports");
+    let text = reports["sql"].as_str().unwrap();
+    assert!(
+        !text.contains("per_method") && text.contains("CREATE VIEW named"),
+        "{text}"
+    );
+    let (s, v) = get(&e, &format!("/v1/views/per_method?after={token}"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rows_of(&v), vec![json!({"method": "card", "total": "1500.00"})]);
+    let (s, v) = get(&e, &format!("/v1/views/by_customer?after={token}"));
+    assert_eq!((s, rows_of(&v).len()), (200, 3), "{v}");
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -166,7 +166,7 @@ impl RelPlan {
                 left, right, right_key, ..
             } => {
                 let right_unique = right.unique_key(key_of)?;
-                let joined_on = |c: usize| right_key.iter().any(|e| *e == ScalarExpr::Column(c));
+                let joined_on = |c: usize| right_key.contains(&ScalarExpr::Column(c));
                 if right_unique.iter().all(|&c| joined_on(c)) {
                     left.unique_key(key_of)
                 } else {

@@ -53,6 +53,15 @@ fn loc_of(node: &impl Spanned) -> Loc {
     Loc(s.line, s.column)
 }
 
+/// Where a statement is. sqlparser leaves DROP statements without a span,
+/// so those are located at their first name.
+fn loc_of_statement(stmt: &Statement) -> Loc {
+    match stmt {
+        Statement::Drop { names, .. } => names.first().map(loc_of).unwrap_or(Loc(1, 1)),
+        other => loc_of(other),
+    }
+}
+
 fn loc_ident(id: &ast::Ident) -> Loc {
     Loc(id.span.start.line, id.span.start.column)
 }
@@ -97,6 +106,13 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
                 let view = plan_view(cv, &scope)?;
                 job.views.push(view);
             }
+            Statement::Drop { .. } => {
+                return Err(PlanError::new(
+                    "unsupported",
+                    "DROP is not part of a job: run it on its own (POST /v1/sql, or `weir sql`)",
+                    loc_of_statement(stmt),
+                ));
+            }
             other => {
                 let kind = other.to_string();
                 let kind: String = kind.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
@@ -111,18 +127,171 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
     Ok(job)
 }
 
+/// The kind of catalog object a `DROP` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropKind {
+    Table,
+    View,
+}
+
+impl std::fmt::Display for DropKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DropKind::Table => "table",
+            DropKind::View => "view",
+        })
+    }
+}
+
+/// One object a `DROP TABLE` / `DROP [MATERIALIZED] VIEW` statement names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropPlan {
+    pub kind: DropKind,
+    pub name: String,
+    pub if_exists: bool,
+    /// Where the name is in the statement (1-based).
+    pub line: u64,
+    pub column: u64,
+}
+
+impl DropPlan {
+    /// An error about this name, located at it.
+    pub fn error(&self, code: &'static str, message: impl Into<String>) -> PlanError {
+        PlanError::new(code, message, Loc(self.line, self.column))
+    }
+}
+
+/// Plans a script of `DROP TABLE` and `DROP [MATERIALIZED] VIEW`
+/// statements (`IF EXISTS`, several names). Whether the objects exist and
+/// what depends on them is the catalog's to check. `CASCADE` is refused:
+/// dependants are dropped explicitly, so nothing disappears by surprise.
+pub fn plan_drops(sql: &str) -> Result<Vec<DropPlan>> {
+    let statements = parse(sql)?;
+    if statements.is_empty() {
+        return Err(PlanError::new("empty_statement", "no statement to run", Loc(1, 1)));
+    }
+    let mut drops = Vec::new();
+    for stmt in &statements {
+        let Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } = stmt
+        else {
+            return Err(PlanError::new(
+                "unsupported",
+                "only DROP TABLE and DROP VIEW statements run here: CREATE statements are submitted as jobs, SELECTs as queries",
+                loc_of_statement(stmt),
+            ));
+        };
+        let kind = match object_type {
+            ast::ObjectType::Table => DropKind::Table,
+            ast::ObjectType::View | ast::ObjectType::MaterializedView => DropKind::View,
+            other => return Err(unsupported(format!("DROP {other}"), loc_of_statement(stmt))),
+        };
+        if *cascade {
+            return Err(unsupported(
+                "DROP … CASCADE (drop the dependants first)",
+                loc_of_statement(stmt),
+            ));
+        }
+        for n in names {
+            let at = loc_of(n);
+            drops.push(DropPlan {
+                kind,
+                name: object_name(n)?,
+                if_exists: *if_exists,
+                line: at.0,
+                column: at.1,
+            });
+        }
+    }
+    Ok(drops)
+}
+
+/// `script` without the statements that create any of `names`, each cut
+/// out with its terminating `;` and the comments before it; the rest of
+/// the text is kept as written. Returns `None` when no statement is left.
+pub fn script_without(script: &str, names: &BTreeSet<String>) -> Result<Option<String>> {
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, script)
+        .tokenize_with_location()
+        .map_err(|e| PlanError::new("syntax_error", e.message, Loc(e.location.line, e.location.column)))?;
+    // Byte offset of each line's start, to turn (line, column) into offsets.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(script.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset_after = |loc: sqlparser::tokenizer::Location| -> usize {
+        let start = line_starts
+            .get((loc.line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(script.len());
+        let line = &script[start..];
+        // The token ends just before `loc` (columns count characters).
+        let chars = (loc.column as usize).saturating_sub(1);
+        start + line.char_indices().nth(chars).map_or(line.len(), |(i, _)| i)
+    };
+    let mut cuts = Vec::new();
+    let mut begin = 0;
+    for t in &tokens {
+        if t.token == sqlparser::tokenizer::Token::SemiColon {
+            let end = offset_after(t.span.end);
+            cuts.push((begin, end));
+            begin = end;
+        }
+    }
+    cuts.push((begin, script.len()));
+    let mut kept = String::new();
+    let mut statements = 0;
+    for (b, e) in cuts {
+        let piece = &script[b..e];
+        let creates = match parse(piece)?.as_slice() {
+            [] => None,
+            [Statement::CreateTable(ct)] => Some(object_name(&ct.name)?),
+            [Statement::CreateView(cv)] => Some(object_name(&cv.name)?),
+            [_] => Some(String::new()),
+            _ => {
+                return Err(PlanError::new(
+                    "syntax_error",
+                    "cannot split the job into statements",
+                    Loc(1, 1),
+                ))
+            }
+        };
+        match creates {
+            Some(n) if names.contains(&n) => {}
+            Some(_) => {
+                statements += 1;
+                kept.push_str(piece);
+            }
+            None => kept.push_str(piece),
+        }
+    }
+    Ok((statements > 0).then_some(kept))
+}
+
 /// Parses SQL, turning parser errors into [`PlanError`]s with a position.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string();
-        let (line, column) = parse_position(&msg).unwrap_or((0, 0));
+        // An error at the end of the input comes without a position.
+        let (line, column) = parse_position(&msg).unwrap_or_else(|| end_of(sql));
         let clean = match msg.find(" at Line: ") {
             Some(i) => msg[..i].to_string(),
             None => msg,
         };
         PlanError::new("syntax_error", clean, Loc(line, column))
     })
+}
+
+/// The position just after the last character of `sql`.
+fn end_of(sql: &str) -> (u64, u64) {
+    let trimmed = sql.trim_end();
+    let line = trimmed.lines().count().max(1) as u64;
+    let column = trimmed.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+    (line, column)
 }
 
 fn parse_position(msg: &str) -> Option<(u64, u64)> {
@@ -693,8 +862,16 @@ impl QueryPlanner<'_> {
                     JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, Some(c)),
                     JoinOperator::CrossJoin(_) => (JoinKind::Inner, None),
                     other => {
+                        // "FullOuter(..)" → "FULL OUTER JOIN".
                         let text = format!("{other:?}");
-                        let name = text.split('(').next().unwrap_or("this join").to_uppercase();
+                        let variant = text.split('(').next().unwrap_or("this");
+                        let mut name = String::new();
+                        for c in variant.chars() {
+                            if c.is_uppercase() && !name.is_empty() {
+                                name.push(' ');
+                            }
+                            name.push(c.to_ascii_uppercase());
+                        }
                         return Err(unsupported(format!("{name} JOIN"), loc_of(&j.relation)));
                     }
                 };
@@ -769,10 +946,7 @@ impl QueryPlanner<'_> {
                 }
                 self.plan_from(std::slice::from_ref(table_with_joins))
             }
-            TableFactor::MatchRecognize { .. } => Err(unsupported(
-                "MATCH_RECOGNIZE (not yet available in this build)",
-                loc_of(f),
-            )),
+            TableFactor::MatchRecognize { .. } => Err(unsupported("MATCH_RECOGNIZE", loc_of(f))),
             other => Err(unsupported(format!("FROM {other}"), loc_of(other))),
         }
     }
@@ -2152,6 +2326,23 @@ pub struct PeekPlan {
     pub limit: Option<usize>,
 }
 
+/// The first node, from the top, that makes `plan` more than filters and
+/// projections of one object, in the user's terms.
+fn nonlinear_construct(plan: &RelPlan) -> &'static str {
+    match plan {
+        RelPlan::Map { input, .. } | RelPlan::Filter { input, .. } | RelPlan::Project { input, .. } => {
+            nonlinear_construct(input)
+        }
+        RelPlan::Get { .. } => "this query",
+        RelPlan::Constant { .. } => "a SELECT without FROM",
+        RelPlan::Reduce { .. } => "grouping (GROUP BY or an aggregate)",
+        RelPlan::Join { .. } => "a join",
+        RelPlan::Distinct { .. } => "DISTINCT",
+        RelPlan::UnionAll { .. } => "UNION",
+        RelPlan::TopK { .. } => "a window function",
+    }
+}
+
 /// Plans `SELECT … FROM view [WHERE …] [ORDER BY …] [LIMIT n]` with the
 /// planner of views; a plan that is more than filters and projections of
 /// one view (joins, grouping, DISTINCT, UNION, window functions) is refused
@@ -2188,10 +2379,7 @@ pub fn plan_peek(sql: &str, catalog: &dyn CatalogLookup) -> Result<PeekPlan> {
     };
     let rel = planner.plan_set_expr(&q.body)?;
     let Some(view) = rel.plan.linear_source().map(str::to_string) else {
-        return Err(not_here(
-            "a join, grouping, DISTINCT, UNION or a window function",
-            loc_of(&*q.body),
-        ));
+        return Err(not_here(nonlinear_construct(&rel.plan), loc_of(&*q.body)));
     };
     let order_by = match &q.order_by {
         Some(ob) => planner.order_keys(ob, &rel.columns)?,

@@ -1,0 +1,1 @@
+CREATE VIEW v AS SELECT CAST(amount AS GEOMETRY) AS g FROM payments;

@@ -1,0 +1,1 @@
+DROP VIEW by_customer;

@@ -1,0 +1,1 @@
+CREATE VIEW by_customer AS SELECT 1 AS one;

@@ -1,0 +1,1 @@
+CREATE TABLE t (a BIGINT, a TEXT) WITH (connector = 'log', topic = 't');

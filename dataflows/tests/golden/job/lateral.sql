@@ -1,0 +1,1 @@
+CREATE VIEW v AS SELECT * FROM payments p, LATERAL (SELECT 1 AS one) x;

@@ -1,0 +1,1 @@
+CREATE VIEW v AS SELECT name + 1 AS x FROM customers;

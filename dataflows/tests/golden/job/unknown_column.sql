@@ -1,0 +1,4 @@
+CREATE VIEW v AS
+  SELECT customer_id,
+         amout
+  FROM payments;

@@ -1,0 +1,1 @@
+CREATE TABLE t (a BIGINT) WITH (connector = 'carrier-pigeon', topic = 't');

@@ -1,0 +1,1 @@
+CREATE VIEW v AS SELECT frobnicate(amount) AS f FROM payments;

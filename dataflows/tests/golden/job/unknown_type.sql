@@ -1,0 +1,1 @@
+CREATE TABLE t (a GEOMETRY) WITH (connector = 'log', topic = 't');

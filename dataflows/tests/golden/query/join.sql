@@ -1,0 +1,1 @@
+SELECT * FROM by_customer b JOIN by_customer c ON b.customer_id = c.customer_id

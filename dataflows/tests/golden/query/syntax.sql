@@ -1,0 +1,1 @@
+SELECT * FROM by_customer WHERE

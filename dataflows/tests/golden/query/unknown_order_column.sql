@@ -1,0 +1,1 @@
+SELECT customer_id FROM by_customer ORDER BY nope
