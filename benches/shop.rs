@@ -12,6 +12,11 @@
 //!   engine's CPU use (cores) meanwhile.
 //! - `ingest`: HTTP ingest of NDJSON batches of 1000 events; events/s.
 //!
+//! - `rss_ratio`: with several event counts, peak RSS after replaying the
+//!   most events over that after the fewest. Order ids are drawn from a
+//!   fixed set (env `WEIR_BENCH_ORDER_IDS`, default 200000), so more events
+//!   mean the same keys: state must stay flat (DESIGN.md §4).
+//!
 //! Run: `cargo bench --bench shop` (release build of the real binary).
 //! `WEIR_BENCH_LOOKUPS` sets the number of point lookups (default 5000);
 //! a lookup that is not answered within 2 s counts as failed.
@@ -125,11 +130,24 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let order_ids: u64 = std::env::var("WEIR_BENCH_ORDER_IDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    // Peak RSS after replay per (workers, events), for the ratio.
+    let mut peaks: Vec<(usize, u64, u64)> = Vec::new();
     for &n in &counts {
         let dir: PathBuf = std::env::temp_dir().join(format!("weir-bench-{n}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let ok = weir()
-            .args(["generate", "--events", &n.to_string(), "--data-dir"])
+            .args([
+                "generate",
+                "--events",
+                &n.to_string(),
+                "--order-ids",
+                &order_ids.to_string(),
+                "--data-dir",
+            ])
             .arg(&dir)
             .stdout(Stdio::null())
             .status()
@@ -156,10 +174,12 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let secs = started.elapsed().as_secs_f64();
+            let peak = peak_rss_kib(e.child.id());
+            peaks.push((w, n, peak));
             println!(
                 "{}",
-                json!({"bench": "replay", "events": n, "workers": w, "seconds": secs,
-                       "events_per_second": n as f64 / secs, "peak_rss_mib": peak_rss_kib(e.child.id()) / 1024})
+                json!({"bench": "replay", "events": n, "order_ids": order_ids, "workers": w, "seconds": secs,
+                       "events_per_second": n as f64 / secs, "peak_rss_mib": peak / 1024})
             );
 
             // Point lookups while a second client ingests.
@@ -280,5 +300,20 @@ fn main() {
             let _ = std::fs::remove_dir_all(&run_dir);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Memory must follow keys, not events (DESIGN.md §4): peak RSS of the
+    // largest run over that of the smallest, per worker count.
+    for &w in &workers {
+        let runs: Vec<&(usize, u64, u64)> = peaks.iter().filter(|p| p.0 == w).collect();
+        if let (Some(small), Some(large)) = (runs.iter().min_by_key(|p| p.1), runs.iter().max_by_key(|p| p.1)) {
+            if large.1 > small.1 && small.2 > 0 {
+                println!(
+                    "{}",
+                    json!({"bench": "rss_ratio", "workers": w, "order_ids": order_ids,
+                           "small_events": small.1, "large_events": large.1,
+                           "ratio": large.2 as f64 / small.2 as f64})
+                );
+            }
+        }
     }
 }

@@ -721,7 +721,9 @@ impl Engine {
     ) -> Result<(Tick, Vec<(Row, Diff)>, Object), EngineError> {
         let deadline = started + timeout;
         let mut obj = self.view_object(view)?;
-        let as_of = loop {
+        // The read time, held until the rows are collected so that no
+        // worker compacts its trace past it meanwhile.
+        let hold = loop {
             let complete = self.shared.complete_through(obj.df, view);
             let mut required: Option<Tick> = Some(0);
             for t in after {
@@ -733,10 +735,8 @@ impl Engine {
                     }
                 }
             }
-            if let (Some(c), Some(r)) = (complete, required) {
-                if c >= r {
-                    break c;
-                }
+            if let Some(hold) = required.and_then(|r| self.shared.hold_read(obj.df, view, r)) {
+                break hold;
             }
             if Instant::now() >= deadline {
                 self.shared.metrics.peeks.with_label_values(&[view, "timeout"]).inc();
@@ -754,6 +754,7 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(1)).await;
             obj = self.view_object(view)?;
         };
+        let as_of = hold.at;
         let id = self.next_peek.fetch_add(1, Ordering::SeqCst);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         lock(&self.shared.peek_replies).insert(id, tx);
@@ -783,6 +784,7 @@ impl Engine {
         }
         .await;
         lock(&self.shared.peek_replies).remove(&id);
+        drop(hold);
         let outcome = if result.is_ok() { "ok" } else { "error" };
         self.shared.metrics.peeks.with_label_values(&[view, outcome]).inc();
         self.shared

@@ -101,6 +101,10 @@ enum Cmd {
         /// Events per append (one durable write each).
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
+        /// Reuse order ids from a fixed set of this many (default: every
+        /// order gets a new id).
+        #[arg(long)]
+        order_ids: Option<i64>,
     },
 }
 
@@ -123,6 +127,12 @@ struct ServerArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
 }
+
+/// jemalloc returns freed memory to the system and fragments less than
+/// glibc's allocator under the many short-lived batches a dataflow
+/// allocates: peak RSS then follows live state (DESIGN.md §4).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -147,7 +157,8 @@ fn main() -> Result<()> {
             data_dir,
             seed,
             batch,
-        } => generate(events, &data_dir, seed, batch),
+            order_ids,
+        } => generate(events, &data_dir, seed, batch, order_ids),
     }
 }
 
@@ -328,7 +339,7 @@ async fn feed_shop(log: weir_connectors::log::EventLog, rate: u64, seed: u64) {
     }
 }
 
-fn generate(events: u64, data_dir: &Path, seed: u64, batch: usize) -> Result<()> {
+fn generate(events: u64, data_dir: &Path, seed: u64, batch: usize, order_ids: Option<i64>) -> Result<()> {
     std::fs::create_dir_all(data_dir)?;
     let store = StateStore::open(data_dir)
         .with_context(|| format!("opening {} (is an engine running on it?)", data_dir.display()))?;
@@ -336,6 +347,9 @@ fn generate(events: u64, data_dir: &Path, seed: u64, batch: usize) -> Result<()>
     // Event time: ending now, 1 ms apart.
     let start = now_ms() as i64 - events as i64;
     let mut gen = shop::ShopGenerator::new(seed, start, 1000);
+    if let Some(n) = order_ids {
+        gen = gen.with_order_ids(n);
+    }
     let mut by_topic: HashMap<&'static str, Vec<Vec<u8>>> = HashMap::new();
     let mut written = 0u64;
     while written < events {

@@ -2,8 +2,8 @@
 //! what the workers publish about their progress, and the reply channels of
 //! outstanding peeks.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,47 @@ const POSITION_MARKS: usize = 4096;
 
 /// Each worker's trace upper of one view (`None` until reported).
 pub type WorkerUppers = Vec<Option<Tick>>;
+
+/// What is known about one view's trace: how far each worker has it, and
+/// the times readers have chosen and not yet finished reading at.
+///
+/// # Contract
+/// A worker compacts its trace to at most [`ViewProgress::compaction_bound`],
+/// computed under the same lock as readers choose and hold their time, so a
+/// chosen time is never compacted away: reads are exact without keeping
+/// any extra history (DESIGN.md §2).
+#[derive(Clone, Debug)]
+pub struct ViewProgress {
+    pub uppers: WorkerUppers,
+    /// Read time → readers holding it.
+    holds: BTreeMap<Tick, usize>,
+}
+
+impl ViewProgress {
+    pub fn new(workers: usize) -> Self {
+        ViewProgress {
+            uppers: vec![None; workers],
+            holds: BTreeMap::new(),
+        }
+    }
+
+    /// The time through which every worker's trace is complete: one less
+    /// than the least upper; `None` until every worker has reported.
+    pub fn complete(&self) -> Option<Tick> {
+        let mut min = Tick::MAX;
+        for u in &self.uppers {
+            min = min.min((*u)?);
+        }
+        min.checked_sub(1)
+    }
+
+    /// How far the trace may be compacted: no further than any held read
+    /// time, nor than the time the next reader would choose.
+    pub fn compaction_bound(&self) -> Option<Tick> {
+        let next_read = self.complete()?;
+        Some(self.holds.keys().next().map_or(next_read, |&h| h.min(next_read)))
+    }
+}
 /// (end offset read, tick it was read at), oldest first.
 pub type PositionMarks = VecDeque<(u64, Tick)>;
 
@@ -65,8 +106,8 @@ pub struct Shared {
     pub log: EventLog,
     pub workers: usize,
     pub metrics: Metrics,
-    /// Per (dataflow, view): each worker's trace upper (`None` until reported).
-    pub frontiers: Mutex<HashMap<(DataflowId, String), WorkerUppers>>,
+    /// Per (dataflow, view): each worker's trace upper and the held read times.
+    pub frontiers: Mutex<HashMap<(DataflowId, String), ViewProgress>>,
     /// Per (dataflow, topic, partition): (end offset read, tick it was read at).
     pub positions: Mutex<HashMap<(DataflowId, String, u32), PositionMarks>>,
     /// Per (dataflow, worker): records in the log not yet read by its sources.
@@ -118,7 +159,23 @@ impl Shared {
 
     /// The time through which a view is complete on every worker.
     pub fn complete_through(&self, df: DataflowId, view: &str) -> Option<Tick> {
-        complete(lock(&self.frontiers).get(&(df, view.to_string()))?)
+        lock(&self.frontiers).get(&(df, view.to_string()))?.complete()
+    }
+
+    /// Chooses the time to read a view at: the latest complete one, if it is
+    /// at least `required`. The time is held (its history kept) until the
+    /// returned hold is dropped.
+    pub fn hold_read(self: &Arc<Self>, df: DataflowId, view: &str, required: Tick) -> Option<ReadHold> {
+        let key = (df, view.to_string());
+        let mut frontiers = lock(&self.frontiers);
+        let progress = frontiers.get_mut(&key)?;
+        let at = progress.complete().filter(|c| *c >= required)?;
+        *progress.holds.entry(at).or_default() += 1;
+        Some(ReadHold {
+            shared: Arc::clone(self),
+            key,
+            at,
+        })
     }
 
     /// The latest tick at which a source of `df` read a record.
@@ -149,16 +206,27 @@ impl Shared {
         frontiers
             .iter()
             .filter(|((d, _), _)| *d == df)
-            .all(|(_, uppers)| complete(uppers).is_some_and(|t| t >= through))
+            .all(|(_, progress)| progress.complete().is_some_and(|t| t >= through))
     }
 }
 
-/// The time through which every worker's trace is complete: one less than
-/// the least upper; `None` until every worker has reported.
-fn complete(uppers: &WorkerUppers) -> Option<Tick> {
-    let mut min = Tick::MAX;
-    for u in uppers {
-        min = min.min((*u)?);
+/// A reader's hold on one view's history at one time (see [`Shared::hold_read`]).
+pub struct ReadHold {
+    shared: Arc<Shared>,
+    key: (DataflowId, String),
+    pub at: Tick,
+}
+
+impl Drop for ReadHold {
+    fn drop(&mut self) {
+        let mut frontiers = lock(&self.shared.frontiers);
+        if let Some(holds) = frontiers.get_mut(&self.key).map(|p| &mut p.holds) {
+            if let Some(n) = holds.get_mut(&self.at) {
+                *n -= 1;
+                if *n == 0 {
+                    holds.remove(&self.at);
+                }
+            }
+        }
     }
-    min.checked_sub(1)
 }

@@ -21,6 +21,9 @@ const PRODUCTS: [(&str, &str); 12] = [
     ("sku-thermos", "22.75"),
     ("sku-gift-card", "50.00"),
 ];
+const FIRST_ORDER: i64 = 1000;
+/// Orders in flight the stream settles at.
+const IN_FLIGHT: usize = 1000;
 const METHODS: [&str; 4] = ["card", "paypal", "bank_transfer", "gift_card"];
 const TIERS: [&str; 3] = ["standard", "silver", "gold"];
 
@@ -45,6 +48,8 @@ struct OpenOrder {
 pub struct ShopGenerator {
     rng: StdRng,
     next_order: i64,
+    /// Order ids are reused after this many (`None`: always new ones).
+    order_ids: Option<i64>,
     next_payment: i64,
     customers: i64,
     open: Vec<OpenOrder>,
@@ -59,7 +64,8 @@ impl ShopGenerator {
     pub fn new(seed: u64, start_ms: i64, events_per_second: u64) -> Self {
         ShopGenerator {
             rng: StdRng::seed_from_u64(seed),
-            next_order: 1000,
+            next_order: FIRST_ORDER,
+            order_ids: None,
             next_payment: 1,
             customers: 500,
             open: Vec::new(),
@@ -68,6 +74,14 @@ impl ShopGenerator {
             registered: 0,
             pending: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Draws order ids from a fixed set of `n`, reusing the id of a
+    /// finished order: a stream that goes on while its keys stay the same,
+    /// to show that state grows with keys, not events (DESIGN.md §4).
+    pub fn with_order_ids(mut self, n: i64) -> Self {
+        self.order_ids = Some(n.max(1));
+        self
     }
 
     fn ts(&self) -> String {
@@ -93,7 +107,11 @@ impl ShopGenerator {
                 json!({"type": "CustomerRegistered", "customer_id": id, "name": format!("customer-{id}"), "tier": tier, "ts": self.ts()}),
             );
         }
-        if self.open.len() < 50 || self.rng.random_bool(0.35) {
+        // New orders come in while fewer than ~1,000 are in flight; beyond
+        // that, orders mostly move on (an order takes about three more
+        // events to finish), so the number in flight stays level.
+        let place = if self.open.len() < IN_FLIGHT { 0.35 } else { 0.15 };
+        if self.open.len() < 50 || self.rng.random_bool(place) {
             return self.place_order();
         }
         let i = self.rng.random_range(0..self.open.len());
@@ -132,8 +150,20 @@ impl ShopGenerator {
     }
 
     fn place_order(&mut self) -> (&'static str, Value) {
-        let id = self.next_order;
-        self.next_order += 1;
+        let id = loop {
+            let id = self.next_order;
+            self.next_order += 1;
+            if let Some(n) = self.order_ids {
+                if self.next_order >= FIRST_ORDER + n {
+                    self.next_order = FIRST_ORDER;
+                }
+                // An open order keeps its id until it is finished.
+                if self.open.iter().any(|o| o.id == id) && self.open.len() < n as usize {
+                    continue;
+                }
+            }
+            break id;
+        };
         let customer = self.rng.random_range(1..=self.customers);
         let product = self.rng.random_range(0..PRODUCTS.len());
         let quantity = self.rng.random_range(1..=4);
@@ -180,10 +210,16 @@ impl ShopGenerator {
             );
         }
         o.stage = Stage::Paid;
+        let (id, customer, amount) = (o.id, o.customer, o.amount_cents);
+        // The order records the payment too, as an order aggregate would.
+        self.pending.push_back((
+            "orders",
+            json!({"type": "OrderPaid", "order_id": id, "customer_id": customer, "ts": ts}),
+        ));
         (
             "payments",
-            json!({"type": "PaymentAuthorized", "payment_id": pid, "order_id": o.id, "customer_id": o.customer,
-                   "amount": cents(o.amount_cents), "method": method, "ts": ts}),
+            json!({"type": "PaymentAuthorized", "payment_id": pid, "order_id": id, "customer_id": customer,
+                   "amount": cents(amount), "method": method, "ts": ts}),
         )
     }
 

@@ -20,14 +20,16 @@ use weir_dataflows::render::{render_job, ErrorSink, SourceInput, ViewTrace};
 use weir_operators::repr::{Schema, Tick};
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
-use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared};
+use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
 
 /// Records read from one partition per loop iteration: bounds the batch a
 /// catching-up source introduces at one time, and so peak memory.
 const READ_CHUNK: usize = 20_000;
-/// History kept in view traces behind their frontier, so that a read whose
-/// time was chosen a moment ago is still exact.
-const COMPACTION_LAG_MS: Tick = 10_000;
+/// Reads whose records the views have not yet processed, per dataflow:
+/// while this many are in flight the sources wait. Without it a replay
+/// reads the log faster than the dataflow computes, and the backlog (all
+/// of history, on a replay) piles up in the dataflow's queues.
+const MAX_READS_IN_FLIGHT: usize = 2;
 
 struct Source {
     table: TablePlan,
@@ -35,6 +37,12 @@ struct Source {
     /// carries only those.
     key_schema: Option<Schema>,
     input: SourceInput,
+    /// Whether a view of this dataflow reads the table. A job's own table
+    /// that only other jobs' views read is still decoded here, so that bad
+    /// records reach the dead letters, but not fed: an input that no
+    /// operator consumes keeps every record pushed into it (timely hands an
+    /// unconsumed batch back to the sender, which resends it with the next).
+    feeds: bool,
     /// Owned partitions and the next offset to read.
     partitions: Vec<(u32, u64)>,
     ingested: IntCounter,
@@ -42,7 +50,7 @@ struct Source {
 }
 
 impl Source {
-    fn new(table: TablePlan, input: SourceInput, partitions: Vec<(u32, u64)>, shared: &Shared) -> Source {
+    fn new(table: TablePlan, input: SourceInput, feeds: bool, partitions: Vec<(u32, u64)>, shared: &Shared) -> Source {
         let key_schema = table.primary_key.as_ref().map(|cols| Schema {
             columns: cols.iter().map(|&i| table.schema.columns[i].clone()).collect(),
         });
@@ -53,6 +61,7 @@ impl Source {
             table,
             key_schema,
             input,
+            feeds,
             partitions,
         }
     }
@@ -63,7 +72,10 @@ impl Source {
     fn feed(&mut self, payload: &[u8], seq: u64) -> Result<(), String> {
         match (&mut self.input, &self.table.primary_key, &self.key_schema) {
             (SourceInput::Append(input), _, _) => {
-                input.update(decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?, 1);
+                let row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
+                if self.feeds {
+                    input.update(row, 1);
+                }
             }
             (SourceInput::Upsert(input), Some(key_cols), Some(key_schema)) => {
                 let update = if is_delete(payload) {
@@ -73,7 +85,9 @@ impl Source {
                     let row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
                     (key_cols.iter().map(|&i| row[i].clone()).collect(), seq, Some(row))
                 };
-                input.update(update, 1);
+                if self.feeds {
+                    input.update(update, 1);
+                }
             }
             (SourceInput::Upsert(_), _, _) => return Err("upsert input for a table without a key".into()),
         }
@@ -88,6 +102,25 @@ struct Dataflow {
     views: Vec<(String, ViewTrace)>,
     /// Per view, the compaction frontier already allowed (never regresses).
     since: Vec<Tick>,
+    /// Ticks at which records were fed and that not every view has passed.
+    in_flight: std::collections::VecDeque<Tick>,
+}
+
+impl Dataflow {
+    /// Whether the sources may read more: forgets the reads every view has
+    /// processed, then checks how many are left.
+    fn may_read(&mut self) -> bool {
+        let done = self
+            .views
+            .iter_mut()
+            .map(|(_, trace)| trace_upper(trace).unwrap_or(Tick::MAX))
+            .min()
+            .unwrap_or(Tick::MAX);
+        while self.in_flight.front().is_some_and(|&t| t < done) {
+            self.in_flight.pop_front();
+        }
+        self.in_flight.len() < MAX_READS_IN_FLIGHT
+    }
 }
 
 /// Starts `workers` timely workers on their own threads.
@@ -170,7 +203,8 @@ fn run_worker(
                             .filter(|p| *p as usize % peers == index)
                             .map(|p| (p, 0))
                             .collect();
-                        srcs.push(Source::new(table, input, partitions, &shared));
+                        let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
+                        srcs.push(Source::new(table, input, feeds, partitions, &shared));
                     }
                     let views = rendered
                         .views
@@ -180,7 +214,7 @@ fn run_worker(
                     {
                         let mut fr = lock(&shared.frontiers);
                         for (name, _) in &views {
-                            fr.entry((df, name.clone())).or_insert_with(|| vec![None; peers]);
+                            fr.entry((df, name.clone())).or_insert_with(|| ViewProgress::new(peers));
                         }
                     }
                     let since = vec![0; views.len()];
@@ -191,6 +225,7 @@ fn run_worker(
                             sources: srcs,
                             views,
                             since,
+                            in_flight: Default::default(),
                         },
                     );
                 }
@@ -233,13 +268,19 @@ fn run_worker(
         let mut read_any = false;
         for (df, d) in dataflows.iter_mut() {
             let mut lag = 0u64;
+            let may_read = d.may_read();
+            let mut fed = false;
             for src in d.sources.iter_mut() {
                 src.input.advance_to(now);
-                let (n, behind) = read_source(&shared, *df, src, now);
-                read_any |= n > 0;
+                let (n, behind) = read_source(&shared, *df, src, now, may_read);
+                fed |= n > 0;
                 lag += behind;
                 src.input.flush();
             }
+            if fed && d.in_flight.back() != Some(&now) {
+                d.in_flight.push_back(now);
+            }
+            read_any |= fed;
             lock(&shared.lag).insert((*df, index), lag);
         }
 
@@ -266,26 +307,21 @@ fn run_worker(
             }
         }
 
-        // Publish progress; allow compaction behind it.
+        // Publish progress; compact each trace as far as readers allow.
         {
             let mut fr = lock(&shared.frontiers);
             for (df, d) in dataflows.iter_mut() {
                 for ((name, trace), since) in d.views.iter_mut().zip(d.since.iter_mut()) {
-                    let upper = trace_upper(trace);
-                    if let Some(slot) = fr.get_mut(&(*df, name.clone())) {
-                        slot[index] = upper;
-                    }
-                    if let Some(u) = upper {
-                        let oldest_peek = pending_peeks
-                            .iter()
-                            .filter(|p| p.df == *df && &p.view == name)
-                            .map(|p| p.as_of)
-                            .min()
-                            .unwrap_or(Tick::MAX);
-                        let target = u.saturating_sub(COMPACTION_LAG_MS).min(oldest_peek);
-                        if target > *since {
-                            *since = target;
-                            allow_compaction(trace, target);
+                    let Some(progress) = fr.get_mut(&(*df, name.clone())) else {
+                        continue;
+                    };
+                    progress.uppers[index] = trace_upper(trace);
+                    // Peeks are answered from this worker's trace as of their
+                    // time; their readers hold it, so the bound covers them.
+                    if let Some(bound) = progress.compaction_bound() {
+                        if bound > *since {
+                            *since = bound;
+                            allow_compaction(trace, bound);
                         }
                     }
                 }
@@ -296,9 +332,10 @@ fn run_worker(
     }
 }
 
-/// Reads new records of `src`'s partitions into its input, at `now`.
+/// Reads new records of `src`'s partitions into its input, at `now` (when
+/// `may_read`; else only measures how far behind it is).
 /// Returns (records read, records still behind the log's end).
-fn read_source(shared: &Shared, df: DataflowId, src: &mut Source, now: Tick) -> (usize, u64) {
+fn read_source(shared: &Shared, df: DataflowId, src: &mut Source, now: Tick, may_read: bool) -> (usize, u64) {
     let topic = src.table.topic().to_string();
     let mut read = 0;
     let mut behind = 0;
@@ -306,7 +343,7 @@ fn read_source(shared: &Shared, df: DataflowId, src: &mut Source, now: Tick) -> 
         let (partition, next) = src.partitions[p];
         let end = shared.log.end_offset(&topic, partition);
         let mut new_next = next;
-        if next < end {
+        if may_read && next < end {
             let records = match shared.log.read(&topic, partition, next, READ_CHUNK) {
                 Ok(r) => r,
                 Err(_) => continue,

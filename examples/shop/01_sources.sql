@@ -2,7 +2,7 @@
 -- Each table reads the topic of the same name; events are JSON objects.
 
 CREATE TABLE orders (
-  type TEXT,              -- OrderPlaced | OrderShipped | OrderCancelled
+  type TEXT,              -- OrderPlaced | OrderPaid | OrderShipped | OrderCancelled
   order_id BIGINT NOT NULL,
   customer_id BIGINT,
   product TEXT,
