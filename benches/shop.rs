@@ -14,7 +14,9 @@
 //!
 //! - `rss_ratio`: with several event counts, peak RSS after replaying the
 //!   most events over that after the fewest. Order ids are drawn from a
-//!   fixed set (env `WEIR_BENCH_ORDER_IDS`, default 200000), so more events
+//!   fixed set (env `WEIR_BENCH_ORDER_IDS`, default 50000: each id is reused
+//!   about four times within the first million events, so both runs are past
+//!   warm-up), so more events
 //!   mean the same keys: state must stay flat (DESIGN.md §4).
 //!
 //! Run: `cargo bench --bench shop` (release build of the real binary).
@@ -133,7 +135,7 @@ fn main() {
     let order_ids: u64 = std::env::var("WEIR_BENCH_ORDER_IDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(50_000);
     // Peak RSS after replay per (workers, events), for the ratio.
     let mut peaks: Vec<(usize, u64, u64)> = Vec::new();
     for &n in &counts {

@@ -33,9 +33,16 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     Timeout(String),
+    /// The view was replaced by a new version while being read; the read
+    /// is planned again against the new version.
+    #[error("view {0} was replaced while being read")]
+    Replaced(String),
     #[error("{0}")]
     Internal(String),
 }
+
+/// Reads planned again when their view is replaced meanwhile, at most.
+const REPLAN_ATTEMPTS: usize = 5;
 
 /// A write position a read must reflect: "topic:partition:offset".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,15 +87,6 @@ struct Object {
     df: DataflowId,
     /// Dataflows whose sources feed this object (its own and imported ones).
     closure: BTreeSet<DataflowId>,
-}
-
-impl Object {
-    fn schema(&self) -> &Schema {
-        match &self.kind {
-            ObjectKind::Table(t) => &t.schema,
-            ObjectKind::View(v) => &v.schema,
-        }
-    }
 }
 
 struct Job {
@@ -180,7 +178,9 @@ impl Engine {
     fn send(&self, cmd: Command) -> Result<(), EngineError> {
         lock(&self.commands)
             .send(cmd)
-            .map_err(|_| EngineError::Internal("the dataflow workers have stopped".into()))
+            .map_err(|_| EngineError::Internal("the dataflow workers have stopped".into()))?;
+        self.shared.wake_workers();
+        Ok(())
     }
 
     /// Re-installs the jobs of the durable catalog, in creation order.
@@ -595,6 +595,28 @@ impl Engine {
         after: &[Token],
         timeout: Duration,
     ) -> Result<ViewAnswer, EngineError> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.read_view_once(view, filters, limit, after, timeout, started).await {
+                Err(EngineError::Replaced(_)) if attempt < REPLAN_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Engine::read_view`], planned against the view's
+    /// current version: filters are resolved against its columns.
+    async fn read_view_once(
+        &self,
+        view: &str,
+        filters: &[(String, String)],
+        limit: Option<usize>,
+        after: &[Token],
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<ViewAnswer, EngineError> {
         let obj = self.view_object(view)?;
         let ObjectKind::View(plan) = &obj.kind else {
             return Err(EngineError::NotFound(format!("no view named {view}")));
@@ -622,8 +644,7 @@ impl Engine {
                 .map(|c| conds.iter().find(|(i, _)| i == c).map(|(_, d)| d.clone()))
                 .collect::<Option<Row>>()
         });
-        let (as_of, rows, used) = self.peek(view, key.map(|k| (obj.df, k)), after, timeout).await?;
-        let schema = used.schema().clone();
+        let (as_of, rows) = self.peek(view, obj.df, key, after, timeout, started).await?;
         let mut out: Vec<Row> = Vec::new();
         for (row, n) in rows {
             let keep = conds.iter().all(|(i, d)| match d {
@@ -657,12 +678,37 @@ impl Engine {
 
     /// `POST /v1/query`: one SELECT over one view.
     pub async fn query(&self, sql: &str, after: &[Token], timeout: Duration) -> Result<ViewAnswer, EngineError> {
-        let plan = {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.query_once(sql, after, timeout, started).await {
+                Err(EngineError::Replaced(_)) if attempt < REPLAN_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn query_once(
+        &self,
+        sql: &str,
+        after: &[Token],
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<ViewAnswer, EngineError> {
+        // Planned and bound to the view's current version in one look at
+        // the catalog.
+        let (plan, df) = {
             let cat = lock(&self.catalog);
-            let views_only = ViewsOnly(&cat);
-            plan_peek(sql, &views_only).map_err(EngineError::Plan)?
+            let plan = plan_peek(sql, &ViewsOnly(&cat)).map_err(EngineError::Plan)?;
+            let df = cat
+                .objects
+                .get(&plan.view)
+                .map(|o| o.df)
+                .ok_or_else(|| EngineError::NotFound(format!("no view named {}", plan.view)))?;
+            (plan, df)
         };
-        let (as_of, rows, _) = self.peek(&plan.view, None, after, timeout).await?;
+        let (as_of, rows) = self.peek(&plan.view, df, None, after, timeout, started).await?;
         let rows = weir_queries::eval::finish(&plan, rows).map_err(|e| EngineError::BadRequest {
             code: "evaluation_error",
             message: e.to_string(),
@@ -690,37 +736,28 @@ impl Engine {
     }
 
     /// Chooses the read time (complete on every worker, after every token),
-    /// then collects every worker's part of the view as of it.
+    /// then collects every worker's part of version `df` of the view as of
+    /// it; only the rows under `key` of its index when given.
+    /// [`EngineError::Replaced`] when the view is no longer at version `df`.
     async fn peek(
         &self,
         view: &str,
-        key: Option<(DataflowId, Row)>,
-        after: &[Token],
-        timeout: Duration,
-    ) -> Result<(Tick, Vec<(Row, Diff)>, Object), EngineError> {
-        let started = Instant::now();
-        // A replace may swap the view's dataflow between choosing the time
-        // and reading: the read then starts again on the new dataflow.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.peek_once(view, key.clone(), after, timeout, started).await {
-                Err(EngineError::NotFound(_)) if attempts < 5 && self.view_object(view).is_ok() => continue,
-                other => return other,
-            }
-        }
-    }
-
-    async fn peek_once(
-        &self,
-        view: &str,
-        key: Option<(DataflowId, Row)>,
+        df: DataflowId,
+        key: Option<Row>,
         after: &[Token],
         timeout: Duration,
         started: Instant,
-    ) -> Result<(Tick, Vec<(Row, Diff)>, Object), EngineError> {
+    ) -> Result<(Tick, Vec<(Row, Diff)>), EngineError> {
         let deadline = started + timeout;
-        let mut obj = self.view_object(view)?;
+        let current = |engine: &Engine| {
+            let obj = engine.view_object(view)?;
+            if obj.df == df {
+                Ok(obj)
+            } else {
+                Err(EngineError::Replaced(view.to_string()))
+            }
+        };
+        let mut obj = current(self)?;
         // The read time, held until the rows are collected so that no
         // worker compacts its trace past it meanwhile.
         let hold = loop {
@@ -752,7 +789,7 @@ impl Engine {
                 }));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
-            obj = self.view_object(view)?;
+            obj = current(self)?;
         };
         let as_of = hold.at;
         let id = self.next_peek.fetch_add(1, Ordering::SeqCst);
@@ -764,8 +801,7 @@ impl Engine {
                 df: obj.df,
                 view: view.to_string(),
                 as_of,
-                // A key computed for another version of the view is not used.
-                key: key.filter(|(df, _)| *df == obj.df).map(|(_, k)| k),
+                key,
             }))?;
             let mut rows = Vec::new();
             for _ in 0..self.shared.workers {
@@ -778,7 +814,12 @@ impl Engine {
                 .await
                 .map_err(|_| EngineError::Timeout(format!("reading view {view} timed out")))?
                 .ok_or_else(|| EngineError::Internal("the dataflow workers have stopped".into()))?;
-                rows.extend(reply.rows.map_err(EngineError::NotFound)?);
+                // A worker finds the dataflow gone when a replace swapped
+                // it out after the read time was chosen.
+                rows.extend(reply.rows.map_err(|e| match current(self) {
+                    Err(replaced @ EngineError::Replaced(_)) => replaced,
+                    _ => EngineError::NotFound(e),
+                })?);
             }
             Ok(rows)
         }
@@ -797,7 +838,7 @@ impl Engine {
             .freshness_lag_ms
             .with_label_values(&[view])
             .set(now_ms().saturating_sub(as_of) as i64);
-        Ok((as_of, result?, obj))
+        Ok((as_of, result?))
     }
 
     pub fn shutdown(&self) {

@@ -64,6 +64,11 @@ impl IntoResponse for EngineError {
             EngineError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
             EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
             EngineError::Timeout(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
+            EngineError::Replaced(v) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replaced",
+                format!("view {v} was replaced again and again while being read; retry"),
+            ),
             EngineError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         }
     }
@@ -206,6 +211,7 @@ async fn append_events(
     let result = tokio::task::spawn_blocking(move || log.append(&topic, partition, &events)).await;
     match result {
         Ok(Ok(a)) => {
+            api.engine.shared.wake_workers();
             api.engine
                 .shared
                 .metrics

@@ -221,6 +221,7 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
         lag: Mutex::new(HashMap::new()),
         peek_replies: Mutex::new(HashMap::new()),
         dead_letters: Mutex::new(dlq_tx),
+        worker_threads: Mutex::new(Vec::new()),
     });
     // Dead letters are written durably off the workers' threads.
     let dlq_store = store.dead_letters();

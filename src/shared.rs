@@ -114,6 +114,8 @@ pub struct Shared {
     pub lag: Mutex<HashMap<(DataflowId, usize), u64>>,
     pub peek_replies: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<PeekReply>>>,
     pub dead_letters: Mutex<std::sync::mpsc::Sender<DeadLetter>>,
+    /// The timely worker threads, to wake them when there is work.
+    pub worker_threads: Mutex<Vec<std::thread::Thread>>,
 }
 
 /// Locks a mutex, recovering from poisoning: the data behind these locks
@@ -130,6 +132,14 @@ pub fn now_ms() -> Tick {
 }
 
 impl Shared {
+    /// Wakes the workers from their idle park: new records in the log, or a
+    /// command. Idle workers otherwise look only every few milliseconds.
+    pub fn wake_workers(&self) {
+        for t in lock(&self.worker_threads).iter() {
+            t.unpark();
+        }
+    }
+
     pub fn record_position(&self, df: DataflowId, topic: &str, partition: u32, end: u64, tick: Tick) {
         let mut positions = lock(&self.positions);
         let marks = positions.entry((df, topic.to_string(), partition)).or_default();

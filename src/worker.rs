@@ -25,6 +25,9 @@ use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, S
 /// Records read from one partition per loop iteration: bounds the batch a
 /// catching-up source introduces at one time, and so peak memory.
 const READ_CHUNK: usize = 20_000;
+/// How long an idle worker parks: how often time moves on with nothing to
+/// read (new records and commands wake the workers at once).
+const IDLE_PARK_MS: u64 = 10;
 /// Reads whose records the views have not yet processed, per dataflow:
 /// while this many are in flight the sources wait. Without it a replay
 /// reads the log faster than the dataflow computes, and the backlog (all
@@ -156,6 +159,7 @@ fn run_worker(
 ) {
     let index = worker.index();
     let peers = worker.peers();
+    lock(&shared.worker_threads).push(std::thread::current());
     let mut sequencer: Sequencer<Command> = Sequencer::new(worker, Instant::now());
     let mut dataflows: HashMap<DataflowId, Dataflow> = HashMap::new();
     let mut pending_peeks: Vec<PeekCommand> = Vec::new();
@@ -284,7 +288,7 @@ fn run_worker(
             lock(&shared.lag).insert((*df, index), lag);
         }
 
-        worker.step_or_park(Some(Duration::from_millis(if read_any { 0 } else { 2 })));
+        worker.step_or_park(Some(Duration::from_millis(if read_any { 0 } else { IDLE_PARK_MS })));
 
         // Evaluation errors of views → dead letters.
         let errs: Vec<_> = errors.borrow_mut().drain(..).collect();

@@ -22,7 +22,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
 
 use crate::catalog::Catalog;
 use crate::dead_letters::DeadLetters;
@@ -77,6 +80,9 @@ pub struct StateStore {
     dead_letters: DeadLetters,
 }
 
+/// The RocksDB block cache (data, index and filter blocks).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+
 impl StateStore {
     /// Opens the database at `path`, creating the directory and the database
     /// if missing, and recovers the in-memory state of every view (end
@@ -85,6 +91,14 @@ impl StateStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::Lz4);
+        // Memory for reading the log stays fixed however long it grows: data
+        // blocks, and the index and filter blocks of every file (otherwise
+        // held outside any cache, growing with the log), share one cache.
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
