@@ -47,6 +47,9 @@ const VIEWS: &[(&str, &str)] = &[
     ("agg", "SELECT k, count(*) AS n, count(a) AS na, sum(a) AS s, min(b) AS mn, max(a) AS mx, avg(c) AS av, count(DISTINCT b) AS nb FROM t1 GROUP BY k"),
     ("agg_acc", "SELECT k, count(*) AS n, sum(c) AS total, avg(a) AS av FROM t1 GROUP BY k"),
     ("filtered", "SELECT k, sum(c) AS total, count(a) AS na FROM t1 WHERE a > 3 AND b LIKE 'x%' GROUP BY k HAVING count(*) > 1"),
+    ("minmax_append", "SELECT k, min(a) AS mn, max(b) AS mx, count(*) AS n, sum(c) AS s, max(c) AS mc FROM t1 GROUP BY k"),
+    ("minmax_global", "SELECT min(b) AS mn, max(a) AS mx FROM t1"),
+    ("minmax_upsert", "SELECT k, min(name) AS mn, max(id) AS mx FROM u1 GROUP BY k"),
     ("global_empty", "SELECT count(*) AS n, sum(a) AS s, max(b) AS m FROM t1 WHERE a > 100"),
     ("global_upsert", "SELECT count(*) AS n, sum(k) AS s FROM u1"),
     ("inner_join", "SELECT t1.k, t1.a, u1.name FROM t1 JOIN u1 ON t1.k = u1.k AND t1.a < u1.id"),
@@ -69,6 +72,7 @@ const VIEWS: &[(&str, &str)] = &[
 const EXPECTED_KEYS: &[(&str, &[&str])] = &[
     ("agg", &["k"]),
     ("agg_acc", &["k"]),
+    ("minmax_append", &["k"]),
     ("filtered", &["k"]),
     ("topn_append", &["k", "rn"]),
     ("topn_upsert", &["k"]),
@@ -177,6 +181,11 @@ fn run(workers: usize, seed: u64, batches: usize) {
             .collect();
         keys.insert(v.name.clone(), names);
     }
+    // min/max over the append-only table take the monotonic plan (state per
+    // group), over the upsert table the general one.
+    let plan_of = |name: &str| format!("{:?}", plan.views.iter().find(|v| v.name == name).map(|v| &v.plan));
+    assert!(plan_of("minmax_append").contains("monotonic: true"));
+    assert!(plan_of("minmax_upsert").contains("monotonic: false"));
     for (view, expected) in EXPECTED_KEYS {
         assert_eq!(keys[*view], *expected, "key of view {view}");
     }

@@ -42,6 +42,9 @@ pub enum RelPlan {
         input: Box<RelPlan>,
         group_key: Vec<ScalarExpr>,
         aggregates: Vec<Aggregate>,
+        /// The input is append-only: min and max can keep only the current
+        /// extreme per group instead of the group's distinct values.
+        monotonic: bool,
     },
     /// Equi-join. Output: left columns followed by right columns.
     /// `residual` refers to that concatenated row; for a left join it takes

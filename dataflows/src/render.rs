@@ -290,11 +290,15 @@ impl<'s> Context<'s> {
                 input,
                 group_key,
                 aggregates,
+                monotonic,
             } => {
                 let (oks, errs) = self.render(input);
                 let (keyed_rows, e2) = keyed(oks, group_key.clone());
+                let extreme = |a: &Aggregate| matches!(a.func, AggFunc::Min | AggFunc::Max) && !a.distinct;
                 let out = if aggregates.iter().all(Aggregate::is_accumulable) {
                     reduce_accumulable(keyed_rows, aggregates.clone())
+                } else if *monotonic && aggregates.iter().all(|a| a.is_accumulable() || extreme(a)) {
+                    reduce_monotonic(keyed_rows, aggregates.clone())
                 } else {
                     reduce_general(keyed_rows, aggregates.clone())
                 };
@@ -497,6 +501,88 @@ fn empty_value(a: &Aggregate) -> Datum {
         AggFunc::CountRows | AggFunc::Count => Datum::Int(0),
         _ => Datum::Null,
     }
+}
+
+/// Min and max over append-only input, with accumulable aggregates beside
+/// them: each min/max keeps only its group's current extreme (a monotonic
+/// top-1; a value that is beaten can never come back), the rest stay in the
+/// difference type. A last reduce per group assembles the row from at most
+/// one entry per aggregate, so state is proportional to groups, not events
+/// or distinct values (DESIGN.md §4).
+fn reduce_monotonic<'s>(keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>, aggs: Vec<Aggregate>) -> Coll<'s> {
+    /// Tags the accumulable part's entry among a group's parts.
+    const ACCUMULATED: i64 = -1;
+    let accumulable: Vec<Aggregate> = aggs.iter().filter(|a| a.is_accumulable()).cloned().collect();
+    let n_acc = accumulable.len();
+    // (key, [ACCUMULATED, accumulated values…]): the key is what precedes
+    // the accumulated values.
+    let mut parts = reduce_accumulable(keyed_rows.clone(), accumulable).map(move |row| {
+        let split = row.len() - n_acc;
+        let mut tagged = vec![Datum::Int(ACCUMULATED)];
+        tagged.extend_from_slice(&row[split..]);
+        (row[..split].to_vec(), tagged)
+    });
+    for (i, a) in aggs.iter().enumerate() {
+        if a.is_accumulable() {
+            continue;
+        }
+        let expr = a.expr.clone();
+        let desc = a.func == AggFunc::Max;
+        // Rows are (key…, value); NULLs take no part, as in SQL.
+        let values = keyed_rows.clone().flat_map(move |(key, row)| match expr.eval(&row) {
+            Ok(Datum::Null) | Err(_) => None,
+            Ok(v) => {
+                let mut r = key.clone();
+                r.push(v);
+                Some((key, r))
+            }
+        });
+        let order: RowOrder = Rc::new(move |x: &Row, y: &Row| {
+            let (vx, vy) = (&x[x.len() - 1], &y[y.len() - 1]);
+            let o = order_cmp(vx, vy);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+        let best = values
+            .monotonic_top_k(&format!("{:?}", a.func), 1, order)
+            .map(move |mut row| {
+                row.pop(); // the row number
+                let v = row.pop().unwrap_or(Datum::Null);
+                (row, vec![Datum::Int(i as i64), v])
+            });
+        parts = parts.concat(best);
+    }
+    parts
+        .reduce_named(
+            "Reduce: min/max",
+            move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+                let part = |tag: i64| {
+                    input
+                        .iter()
+                        .find(|(r, n)| *n > 0 && r.first() == Some(&Datum::Int(tag)))
+                        .map(|(r, _)| &r[1..])
+                };
+                // A group exists once it has a row: then it has counted.
+                let Some(acc) = part(ACCUMULATED) else { return };
+                let mut acc = acc.iter();
+                let mut out = Row::with_capacity(aggs.len());
+                for (i, a) in aggs.iter().enumerate() {
+                    out.push(if a.is_accumulable() {
+                        acc.next().cloned().unwrap_or(Datum::Null)
+                    } else {
+                        part(i as i64).and_then(|v| v.first().cloned()).unwrap_or(Datum::Null)
+                    });
+                }
+                output.push((out, 1));
+            },
+        )
+        .map(|(mut key, vals)| {
+            key.extend(vals);
+            key
+        })
 }
 
 /// Aggregates that need the group's values (min, max, DISTINCT, float

@@ -1210,6 +1210,7 @@ impl QueryPlanner<'_> {
                 input: Box::new(rel.plan),
                 group_key: key_typed.into_iter().map(|t| t.expr).collect(),
                 aggregates: aggregates.into_iter().map(|(_, a, _)| a).collect(),
+                monotonic: rel.monotonic,
             };
             rel.monotonic = false;
             if let Some(h) = having {
@@ -2223,10 +2224,12 @@ pub fn optimize(plan: RelPlan) -> RelPlan {
             input,
             group_key,
             aggregates,
+            monotonic,
         } => RelPlan::Reduce {
             input: Box::new(optimize(*input)),
             group_key,
             aggregates,
+            monotonic,
         },
         RelPlan::Join {
             left,

@@ -4,7 +4,8 @@ CREATE MATERIALIZED VIEW payments_by_customer AS
 SELECT customer_id,
        count(*) AS payments,
        sum(CASE type WHEN 'PaymentAuthorized' THEN amount WHEN 'PaymentRefunded' THEN -amount ELSE 0 END) AS net_paid,
-       sum(CASE WHEN type = 'PaymentFailed' THEN 1 ELSE 0 END) AS failed
+       sum(CASE WHEN type = 'PaymentFailed' THEN 1 ELSE 0 END) AS failed,
+       max(ts) AS last_payment_at
 FROM payments GROUP BY customer_id;
 
 CREATE MATERIALIZED VIEW payments_by_method AS
