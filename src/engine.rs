@@ -416,6 +416,30 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets the per-view gauges (rows, freshness lag) from the workers'
+    /// progress, for a metrics scrape; dropped views disappear from them.
+    pub fn refresh_view_gauges(&self) {
+        let cat = lock(&self.catalog);
+        let m = &self.shared.metrics;
+        m.view_rows.reset();
+        m.freshness_lag_ms.reset();
+        let now = now_ms();
+        for (name, o) in cat
+            .objects
+            .iter()
+            .filter(|(_, o)| matches!(o.kind, ObjectKind::View(_)))
+        {
+            if let Some(rows) = self.shared.view_rows(o.df, name) {
+                m.view_rows.with_label_values(&[name.as_str()]).set(rows);
+            }
+            if let Some(t) = self.shared.complete_through(o.df, name) {
+                m.freshness_lag_ms
+                    .with_label_values(&[name.as_str()])
+                    .set(now.saturating_sub(t) as i64);
+            }
+        }
+    }
+
     /// Runs `DROP TABLE` / `DROP VIEW` statements as one change. Every name
     /// is checked first: it exists, it is of the kind named, and nothing
     /// outside the statements depends on it. Then each owning job is
@@ -576,7 +600,7 @@ impl Engine {
                     "columns": v.schema.columns.iter().map(|c| json!({"name": c.name, "type": c.ty.to_string(), "nullable": c.nullable})).collect::<Vec<_>>(),
                     "key": v.key.as_ref().map(|k| k.iter().map(|&i| v.schema.columns[i].name.clone()).collect::<Vec<_>>()),
                     "complete_through": self.shared.complete_through(o.df, name),
-                    "rows": self.shared.metrics.view_rows.get_metric_with_label_values(&[name.as_str()]).map(|g| g.get()).ok(),
+                    "rows": self.shared.view_rows(o.df, name),
                 })),
                 ObjectKind::Table(_) => None,
             })
@@ -658,13 +682,6 @@ impl Engine {
             }
         }
         weir_queries::eval::sort_rows(&mut out, &[]);
-        if conds.is_empty() {
-            self.shared
-                .metrics
-                .view_rows
-                .with_label_values(&[view])
-                .set(out.len() as i64);
-        }
         if let Some(l) = limit {
             out.truncate(l);
         }
@@ -833,11 +850,6 @@ impl Engine {
             .peek_seconds
             .with_label_values(&[view])
             .observe(started.elapsed().as_secs_f64());
-        self.shared
-            .metrics
-            .freshness_lag_ms
-            .with_label_values(&[view])
-            .set(now_ms().saturating_sub(as_of) as i64);
         Ok((as_of, result?))
     }
 

@@ -411,6 +411,7 @@ async fn dead_letters(State(api): State<Api>, RawQuery(q): RawQuery) -> Response
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
+    api.engine.refresh_view_gauges();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         api.engine.shared.metrics.render(),

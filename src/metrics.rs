@@ -34,7 +34,10 @@ impl Metrics {
             &["topic"],
         )?;
         let view_rows = IntGaugeVec::new(
-            Opts::new("weir_view_rows", "rows in the view at its last full read"),
+            Opts::new(
+                "weir_view_rows",
+                "rows in the view, as far as the workers have computed it",
+            ),
             &["view"],
         )?;
         let freshness_lag_ms = IntGaugeVec::new(

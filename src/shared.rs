@@ -36,6 +36,8 @@ pub type WorkerUppers = Vec<Option<Tick>>;
 #[derive(Clone, Debug)]
 pub struct ViewProgress {
     pub uppers: WorkerUppers,
+    /// Each worker's row count of its part of the view.
+    pub rows: Vec<i64>,
     /// Read time → readers holding it.
     holds: BTreeMap<Tick, usize>,
 }
@@ -44,6 +46,7 @@ impl ViewProgress {
     pub fn new(workers: usize) -> Self {
         ViewProgress {
             uppers: vec![None; workers],
+            rows: vec![0; workers],
             holds: BTreeMap::new(),
         }
     }
@@ -165,6 +168,11 @@ impl Shared {
             .find(|(end, _)| *end > offset)
             .map(|(_, t)| Some(*t))
             .ok_or(())
+    }
+
+    /// The view's rows, over all workers, as far as they have computed it.
+    pub fn view_rows(&self, df: DataflowId, view: &str) -> Option<i64> {
+        Some(lock(&self.frontiers).get(&(df, view.to_string()))?.rows.iter().sum())
     }
 
     /// The time through which a view is complete on every worker.

@@ -103,6 +103,8 @@ struct Dataflow {
     index: usize,
     sources: Vec<Source>,
     views: Vec<(String, ViewTrace)>,
+    /// Per view, this worker's row count (see `RenderedView::rows`).
+    rows: Vec<Rc<std::cell::Cell<i64>>>,
     /// Per view, the compaction frontier already allowed (never regresses).
     since: Vec<Tick>,
     /// Ticks at which records were fed and that not every view has passed.
@@ -210,11 +212,8 @@ fn run_worker(
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
                         srcs.push(Source::new(table, input, feeds, partitions, &shared));
                     }
-                    let views = rendered
-                        .views
-                        .into_iter()
-                        .map(|v| (v.name, v.trace))
-                        .collect::<Vec<_>>();
+                    let (views, rows): (Vec<_>, Vec<_>) =
+                        rendered.views.into_iter().map(|v| ((v.name, v.trace), v.rows)).unzip();
                     {
                         let mut fr = lock(&shared.frontiers);
                         for (name, _) in &views {
@@ -228,6 +227,7 @@ fn run_worker(
                             index: index_before,
                             sources: srcs,
                             views,
+                            rows,
                             since,
                             in_flight: Default::default(),
                         },
@@ -315,11 +315,12 @@ fn run_worker(
         {
             let mut fr = lock(&shared.frontiers);
             for (df, d) in dataflows.iter_mut() {
-                for ((name, trace), since) in d.views.iter_mut().zip(d.since.iter_mut()) {
+                for (((name, trace), since), rows) in d.views.iter_mut().zip(d.since.iter_mut()).zip(&d.rows) {
                     let Some(progress) = fr.get_mut(&(*df, name.clone())) else {
                         continue;
                     };
                     progress.uppers[index] = trace_upper(trace);
+                    progress.rows[index] = rows.get();
                     // Peeks are answered from this worker's trace as of their
                     // time; their readers hold it, so the bound covers them.
                     if let Some(bound) = progress.compaction_bound() {

@@ -290,6 +290,22 @@ fn replace_job_while_reading_then_kill_and_restart() {
     }
     let (_, before) = get(&e, &format!("/v1/views/by_customer?after={last}"));
     assert_eq!(rows_of(&before).len(), 7);
+    // The catalog and the metrics count the view's rows without reading it.
+    let (_, views) = get(&e, "/v1/views");
+    let listed = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "by_customer")
+        .cloned();
+    assert_eq!(listed.map(|v| v["rows"].clone()), Some(json!(7)), "{views}");
+    let (_, metrics) = get(&e, "/metrics");
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(metrics.contains("weir_view_rows{view=\"by_customer\"} 7"), "{metrics}");
+    assert!(
+        metrics.contains("weir_view_freshness_lag_ms{view=\"per_unit\"}"),
+        "{metrics}"
+    );
 
     // Replace the job while readers read: they never see an empty or
     // failing view, and end up on the new definition. The new version moves

@@ -68,6 +68,9 @@ impl SourceInput {
 pub struct RenderedView {
     pub name: String,
     pub trace: ViewTrace,
+    /// The rows of this worker's part of the view, counted from every update
+    /// the view has produced (so it may run ahead of the trace's frontier).
+    pub rows: Rc<std::cell::Cell<i64>>,
 }
 
 /// Collects evaluation errors on this worker: (view, reason, row, diff).
@@ -125,6 +128,9 @@ pub fn render_job<'s>(
             sink.borrow_mut()
                 .push((name.clone(), reason.clone(), row.clone(), *diff));
         });
+        let rows = Rc::new(std::cell::Cell::new(0));
+        let counter = Rc::clone(&rows);
+        let oks = oks.inspect(move |(_, _, diff)| counter.set(counter.get() + diff));
         let key = view.key.clone();
         let arranged = oks
             .clone()
@@ -137,6 +143,7 @@ pub fn render_job<'s>(
         rendered.push(RenderedView {
             name: view.name.clone(),
             trace: arranged.trace,
+            rows,
         });
     }
     RenderedJob {
