@@ -148,6 +148,18 @@ struct StoredJob {
     created_ms: u64,
 }
 
+/// How a read chooses its time.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// Writes the answer must reflect.
+    pub after: Vec<Token>,
+    /// Read exactly as of this time (e.g. the `as_of` of another answer, to
+    /// read several views consistently).
+    pub as_of: Option<Tick>,
+    /// How long to wait for `after` and `as_of`.
+    pub timeout: Duration,
+}
+
 /// An answer read from a view.
 pub struct ViewAnswer {
     pub view: String,
@@ -312,12 +324,17 @@ impl Engine {
                 .put_job(name, &stored)
                 .map_err(|e| EngineError::Internal(format!("cannot store the job: {e}")))?;
         }
+        // Records appended from now on are fed at their own tick; earlier
+        // ones are history, replayed at coarser times up to now.
+        let since = weir_connectors::log::clock();
+        lock(&self.shared.since).insert(df, since);
         self.send(Command::Install {
             df,
             job: name.to_string(),
             sources,
             views: plan.views.clone(),
             imports,
+            since,
         })?;
         if replace {
             if let Some(j) = cat.jobs.get_mut(name) {
@@ -616,14 +633,13 @@ impl Engine {
         view: &str,
         filters: &[(String, String)],
         limit: Option<usize>,
-        after: &[Token],
-        timeout: Duration,
+        opts: &ReadOptions,
     ) -> Result<ViewAnswer, EngineError> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.read_view_once(view, filters, limit, after, timeout, started).await {
+            match self.read_view_once(view, filters, limit, opts, started).await {
                 Err(EngineError::Replaced(_)) if attempt < REPLAN_ATTEMPTS => continue,
                 other => return other,
             }
@@ -637,8 +653,7 @@ impl Engine {
         view: &str,
         filters: &[(String, String)],
         limit: Option<usize>,
-        after: &[Token],
-        timeout: Duration,
+        opts: &ReadOptions,
         started: Instant,
     ) -> Result<ViewAnswer, EngineError> {
         let obj = self.view_object(view)?;
@@ -668,7 +683,7 @@ impl Engine {
                 .map(|c| conds.iter().find(|(i, _)| i == c).map(|(_, d)| d.clone()))
                 .collect::<Option<Row>>()
         });
-        let (as_of, rows) = self.peek(view, obj.df, key, after, timeout, started).await?;
+        let (as_of, rows) = self.peek(view, obj.df, key, opts, started).await?;
         let mut out: Vec<Row> = Vec::new();
         for (row, n) in rows {
             let keep = conds.iter().all(|(i, d)| match d {
@@ -694,25 +709,19 @@ impl Engine {
     }
 
     /// `POST /v1/query`: one SELECT over one view.
-    pub async fn query(&self, sql: &str, after: &[Token], timeout: Duration) -> Result<ViewAnswer, EngineError> {
+    pub async fn query(&self, sql: &str, opts: &ReadOptions) -> Result<ViewAnswer, EngineError> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.query_once(sql, after, timeout, started).await {
+            match self.query_once(sql, opts, started).await {
                 Err(EngineError::Replaced(_)) if attempt < REPLAN_ATTEMPTS => continue,
                 other => return other,
             }
         }
     }
 
-    async fn query_once(
-        &self,
-        sql: &str,
-        after: &[Token],
-        timeout: Duration,
-        started: Instant,
-    ) -> Result<ViewAnswer, EngineError> {
+    async fn query_once(&self, sql: &str, opts: &ReadOptions, started: Instant) -> Result<ViewAnswer, EngineError> {
         // Planned and bound to the view's current version in one look at
         // the catalog.
         let (plan, df) = {
@@ -725,7 +734,7 @@ impl Engine {
                 .ok_or_else(|| EngineError::NotFound(format!("no view named {}", plan.view)))?;
             (plan, df)
         };
-        let (as_of, rows) = self.peek(&plan.view, df, None, after, timeout, started).await?;
+        let (as_of, rows) = self.peek(&plan.view, df, None, opts, started).await?;
         let rows = weir_queries::eval::finish(&plan, rows).map_err(|e| EngineError::BadRequest {
             code: "evaluation_error",
             message: e.to_string(),
@@ -761,10 +770,10 @@ impl Engine {
         view: &str,
         df: DataflowId,
         key: Option<Row>,
-        after: &[Token],
-        timeout: Duration,
+        opts: &ReadOptions,
         started: Instant,
     ) -> Result<(Tick, Vec<(Row, Diff)>), EngineError> {
+        let timeout = opts.timeout;
         let deadline = started + timeout;
         let current = |engine: &Engine| {
             let obj = engine.view_object(view)?;
@@ -780,17 +789,28 @@ impl Engine {
         let hold = loop {
             let complete = self.shared.complete_through(obj.df, view);
             let mut required: Option<Tick> = Some(0);
-            for t in after {
+            for t in &opts.after {
                 for df in &obj.closure {
-                    match self.shared.tick_of(*df, &t.topic, t.partition, t.offset) {
-                        Ok(Some(tick)) => required = required.map(|r| r.max(tick)),
-                        Ok(None) => {}
-                        Err(()) => required = None,
+                    match self.shared.time_of(*df, &t.topic, t.partition, t.offset) {
+                        Some(tick) => required = required.map(|r| r.max(tick)),
+                        None => required = None,
                     }
                 }
             }
-            if let Some(hold) = required.and_then(|r| self.shared.hold_read(obj.df, view, r)) {
-                break hold;
+            if let Some(r) = required {
+                match self.shared.hold_read(obj.df, view, r, opts.as_of) {
+                    Ok(Some(hold)) => break hold,
+                    Ok(None) => {}
+                    Err(since) => {
+                        return Err(EngineError::BadRequest {
+                            code: "as_of_too_old",
+                            message: format!(
+                                "view {view} no longer keeps the history of as_of={}: the earliest time it can be read at is {since}",
+                                opts.as_of.unwrap_or(0)
+                            ),
+                        })
+                    }
+                }
             }
             if Instant::now() >= deadline {
                 self.shared.metrics.peeks.with_label_values(&[view, "timeout"]).inc();

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use weir_connectors::ingest::split_events;
 
-use crate::engine::{Engine, EngineError, Token, ViewAnswer};
+use crate::engine::{Engine, EngineError, ReadOptions, Token, ViewAnswer};
 use crate::shared::now_ms;
 
 /// Reads wait at most this long for `after=` tokens unless told otherwise.
@@ -289,26 +289,30 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn read_options(params: &[(String, String)]) -> Result<(Vec<Token>, Duration), Response> {
-    let mut after = Vec::new();
-    let mut timeout = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+fn read_options(params: &[(String, String)]) -> Result<ReadOptions, Response> {
+    let mut opts = ReadOptions {
+        after: Vec::new(),
+        as_of: None,
+        timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+    };
+    let number = |k: &str, v: &str| {
+        v.parse::<u64>().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                format!("{k}={v} is not a number"),
+            )
+        })
+    };
     for (k, v) in params {
         match k.as_str() {
-            "after" => after.push(Token::parse(v).map_err(IntoResponse::into_response)?),
-            "timeout_ms" => {
-                let ms: u64 = v.parse().map_err(|_| {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_parameter",
-                        format!("timeout_ms={v} is not a number"),
-                    )
-                })?;
-                timeout = Duration::from_millis(ms.min(600_000));
-            }
+            "after" => opts.after.push(Token::parse(v).map_err(IntoResponse::into_response)?),
+            "timeout_ms" => opts.timeout = Duration::from_millis(number(k, v)?.min(600_000)),
+            "as_of" => opts.as_of = Some(number(k, v)?),
             _ => {}
         }
     }
-    Ok((after, timeout))
+    Ok(opts)
 }
 
 fn answer(a: ViewAnswer) -> Response {
@@ -324,7 +328,7 @@ fn answer(a: ViewAnswer) -> Response {
 
 async fn read_view(State(api): State<Api>, Path(view): Path<String>, RawQuery(q): RawQuery) -> Response {
     let params = parse_query(q.as_deref());
-    let (after, timeout) = match read_options(&params) {
+    let opts = match read_options(&params) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -332,7 +336,7 @@ async fn read_view(State(api): State<Api>, Path(view): Path<String>, RawQuery(q)
     let mut filters = Vec::new();
     for (k, v) in &params {
         match k.as_str() {
-            "after" | "timeout_ms" => {}
+            "after" | "timeout_ms" | "as_of" => {}
             "limit" => match v.parse() {
                 Ok(l) => limit = Some(l),
                 Err(_) => {
@@ -346,7 +350,7 @@ async fn read_view(State(api): State<Api>, Path(view): Path<String>, RawQuery(q)
             _ => filters.push((k.clone(), v.clone())),
         }
     }
-    match api.engine.read_view(&view, &filters, limit, &after, timeout).await {
+    match api.engine.read_view(&view, &filters, limit, &opts).await {
         Ok(a) => answer(a),
         Err(e) => e.into_response(),
     }
@@ -376,11 +380,14 @@ async fn query(State(api): State<Api>, body: Body) -> Response {
     if let Some(t) = v.get("timeout_ms").and_then(Value::as_u64) {
         params.push(("timeout_ms".into(), t.to_string()));
     }
-    let (after, timeout) = match read_options(&params) {
+    if let Some(t) = v.get("as_of").and_then(Value::as_u64) {
+        params.push(("as_of".into(), t.to_string()));
+    }
+    let opts = match read_options(&params) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    match api.engine.query(&sql, &after, timeout).await {
+    match api.engine.query(&sql, &opts).await {
         Ok(a) => answer(a),
         Err(e) => e.into_response(),
     }

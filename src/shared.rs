@@ -2,7 +2,7 @@
 //! what the workers publish about their progress, and the reply channels of
 //! outstanding peeks.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,9 +18,27 @@ use crate::metrics::Metrics;
 /// Identifies one installed dataflow (one version of one job).
 pub type DataflowId = u64;
 
-/// How many (offset, tick) marks each source partition keeps for
-/// read-your-writes lookups; older tokens resolve to the oldest mark.
-const POSITION_MARKS: usize = 4096;
+/// How far behind its latest complete time a view can still be read
+/// (`as_of=`), e.g. at the time another view was just read at. Ticks are
+/// the log's append times, so this is bounded by the ingest rate, also
+/// while a replay races through history.
+pub const READABLE_HISTORY_MS: Tick = 2_000;
+/// History is replayed at times rounded up to this many milliseconds.
+const HISTORY_GRANULE_MS: Tick = 100;
+
+/// The time a record appended at `tick` is fed at in a dataflow installed at
+/// `since`. History (appended before `since`) is fed at coarser times, never
+/// later than `since`: a replay passes through few distinct times, and from
+/// `since` on every dataflow agrees on every record's time.
+pub fn fed_time(tick: Tick, since: Tick) -> Tick {
+    if tick >= since {
+        tick
+    } else {
+        (tick / HISTORY_GRANULE_MS + 1)
+            .saturating_mul(HISTORY_GRANULE_MS)
+            .min(since)
+    }
+}
 
 /// Each worker's trace upper of one view (`None` until reported).
 pub type WorkerUppers = Vec<Option<Tick>>;
@@ -40,6 +58,9 @@ pub struct ViewProgress {
     pub rows: Vec<i64>,
     /// Read time → readers holding it.
     holds: BTreeMap<Tick, usize>,
+    /// The furthest any worker has been allowed to compact: reads before it
+    /// are no longer exact.
+    pub since: Tick,
 }
 
 impl ViewProgress {
@@ -48,6 +69,7 @@ impl ViewProgress {
             uppers: vec![None; workers],
             rows: vec![0; workers],
             holds: BTreeMap::new(),
+            since: 0,
         }
     }
 
@@ -62,14 +84,15 @@ impl ViewProgress {
     }
 
     /// How far the trace may be compacted: no further than any held read
-    /// time, nor than the time the next reader would choose.
-    pub fn compaction_bound(&self) -> Option<Tick> {
-        let next_read = self.complete()?;
-        Some(self.holds.keys().next().map_or(next_read, |&h| h.min(next_read)))
+    /// time, and [`READABLE_HISTORY_MS`] behind the time the next reader
+    /// would choose. Recorded as the view's `since`.
+    pub fn compaction_bound(&mut self) -> Option<Tick> {
+        let next_read = self.complete()?.saturating_sub(READABLE_HISTORY_MS);
+        let bound = self.holds.keys().next().map_or(next_read, |&h| h.min(next_read));
+        self.since = self.since.max(bound);
+        Some(bound)
     }
 }
-/// (end offset read, tick it was read at), oldest first.
-pub type PositionMarks = VecDeque<(u64, Tick)>;
 
 /// A command every worker executes, in the same order on every worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,6 +104,8 @@ pub enum Command {
         views: Vec<ViewPlan>,
         /// Views of other dataflows this one reads: (view, its dataflow).
         imports: Vec<(String, DataflowId)>,
+        /// Records appended before this time are history (see [`fed_time`]).
+        since: Tick,
     },
     Drop {
         df: DataflowId,
@@ -111,8 +136,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Per (dataflow, view): each worker's trace upper and the held read times.
     pub frontiers: Mutex<HashMap<(DataflowId, String), ViewProgress>>,
-    /// Per (dataflow, topic, partition): (end offset read, tick it was read at).
-    pub positions: Mutex<HashMap<(DataflowId, String, u32), PositionMarks>>,
+    /// Per (dataflow, worker): the latest time its sources fed a record at.
+    pub read_through: Mutex<HashMap<(DataflowId, usize), Tick>>,
+    /// Per dataflow: its install time (see [`fed_time`]).
+    pub since: Mutex<HashMap<DataflowId, Tick>>,
     /// Per (dataflow, worker): records in the log not yet read by its sources.
     pub lag: Mutex<HashMap<(DataflowId, usize), u64>>,
     pub peek_replies: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<PeekReply>>>,
@@ -143,31 +170,13 @@ impl Shared {
         }
     }
 
-    pub fn record_position(&self, df: DataflowId, topic: &str, partition: u32, end: u64, tick: Tick) {
-        let mut positions = lock(&self.positions);
-        let marks = positions.entry((df, topic.to_string(), partition)).or_default();
-        if marks.back().is_some_and(|(e, _)| *e == end) {
-            return;
-        }
-        marks.push_back((end, tick));
-        if marks.len() > POSITION_MARKS {
-            marks.pop_front();
-        }
-    }
-
-    /// The tick by which dataflow `df` had read `offset` of the partition:
-    /// `Ok(None)` when it does not read that partition, `Err(())` when it has
-    /// not read that far yet.
-    pub fn tick_of(&self, df: DataflowId, topic: &str, partition: u32, offset: u64) -> Result<Option<Tick>, ()> {
-        let positions = lock(&self.positions);
-        let Some(marks) = positions.get(&(df, topic.to_string(), partition)) else {
-            return Ok(None);
-        };
-        marks
-            .iter()
-            .find(|(end, _)| *end > offset)
-            .map(|(_, t)| Some(*t))
-            .ok_or(())
+    /// The time by which dataflow `df` reflects the record at `offset` of a
+    /// partition once its views are complete through it: `None` while the
+    /// log has no such record.
+    pub fn time_of(&self, df: DataflowId, topic: &str, partition: u32, offset: u64) -> Option<Tick> {
+        let record = self.log.read(topic, partition, offset, 1).ok()?.into_iter().next()?;
+        let since = lock(&self.since).get(&df).copied().unwrap_or(0);
+        Some(fed_time(record.tick, since))
     }
 
     /// The view's rows, over all workers, as far as they have computed it.
@@ -180,31 +189,41 @@ impl Shared {
         lock(&self.frontiers).get(&(df, view.to_string()))?.complete()
     }
 
-    /// Chooses the time to read a view at: the latest complete one, if it is
-    /// at least `required`. The time is held (its history kept) until the
-    /// returned hold is dropped.
-    pub fn hold_read(self: &Arc<Self>, df: DataflowId, view: &str, required: Tick) -> Option<ReadHold> {
+    /// Chooses the time to read a view at: `exact` if given, else the latest
+    /// complete one; in both cases at least `required`. `Ok(None)` while the
+    /// view is not complete that far yet; `Err(since)` when `exact` is before
+    /// the history the view still keeps. The time is held (its history kept)
+    /// until the returned hold is dropped.
+    pub fn hold_read(
+        self: &Arc<Self>,
+        df: DataflowId,
+        view: &str,
+        required: Tick,
+        exact: Option<Tick>,
+    ) -> Result<Option<ReadHold>, Tick> {
         let key = (df, view.to_string());
         let mut frontiers = lock(&self.frontiers);
-        let progress = frontiers.get_mut(&key)?;
-        let at = progress.complete().filter(|c| *c >= required)?;
+        let Some(progress) = frontiers.get_mut(&key) else {
+            return Ok(None);
+        };
+        if let Some(t) = exact {
+            if t < progress.since {
+                return Err(progress.since);
+            }
+        }
+        let Some(complete) = progress.complete() else {
+            return Ok(None);
+        };
+        let at = exact.unwrap_or(complete);
+        if at > complete || at < required {
+            return Ok(None);
+        }
         *progress.holds.entry(at).or_default() += 1;
-        Some(ReadHold {
+        Ok(Some(ReadHold {
             shared: Arc::clone(self),
             key,
             at,
-        })
-    }
-
-    /// The latest tick at which a source of `df` read a record.
-    fn last_read_tick(&self, df: DataflowId) -> Tick {
-        let positions = lock(&self.positions);
-        positions
-            .iter()
-            .filter(|((d, _, _), _)| *d == df)
-            .filter_map(|(_, marks)| marks.back().map(|(_, t)| *t))
-            .max()
-            .unwrap_or(0)
+        }))
     }
 
     /// True when every worker's sources of `df` have read the whole log and
@@ -219,7 +238,13 @@ impl Shared {
         if !read_all {
             return false;
         }
-        let through = not_before.max(self.last_read_tick(df));
+        let read = lock(&self.read_through)
+            .iter()
+            .filter(|((d, _), _)| *d == df)
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or(0);
+        let through = not_before.max(read);
         let frontiers = lock(&self.frontiers);
         frontiers
             .iter()

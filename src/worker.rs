@@ -20,7 +20,7 @@ use weir_dataflows::render::{render_job, ErrorSink, SourceInput, ViewTrace};
 use weir_operators::repr::{Schema, Tick};
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
-use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
+use crate::shared::{fed_time, lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
 
 /// Records read from one partition per loop iteration: bounds the batch a
 /// catching-up source introduces at one time, and so peak memory.
@@ -46,14 +46,25 @@ struct Source {
     /// operator consumes keeps every record pushed into it (timely hands an
     /// unconsumed batch back to the sender, which resends it with the next).
     feeds: bool,
-    /// Owned partitions and the next offset to read.
-    partitions: Vec<(u32, u64)>,
+    /// Owned partitions: (partition, next offset to read, the time the last
+    /// record read was fed at). The partition's records come in tick order.
+    partitions: Vec<(u32, u64, Tick)>,
+    /// Records appended before this time (the dataflow's install) are history:
+    /// see [`fed_time`].
+    since: Tick,
     ingested: IntCounter,
     rejected: IntCounter,
 }
 
 impl Source {
-    fn new(table: TablePlan, input: SourceInput, feeds: bool, partitions: Vec<(u32, u64)>, shared: &Shared) -> Source {
+    fn new(
+        table: TablePlan,
+        input: SourceInput,
+        feeds: bool,
+        partitions: Vec<(u32, u64, Tick)>,
+        since: Tick,
+        shared: &Shared,
+    ) -> Source {
         let key_schema = table.primary_key.as_ref().map(|cols| Schema {
             columns: cols.iter().map(|&i| table.schema.columns[i].clone()).collect(),
         });
@@ -66,18 +77,20 @@ impl Source {
             input,
             feeds,
             partitions,
+            since,
         }
     }
 
     /// Decodes one record and feeds it to the input; the reason if it does
     /// not fit the table. Key columns are NOT NULL, so decoding rejects a
     /// record without its key.
-    fn feed(&mut self, payload: &[u8], seq: u64) -> Result<(), String> {
+    fn feed(&mut self, payload: &[u8], seq: u64, at: Tick) -> Result<(), String> {
         match (&mut self.input, &self.table.primary_key, &self.key_schema) {
             (SourceInput::Append(input), _, _) => {
                 let row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
                 if self.feeds {
-                    input.update(row, 1);
+                    let at = at.max(*input.time());
+                    input.update_at(row, at, 1);
                 }
             }
             (SourceInput::Upsert(input), Some(key_cols), Some(key_schema)) => {
@@ -89,7 +102,8 @@ impl Source {
                     (key_cols.iter().map(|&i| row[i].clone()).collect(), seq, Some(row))
                 };
                 if self.feeds {
-                    input.update(update, 1);
+                    let at = at.max(*input.time());
+                    input.update_at(update, at, 1);
                 }
             }
             (SourceInput::Upsert(_), _, _) => return Err("upsert input for a table without a key".into()),
@@ -107,7 +121,8 @@ struct Dataflow {
     rows: Vec<Rc<std::cell::Cell<i64>>>,
     /// Per view, the compaction frontier already allowed (never regresses).
     since: Vec<Tick>,
-    /// Ticks at which records were fed and that not every view has passed.
+    /// Per read, the latest time a record was fed at, until every view has
+    /// passed it.
     in_flight: std::collections::VecDeque<Tick>,
 }
 
@@ -124,7 +139,10 @@ impl Dataflow {
         while self.in_flight.front().is_some_and(|&t| t < done) {
             self.in_flight.pop_front();
         }
-        self.in_flight.len() < MAX_READS_IN_FLIGHT
+        // A read at a time the inputs have not passed cannot complete until
+        // more is read (many records may share a time): only the others count.
+        let frontier = self.sources.iter().map(|s| s.input.time()).min().unwrap_or(Tick::MAX);
+        self.in_flight.iter().filter(|&&t| t < frontier).count() < MAX_READS_IN_FLIGHT
     }
 }
 
@@ -167,7 +185,6 @@ fn run_worker(
     let mut pending_peeks: Vec<PeekCommand> = Vec::new();
     let errors: ErrorSink = Rc::new(std::cell::RefCell::new(Vec::new()));
     let log = shared.log.clone();
-    let mut last_tick: Tick = 0;
     let mut shutting_down = false;
 
     loop {
@@ -184,6 +201,7 @@ fn run_worker(
                     sources,
                     views,
                     imports,
+                    since,
                 } => {
                     let mut import_traces = HashMap::new();
                     for (view, from) in &imports {
@@ -207,10 +225,10 @@ fn run_worker(
                         let parts = log.topic(table.topic()).map(|t| t.partitions).unwrap_or(0);
                         let partitions = (0..parts)
                             .filter(|p| *p as usize % peers == index)
-                            .map(|p| (p, 0))
+                            .map(|p| (p, 0, 0))
                             .collect();
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
-                        srcs.push(Source::new(table, input, feeds, partitions, &shared));
+                        srcs.push(Source::new(table, input, feeds, partitions, since, &shared));
                     }
                     let (views, rows): (Vec<_>, Vec<_>) =
                         rendered.views.into_iter().map(|v| ((v.name, v.trace), v.rows)).unzip();
@@ -220,15 +238,14 @@ fn run_worker(
                             fr.entry((df, name.clone())).or_insert_with(|| ViewProgress::new(peers));
                         }
                     }
-                    let since = vec![0; views.len()];
                     dataflows.insert(
                         df,
                         Dataflow {
                             index: index_before,
                             sources: srcs,
+                            since: vec![0; views.len()],
                             views,
                             rows,
-                            since,
                             in_flight: Default::default(),
                         },
                     );
@@ -241,7 +258,8 @@ fn run_worker(
                     }
                     lock(&shared.frontiers).retain(|(d, _), _| *d != df);
                     lock(&shared.lag).retain(|(d, _), _| *d != df);
-                    lock(&shared.positions).retain(|(d, _, _), _| *d != df);
+                    lock(&shared.read_through).retain(|(d, _), _| *d != df);
+                    lock(&shared.since).remove(&df);
                 }
                 // Answered at once when possible: a Drop that follows in the
                 // same round must not strand a read that was already complete.
@@ -262,29 +280,34 @@ fn run_worker(
             return;
         }
 
-        // Time moves on with the clock, also when idle, so frontiers always
-        // advance (DESIGN.md §2). It never runs ahead of the clock: a worker
-        // that loops faster than once a millisecond keeps its tick, else its
-        // records would carry future ticks that no read could reach until the
-        // other workers' clocks got there.
-        let now = now_ms().max(last_tick);
-        last_tick = now;
+        // Time is the log's: each record is fed at the tick it was appended
+        // at, and an input moves on as far as its topic's history is final,
+        // also when idle, so frontiers always advance (DESIGN.md §2).
+        let now = now_ms();
         let mut read_any = false;
         for (df, d) in dataflows.iter_mut() {
             let mut lag = 0u64;
             let may_read = d.may_read();
-            let mut fed = false;
+            let mut fed_until = None;
             for src in d.sources.iter_mut() {
-                src.input.advance_to(now);
-                let (n, behind) = read_source(&shared, *df, src, now, may_read);
-                fed |= n > 0;
-                lag += behind;
+                let read = read_source(&shared, src, now, may_read);
+                if read.records > 0 {
+                    fed_until = fed_until.max(Some(read.fed_until));
+                }
+                lag += read.behind;
+                let t = read.frontier.max(src.input.time());
+                src.input.advance_to(t);
                 src.input.flush();
             }
-            if fed && d.in_flight.back() != Some(&now) {
-                d.in_flight.push_back(now);
+            if let Some(t) = fed_until {
+                if d.in_flight.back() != Some(&t) {
+                    d.in_flight.push_back(t);
+                }
+                let mut through = lock(&shared.read_through);
+                let e = through.entry((*df, index)).or_default();
+                *e = (*e).max(t);
+                read_any = true;
             }
-            read_any |= fed;
             lock(&shared.lag).insert((*df, index), lag);
         }
 
@@ -337,25 +360,44 @@ fn run_worker(
     }
 }
 
-/// Reads new records of `src`'s partitions into its input, at `now` (when
+/// What one pass over a source's partitions did.
+struct Read {
+    records: usize,
+    /// The latest time a record was fed at.
+    fed_until: Tick,
+    /// Records still behind the log's end.
+    behind: u64,
+    /// The time the source's input may move on to: no record it will still
+    /// read is fed before it.
+    frontier: Tick,
+}
+
+/// Reads new records of `src`'s partitions into its input (when
 /// `may_read`; else only measures how far behind it is).
-/// Returns (records read, records still behind the log's end).
-fn read_source(shared: &Shared, df: DataflowId, src: &mut Source, now: Tick, may_read: bool) -> (usize, u64) {
+fn read_source(shared: &Shared, src: &mut Source, now: Tick, may_read: bool) -> Read {
     let topic = src.table.topic().to_string();
-    let mut read = 0;
-    let mut behind = 0;
+    // Before the end offsets: records past them come at or after `sealed`.
+    let sealed = fed_time(shared.log.sealed(&topic), src.since);
+    let mut out = Read {
+        records: 0,
+        fed_until: 0,
+        behind: 0,
+        frontier: Tick::MAX,
+    };
     for p in 0..src.partitions.len() {
-        let (partition, next) = src.partitions[p];
+        let (partition, next, _) = src.partitions[p];
         let end = shared.log.end_offset(&topic, partition);
-        let mut new_next = next;
         if may_read && next < end {
             let records = match shared.log.read(&topic, partition, next, READ_CHUNK) {
                 Ok(r) => r,
                 Err(_) => continue,
             };
             for rec in &records {
-                read += 1;
-                if let Err(reason) = src.feed(&rec.payload, rec.seq) {
+                out.records += 1;
+                let at = fed_time(rec.tick, src.since);
+                out.fed_until = out.fed_until.max(at);
+                src.partitions[p].2 = at;
+                if let Err(reason) = src.feed(&rec.payload, rec.seq, at) {
                     src.rejected.inc();
                     let _ = lock(&shared.dead_letters).send(DeadLetter {
                         id: format!("{}:{}:{}:{}", src.table.name, topic, partition, rec.offset),
@@ -372,14 +414,20 @@ fn read_source(shared: &Shared, df: DataflowId, src: &mut Source, now: Tick, may
                 }
             }
             if let Some(last) = records.last() {
-                new_next = last.offset + 1;
-                src.partitions[p].1 = new_next;
+                src.partitions[p].1 = last.offset + 1;
             }
         }
-        shared.record_position(df, &topic, partition, new_next, now);
-        behind += end.saturating_sub(new_next);
+        let (_, next, last_fed) = src.partitions[p];
+        out.behind += end.saturating_sub(next);
+        // Caught up: what comes next is appended after `sealed`. Behind: the
+        // next record is fed no earlier than the last one read.
+        let frontier = if next >= end { sealed } else { last_fed };
+        out.frontier = out.frontier.min(frontier);
     }
-    (read, behind)
+    if src.partitions.is_empty() {
+        out.frontier = sealed;
+    }
+    out
 }
 
 /// Answers a peek if the view is complete through its time; returns false

@@ -519,3 +519,77 @@ fn drop_view_and_table_refused_while_depended_on_and_kept_after_restart() {
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn views_of_different_jobs_agree_at_the_same_as_of() {
+    let dir = data_dir("asof");
+    let e = start(&dir, &[]);
+    for (name, sql) in [
+        (
+            "sources",
+            "CREATE TABLE clicks (user_id BIGINT, page TEXT) WITH (connector = 'log', topic = 'clicks');",
+        ),
+        ("counts", "CREATE VIEW click_count AS SELECT count(*) AS n FROM clicks;"),
+        (
+            "pages",
+            "CREATE VIEW clicks_per_page AS SELECT page, count(*) AS n FROM clicks GROUP BY page;",
+        ),
+    ] {
+        let (s, v) = post(&e, "/v1/jobs", &json!({"name": name, "sql": sql}).to_string());
+        assert_eq!(s, 201, "{v}");
+    }
+    // Writes go on while the two views, in two jobs with their own
+    // dataflows, are read: read at the same as_of they must agree.
+    let url = e.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut i = 0;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let body = (0..10)
+                .map(|j| json!({"user_id": i * 10 + j, "page": format!("p{}", j % 3)}).to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let (s, _) = parse(agent().post(format!("{url}/v1/topics/clicks/events")).send(body));
+            assert_eq!(s, 200);
+            i += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut compared = 0;
+    let mut nonzero = 0;
+    while compared < 40 {
+        let (s, a) = get(&e, "/v1/views/click_count");
+        assert_eq!(s, 200, "{a}");
+        let as_of = a["as_of"].as_u64().unwrap();
+        let (s, b) = get(&e, &format!("/v1/views/clicks_per_page?as_of={as_of}"));
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["as_of"].as_u64(), Some(as_of));
+        let total: i64 = rows_of(&b).iter().map(|r| r["n"].as_i64().unwrap()).sum();
+        let count = rows_of(&a).first().map_or(0, |r| r["n"].as_i64().unwrap());
+        assert_eq!(count, total, "two jobs disagree at as_of {as_of}: {a} vs {b}");
+        // The other way round, through POST /v1/query.
+        let (s, c) = post(
+            &e,
+            "/v1/query",
+            &json!({"sql": "SELECT n FROM click_count", "as_of": as_of}).to_string(),
+        );
+        assert_eq!(s, 200, "{c}");
+        assert_eq!(c["rows"], a["rows"], "{c} vs {a}");
+        compared += 1;
+        nonzero += (count > 0) as i32;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(nonzero > 30, "the views saw the writes");
+    // Too old (compacted away) and not yet complete are refused clearly.
+    let (s, v) = get(&e, "/v1/views/click_count?as_of=1");
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("as_of_too_old")), "{v}");
+    let (s, v) = get(&e, "/v1/views/click_count?as_of=99999999999999&timeout_ms=100");
+    assert_eq!(s, 504, "{v}");
+    let (s, v) = get(&e, "/v1/views/click_count?as_of=soon");
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_parameter")), "{v}");
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,15 +1,22 @@
 //! The embedded event log: durable, partitioned, append-only topics of raw
 //! JSON payloads, stored in the [`StateStore`](crate::store::StateStore).
 //!
-//! Every record has a dense per-partition `offset` (0, 1, 2, …) and a
+//! Every record has a dense per-partition `offset` (0, 1, 2, …), a
 //! topic-wide `seq` that strictly increases in append order across all
-//! partitions of the topic and survives restarts. An append is one synced
-//! RocksDB `WriteBatch`: it is on disk before [`EventLog::append`] returns,
-//! and readers see all of it or none of it.
+//! partitions of the topic and survives restarts, and the `tick` it was
+//! appended at: engine time (ms) from [`clock`], never decreasing within a
+//! topic. An append is one synced RocksDB `WriteBatch`: it is on disk before
+//! [`EventLog::append`] returns, and readers see all of it or none of it.
+//!
+//! Ticks are assigned here, once, so every dataflow that reads a record
+//! processes it at the same time: views of different jobs read as of the
+//! same time reflect the same records (DESIGN.md §2).
+//! [`EventLog::sealed`] says up to when a topic's history is final.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
@@ -69,8 +76,24 @@ pub struct Appended {
 pub struct LogRecord {
     pub offset: u64,
     pub seq: u64,
+    /// When it was appended (engine time, ms).
+    pub tick: u64,
     pub payload: Vec<u8>,
 }
+
+/// Engine time in milliseconds: the wall clock, but never going back
+/// within the process.
+pub fn clock() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    LAST.fetch_max(wall, Ordering::SeqCst).max(wall)
+}
+
+/// No append in progress (see `Topic::appending`).
+const NONE_APPENDING: u64 = u64::MAX;
 
 /// Handle to the event log. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
@@ -96,6 +119,11 @@ struct Topic {
     /// one topic are serialised, which keeps offsets and seqs dense and in
     /// the same order.
     next_seq: Mutex<u64>,
+    /// The tick of the last append (ticks never decrease within a topic).
+    last_tick: AtomicU64,
+    /// While an append is in progress: a lower bound of its tick, set before
+    /// the tick is taken; [`NONE_APPENDING`] otherwise. See [`EventLog::sealed`].
+    appending: AtomicU64,
 }
 
 impl Topic {
@@ -160,7 +188,7 @@ fn record_key(topic: &str, partition: u32, offset: u64) -> Vec<u8> {
     key
 }
 
-/// Splits a record's key and value into (offset, seq, payload).
+/// Splits a record's key and value (seq, tick, payload) into a record.
 fn decode_record(key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
     let offset = key
         .len()
@@ -168,10 +196,15 @@ fn decode_record(key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
         .and_then(|at| read_u64(&key[at..]))
         .ok_or_else(|| StoreError::corrupt(key, "log key has no offset"))?;
     let seq = read_u64(value).ok_or_else(|| StoreError::corrupt(key, "log record has no seq"))?;
+    let tick = value
+        .get(8..)
+        .and_then(read_u64)
+        .ok_or_else(|| StoreError::corrupt(key, "log record has no tick"))?;
     Ok(LogRecord {
         offset,
         seq,
-        payload: value[8..].to_vec(),
+        tick,
+        payload: value[16..].to_vec(),
     })
 }
 
@@ -195,12 +228,14 @@ impl EventLog {
         for (name, partitions) in metas {
             let mut end_offsets = Vec::with_capacity(partitions as usize);
             let mut next_seq = 0;
+            let mut last_tick = 0;
             for partition in 0..partitions {
                 match last_with_prefix(&db, &partition_prefix(&name, partition))? {
                     Some((key, value)) => {
                         let last = decode_record(&key, &value)?;
                         end_offsets.push(AtomicU64::new(last.offset + 1));
                         next_seq = next_seq.max(last.seq + 1);
+                        last_tick = last_tick.max(last.tick);
                     }
                     None => end_offsets.push(AtomicU64::new(0)),
                 }
@@ -211,6 +246,8 @@ impl EventLog {
                 end_offsets,
                 next_partition: AtomicU32::new(0),
                 next_seq: Mutex::new(next_seq),
+                last_tick: AtomicU64::new(last_tick),
+                appending: AtomicU64::new(NONE_APPENDING),
             };
             topics.insert(name, Arc::new(topic));
         }
@@ -249,6 +286,8 @@ impl EventLog {
             end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
             next_partition: AtomicU32::new(0),
             next_seq: Mutex::new(0),
+            last_tick: AtomicU64::new(0),
+            appending: AtomicU64::new(NONE_APPENDING),
         });
         topics.insert(name.to_string(), topic.clone());
         Ok(topic)
@@ -275,6 +314,10 @@ impl EventLog {
         let index = t.check_partition(partition)?;
 
         let mut next_seq = lock(&t.next_seq);
+        // Announce the append before taking its tick, so that `sealed` never
+        // claims a time this batch's tick could fall below.
+        t.appending.store(clock(), Ordering::SeqCst);
+        let tick = clock().max(t.last_tick.load(Ordering::SeqCst));
         let first_seq = *next_seq;
         let first_offset = t.end_offsets[index].load(Ordering::Acquire);
         let mut batch = WriteBatch::default();
@@ -282,13 +325,20 @@ impl EventLog {
         for (i, payload) in (0u64..).zip(events) {
             value.clear();
             value.extend_from_slice(&(first_seq + i).to_be_bytes());
+            value.extend_from_slice(&tick.to_be_bytes());
             value.extend_from_slice(payload);
             batch.put(record_key(topic, partition, first_offset + i), &value);
         }
-        write_durably(&self.inner.db, batch)?;
+        let written = write_durably(&self.inner.db, batch);
+        if let Err(e) = written {
+            t.appending.store(NONE_APPENDING, Ordering::SeqCst);
+            return Err(e.into());
+        }
         let n = events.len() as u64;
         // Published only now that the batch is durable and visible.
         t.end_offsets[index].store(first_offset + n, Ordering::Release);
+        t.last_tick.store(tick, Ordering::SeqCst);
+        t.appending.store(NONE_APPENDING, Ordering::SeqCst);
         *next_seq = first_seq + n;
         Ok(Appended {
             topic: topic.to_string(),
@@ -324,6 +374,26 @@ impl EventLog {
             Ok(records.len() < max)
         })?;
         Ok(records)
+    }
+
+    /// A time up to which `topic`'s history is final: every record appended
+    /// from now on gets a tick at or after it. Read it *before* the end
+    /// offsets: records up to those offsets, plus later ones with ticks at
+    /// or after the returned time, are then all there will be before it.
+    ///
+    /// # Why it holds
+    /// Appends to a topic are serialised; each stores a lower bound of its
+    /// tick in `appending` before taking the tick, and resets it only after
+    /// publishing its end offset. If this read sees the reset, the batch is
+    /// already visible; if it sees the bound, the result is at most the
+    /// bound; if the append had not announced itself yet, its tick is taken
+    /// later from the same never-decreasing clock, so it is at least `now`.
+    pub fn sealed(&self, topic: &str) -> u64 {
+        let now = clock();
+        match self.get(topic) {
+            Some(t) => now.min(t.appending.load(Ordering::SeqCst)),
+            None => now,
+        }
     }
 
     /// The offset the next record of this partition will get: 0 for an

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `V` | format version, `u32` BE | [`StateStore`] |
 //! | `T` topic | partition count, `u32` BE | [`EventLog`] |
-//! | `L` topic `0x00` partition `u32` offset `u64` | seq `u64` BE, then the payload | [`EventLog`] |
+//! | `L` topic `0x00` partition `u32` offset `u64` | seq `u64` BE, tick `u64` BE, then the payload | [`EventLog`] |
 //! | `J` job name (UTF-8) | creation number `u64` BE, then the spec bytes | [`Catalog`] |
 //! | `D` number `u64` | a [`DeadLetter`](crate::dead_letters::DeadLetter) as JSON | [`DeadLetters`] |
 //! | `I` dead-letter id (UTF-8) | its number `u64` BE | [`DeadLetters`] |
@@ -34,7 +34,7 @@ use crate::log::EventLog;
 /// Version of the key layout above. Bump it when the layout changes
 /// incompatibly; [`StateStore::open`] refuses a database of another version
 /// rather than misreading it.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const TAG_VERSION: u8 = b'V';
 pub(crate) const TAG_TOPIC: u8 = b'T';

@@ -411,3 +411,57 @@ fn a_second_open_of_a_live_store_fails_cleanly() {
     let err = StateStore::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains("cannot open the state store"), "{err}");
 }
+
+#[test]
+fn ticks_never_go_back_and_sealed_stays_below_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let last_tick = {
+        let store = open(dir.path());
+        let log = store.log();
+        // Concurrent appenders and a reader of `sealed`: every record that
+        // was not visible when `sealed` was read has a tick at or after it.
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let log = log.clone();
+                thread::spawn(move || {
+                    for i in 0..100 {
+                        log.append("t", Some((w + i) % 4), &events(&["{}"])).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut checks = Vec::new();
+        for _ in 0..200 {
+            let sealed = log.sealed("t");
+            let ends: Vec<u64> = (0..4).map(|p| log.end_offset("t", p)).collect();
+            checks.push((sealed, ends));
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut last = 0;
+        for p in 0..4 {
+            let records = log.read("t", p, 0, 1000).unwrap();
+            assert!(
+                records.windows(2).all(|w| w[0].tick <= w[1].tick),
+                "ticks go back in partition {p}"
+            );
+            for (sealed, ends) in &checks {
+                for r in records.iter().filter(|r| r.offset >= ends[p as usize]) {
+                    assert!(
+                        r.tick >= *sealed,
+                        "a record appended after sealed={sealed} has tick {}",
+                        r.tick
+                    );
+                }
+            }
+            last = last.max(records.last().map_or(0, |r| r.tick));
+        }
+        last
+    };
+    // After a restart, new ticks continue from the stored ones.
+    let store = open(dir.path());
+    let a = store.log().append("t", Some(0), &events(&["{}"])).unwrap();
+    let r = store.log().read("t", 0, a.first_offset, 1).unwrap();
+    assert!(r[0].tick >= last_tick);
+}
