@@ -270,6 +270,7 @@ async fn read_events(State(api): State<Api>, Path(topic): Path<String>, RawQuery
                     json!({
                         "offset": r.offset,
                         "seq": r.seq,
+                        "tick": r.tick,
                         "event": serde_json::from_slice::<Value>(&r.payload).unwrap_or(Value::Null),
                     })
                 })

@@ -117,6 +117,9 @@ struct ServerArgs {
     /// Timely workers (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Records a source reads from one partition at a time while catching up.
+    #[arg(long, default_value_t = 20_000)]
+    read_chunk: usize,
     /// The largest request body accepted (bytes); larger ones get 413.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -215,6 +218,7 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
         log: store.log(),
         store: store.clone(),
         workers,
+        read_chunk: args.read_chunk.max(1),
         metrics: metrics::Metrics::new()?,
         frontiers: Mutex::new(HashMap::new()),
         read_through: Mutex::new(HashMap::new()),

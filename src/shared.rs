@@ -133,6 +133,9 @@ pub struct Shared {
     pub store: StateStore,
     pub log: EventLog,
     pub workers: usize,
+    /// Records a source reads from one partition at a time: bounds the batch
+    /// a catching-up source introduces at once, and so peak memory.
+    pub read_chunk: usize,
     pub metrics: Metrics,
     /// Per (dataflow, view): each worker's trace upper and the held read times.
     pub frontiers: Mutex<HashMap<(DataflowId, String), ViewProgress>>,

@@ -22,9 +22,6 @@ use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
 use crate::shared::{fed_time, lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
 
-/// Records read from one partition per loop iteration: bounds the batch a
-/// catching-up source introduces at one time, and so peak memory.
-const READ_CHUNK: usize = 20_000;
 /// How long an idle worker parks: how often time moves on with nothing to
 /// read (new records and commands wake the workers at once).
 const IDLE_PARK_MS: u64 = 10;
@@ -123,7 +120,7 @@ struct Dataflow {
     since: Vec<Tick>,
     /// Per read, the latest time a record was fed at, until every view has
     /// passed it.
-    in_flight: std::collections::VecDeque<Tick>,
+    in_flight: Vec<Tick>,
 }
 
 impl Dataflow {
@@ -136,9 +133,9 @@ impl Dataflow {
             .map(|(_, trace)| trace_upper(trace).unwrap_or(Tick::MAX))
             .min()
             .unwrap_or(Tick::MAX);
-        while self.in_flight.front().is_some_and(|&t| t < done) {
-            self.in_flight.pop_front();
-        }
+        // Reads are not in time order (each source's records have their own
+        // ticks), so any of them may be done.
+        self.in_flight.retain(|&t| t >= done);
         // A read at a time the inputs have not passed cannot complete until
         // more is read (many records may share a time): only the others count.
         let frontier = self.sources.iter().map(|s| s.input.time()).min().unwrap_or(Tick::MAX);
@@ -300,8 +297,8 @@ fn run_worker(
                 src.input.flush();
             }
             if let Some(t) = fed_until {
-                if d.in_flight.back() != Some(&t) {
-                    d.in_flight.push_back(t);
+                if !d.in_flight.contains(&t) {
+                    d.in_flight.push(t);
                 }
                 let mut through = lock(&shared.read_through);
                 let e = through.entry((*df, index)).or_default();
@@ -388,7 +385,7 @@ fn read_source(shared: &Shared, src: &mut Source, now: Tick, may_read: bool) -> 
         let (partition, next, _) = src.partitions[p];
         let end = shared.log.end_offset(&topic, partition);
         if may_read && next < end {
-            let records = match shared.log.read(&topic, partition, next, READ_CHUNK) {
+            let records = match shared.log.read(&topic, partition, next, shared.read_chunk) {
                 Ok(r) => r,
                 Err(_) => continue,
             };
