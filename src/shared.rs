@@ -61,11 +61,14 @@ pub struct ViewProgress {
     /// The furthest any worker has been allowed to compact: reads before it
     /// are no longer exact.
     pub since: Tick,
+    /// When the view's dataflow was installed (see [`fed_time`]).
+    installed: Tick,
 }
 
 impl ViewProgress {
-    pub fn new(workers: usize) -> Self {
+    pub fn new(workers: usize, installed: Tick) -> Self {
         ViewProgress {
+            installed,
             uppers: vec![None; workers],
             rows: vec![0; workers],
             holds: BTreeMap::new(),
@@ -85,9 +88,13 @@ impl ViewProgress {
 
     /// How far the trace may be compacted: no further than any held read
     /// time, and [`READABLE_HISTORY_MS`] behind the time the next reader
-    /// would choose. Recorded as the view's `since`.
+    /// would choose, but no history before the dataflow's install (a replay
+    /// keeps nothing it passes through). Recorded as the view's `since`.
     pub fn compaction_bound(&mut self) -> Option<Tick> {
-        let next_read = self.complete()?.saturating_sub(READABLE_HISTORY_MS);
+        let complete = self.complete()?;
+        let next_read = complete
+            .saturating_sub(READABLE_HISTORY_MS)
+            .max(self.installed.min(complete));
         let bound = self.holds.keys().next().map_or(next_read, |&h| h.min(next_read));
         self.since = self.since.max(bound);
         Some(bound)

@@ -232,7 +232,8 @@ fn run_worker(
                     {
                         let mut fr = lock(&shared.frontiers);
                         for (name, _) in &views {
-                            fr.entry((df, name.clone())).or_insert_with(|| ViewProgress::new(peers));
+                            fr.entry((df, name.clone()))
+                                .or_insert_with(|| ViewProgress::new(peers, since));
                         }
                     }
                     dataflows.insert(

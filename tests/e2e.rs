@@ -563,11 +563,17 @@ fn views_of_different_jobs_agree_at_the_same_as_of() {
     });
     let mut compared = 0;
     let mut nonzero = 0;
+    let begun = Instant::now();
     while compared < 40 {
         let (s, a) = get(&e, "/v1/views/click_count");
         assert_eq!(s, 200, "{a}");
         let as_of = a["as_of"].as_u64().unwrap();
         let (s, b) = get(&e, &format!("/v1/views/clicks_per_page?as_of={as_of}"));
+        // Nothing can be read from before a view existed: the second job was
+        // installed a moment after the first.
+        if s == 400 && b["error"]["code"] == "as_of_too_old" && begun.elapsed() < Duration::from_secs(2) {
+            continue;
+        }
         assert_eq!(s, 200, "{b}");
         assert_eq!(b["as_of"].as_u64(), Some(as_of));
         let total: i64 = rows_of(&b).iter().map(|r| r["n"].as_i64().unwrap()).sum();
