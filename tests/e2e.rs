@@ -69,6 +69,25 @@ fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
     panic!("weir did not come up");
 }
 
+/// Waits until `/readyz` answers 200: the jobs have caught up with the log.
+fn wait_ready(e: &Engine, within: Duration) {
+    let deadline = Instant::now() + within;
+    while get(e, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready: {}", get(e, "/v1/jobs").1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `kill -9`, then a new engine on the same files, once it is ready.
+fn kill_and_restart(mut e: Engine, dir: &PathBuf) -> Engine {
+    e.child.kill().expect("kill -9");
+    let _ = e.child.wait();
+    drop(e);
+    let e = start(dir, &[]);
+    wait_ready(&e, Duration::from_secs(60));
+    e
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
@@ -364,16 +383,7 @@ fn replace_job_while_reading_then_kill_and_restart() {
         std::thread::sleep(Duration::from_millis(20));
     };
     // kill -9, restart on the same files: the views come back equal.
-    let mut e = e;
-    e.child.kill().expect("kill -9");
-    let _ = e.child.wait();
-    drop(e);
-    let e = start(&dir, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&e, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready after restart");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let e = kill_and_restart(e, &dir);
     let (_, after) = get(&e, &format!("/v1/views/by_customer?after={last}"));
     let sorted = |v: &Value| {
         let mut r = rows_of(v);
@@ -492,16 +502,7 @@ fn drop_view_and_table_refused_while_depended_on_and_kept_after_restart() {
     );
 
     // kill -9 and restart: what was dropped stays dropped.
-    let mut e = e;
-    e.child.kill().expect("kill -9");
-    let _ = e.child.wait();
-    drop(e);
-    let e = start(&dir, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&e, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready after restart");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let e = kill_and_restart(e, &dir);
     let (_, jobs) = get(&e, "/v1/jobs");
     let names: Vec<&str> = jobs
         .as_array()
@@ -635,15 +636,7 @@ fn replay_of_a_large_log_catches_up_and_matches_it() {
     assert!(ok.success());
     let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop");
     let e = start_with(&dir, &["run", shop], &["--generate-rate", "0", "--read-chunk", "1000"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while get(&e, "/readyz").0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the replay did not catch up: {}",
-            get(&e, "/v1/jobs").1
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready(&e, Duration::from_secs(120));
     // Count OrderPlaced per product straight from the log.
     let mut expected: std::collections::BTreeMap<String, i64> = Default::default();
     let (_, topics) = get(&e, "/v1/topics");
