@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::synchronization::Sequencer;
 use weir_connectors::dead_letters::{DeadLetter, Position};
 use weir_connectors::decode::{decode_json, is_delete};
@@ -116,6 +117,8 @@ struct Dataflow {
     views: Vec<(String, ViewTrace)>,
     /// Per view, this worker's row count (see `RenderedView::rows`).
     rows: Vec<Rc<std::cell::Cell<i64>>>,
+    /// Per view, the upper of its trace (see `RenderedView::probe`).
+    uppers: Vec<ProbeHandle<Tick>>,
     /// Per view, the compaction frontier already allowed (never regresses).
     since: Vec<Tick>,
     /// Per read, the latest time a record was fed at, until every view has
@@ -128,9 +131,9 @@ impl Dataflow {
     /// processed, then checks how many are left.
     fn may_read(&mut self) -> bool {
         let done = self
-            .views
-            .iter_mut()
-            .map(|(_, trace)| trace_upper(trace).unwrap_or(Tick::MAX))
+            .uppers
+            .iter()
+            .map(|p| upper(p).unwrap_or(Tick::MAX))
             .min()
             .unwrap_or(Tick::MAX);
         // Reads are not in time order (each source's records have their own
@@ -227,8 +230,14 @@ fn run_worker(
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
                         srcs.push(Source::new(table, input, feeds, partitions, since, &shared));
                     }
-                    let (views, rows): (Vec<_>, Vec<_>) =
-                        rendered.views.into_iter().map(|v| ((v.name, v.trace), v.rows)).unzip();
+                    let mut views = Vec::new();
+                    let mut rows = Vec::new();
+                    let mut uppers = Vec::new();
+                    for v in rendered.views {
+                        views.push((v.name, v.trace));
+                        rows.push(v.rows);
+                        uppers.push(v.probe);
+                    }
                     {
                         let mut fr = lock(&shared.frontiers);
                         for (name, _) in &views {
@@ -244,6 +253,7 @@ fn run_worker(
                             since: vec![0; views.len()],
                             views,
                             rows,
+                            uppers,
                             in_flight: Default::default(),
                         },
                     );
@@ -336,12 +346,13 @@ fn run_worker(
         {
             let mut fr = lock(&shared.frontiers);
             for (df, d) in dataflows.iter_mut() {
-                for (((name, trace), since), rows) in d.views.iter_mut().zip(d.since.iter_mut()).zip(&d.rows) {
+                for (i, (name, trace)) in d.views.iter_mut().enumerate() {
                     let Some(progress) = fr.get_mut(&(*df, name.clone())) else {
                         continue;
                     };
-                    progress.uppers[index] = trace_upper(trace);
-                    progress.rows[index] = rows.get();
+                    let since = &mut d.since[i];
+                    progress.uppers[index] = upper(&d.uppers[i]);
+                    progress.rows[index] = d.rows[i].get();
                     // Peeks are answered from this worker's trace as of their
                     // time; their readers hold it, so the bound covers them.
                     if let Some(bound) = progress.compaction_bound() {
@@ -356,6 +367,11 @@ fn run_worker(
 
         pending_peeks.retain(|p| !try_answer(&shared, &mut dataflows, p));
     }
+}
+
+/// The frontier a probe has seen (`None`: closed).
+fn upper(probe: &ProbeHandle<Tick>) -> Option<Tick> {
+    probe.with_frontier(|f| f.first().copied())
 }
 
 /// What one pass over a source's partitions did.

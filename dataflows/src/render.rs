@@ -17,7 +17,7 @@ use differential_dataflow::{AsCollection, VecCollection};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::operators::ToStream;
+use timely::dataflow::operators::{Probe, ToStream};
 use timely::dataflow::Scope;
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, SqlType, Tick};
 use weir_operators::topk::{MonotonicTopK, RowOrder};
@@ -71,6 +71,10 @@ pub struct RenderedView {
     /// The rows of this worker's part of the view, counted from every update
     /// the view has produced (so it may run ahead of the trace's frontier).
     pub rows: Rc<std::cell::Cell<i64>>,
+    /// How far the view's arrangement has been built: its trace's upper,
+    /// without walking the trace's batches (which grow with the history
+    /// kept for reads).
+    pub probe: timely::dataflow::operators::probe::Handle<Tick>,
 }
 
 /// Collects evaluation errors on this worker: (view, reason, row, diff).
@@ -140,10 +144,12 @@ pub fn render_job<'s>(
             })
             .arrange_by_key_named(&format!("Arrange: {}", view.name));
         ctx.collections.insert(view.name.clone(), oks);
+        let (probe, _) = arranged.stream.clone().probe();
         rendered.push(RenderedView {
             name: view.name.clone(),
             trace: arranged.trace,
             rows,
+            probe,
         });
     }
     RenderedJob {
