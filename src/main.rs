@@ -230,7 +230,7 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
     });
     // Dead letters are written durably off the workers' threads.
     let dlq_store = store.dead_letters();
-    std::thread::Builder::new()
+    let dlq_thread = std::thread::Builder::new()
         .name("weir-dead-letters".into())
         .spawn(move || {
             while let Ok(letter) = dlq_rx.recv() {
@@ -294,8 +294,16 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
         Ok::<_, anyhow::Error>(())
     });
     rt.shutdown_timeout(Duration::from_secs(2));
+    let workers_done = timely.join();
+    // The dead letters still queued are written once nothing can add more:
+    // the last holder of `shared` (and so of the queue's sender) is gone.
+    if Arc::strong_count(&shared) == 1 {
+        drop(shared);
+        let _ = dlq_thread.join();
+    }
+    store.stop_background_work();
     result?;
-    match timely.join() {
+    match workers_done {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => bail!("dataflow workers failed: {e}"),
         Err(_) => bail!("dataflow workers panicked"),

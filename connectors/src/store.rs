@@ -75,6 +75,7 @@ impl StoreError {
 #[derive(Clone)]
 pub struct StateStore {
     path: PathBuf,
+    db: Arc<DB>,
     log: EventLog,
     catalog: Catalog,
     dead_letters: DeadLetters,
@@ -109,8 +110,17 @@ impl StateStore {
             path: path.to_path_buf(),
             log: EventLog::recover(db.clone())?,
             catalog: Catalog::recover(db.clone())?,
-            dead_letters: DeadLetters::recover(db)?,
+            dead_letters: DeadLetters::recover(db.clone())?,
+            db,
         })
+    }
+
+    /// Stops RocksDB's background flushes and compactions and waits for
+    /// those running, before the process exits: a process that ends while
+    /// they run can crash in RocksDB's teardown. Every write already made is
+    /// durable (writes are synced); the store must not be written after this.
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(true);
     }
 
     /// The directory the database lives in.
