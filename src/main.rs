@@ -76,6 +76,12 @@ enum Cmd {
         key: Vec<String>,
         #[arg(long)]
         limit: Option<usize>,
+        /// Wait until the view reflects this write (a token from ingest; repeatable).
+        #[arg(long)]
+        after: Vec<String>,
+        /// Read at exactly this time (the `as_of` of another answer).
+        #[arg(long)]
+        as_of: Option<u64>,
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
@@ -148,7 +154,14 @@ fn main() -> Result<()> {
                 .post(format!("{url}/v1/sql"))
                 .send_json(serde_json::json!({"sql": statements})),
         ),
-        Cmd::Query { view, key, limit, url } => query(&view, &key, limit, &url),
+        Cmd::Query {
+            view,
+            key,
+            limit,
+            after,
+            as_of,
+            url,
+        } => query(&view, &key, limit, &after, as_of, &url),
         Cmd::Produce {
             topic,
             file,
@@ -429,7 +442,14 @@ fn submit(file: &Path, name: Option<String>, url: &str) -> Result<()> {
     print_response(resp)
 }
 
-fn query(view: &str, keys: &[String], limit: Option<usize>, url: &str) -> Result<()> {
+fn query(
+    view: &str,
+    keys: &[String],
+    limit: Option<usize>,
+    after: &[String],
+    as_of: Option<u64>,
+    url: &str,
+) -> Result<()> {
     let mut req = agent().get(format!("{url}/v1/views/{view}"));
     for k in keys {
         let Some((c, v)) = k.split_once('=') else {
@@ -439,6 +459,12 @@ fn query(view: &str, keys: &[String], limit: Option<usize>, url: &str) -> Result
     }
     if let Some(l) = limit {
         req = req.query("limit", l.to_string());
+    }
+    for t in after {
+        req = req.query("after", t);
+    }
+    if let Some(t) = as_of {
+        req = req.query("as_of", t.to_string());
     }
     print_response(req.call())
 }
