@@ -411,7 +411,7 @@ impl Engine {
         let Some(job) = cat.jobs.get(name) else {
             return Err(EngineError::NotFound(format!("no job named {name}")));
         };
-        if let Some(dep) = dependants(cat, name).into_iter().next() {
+        if let Some(dep) = dependant(cat, name) {
             return Err(EngineError::Conflict(format!(
                 "job {name} cannot be dropped: {dep} (of another job) reads its objects"
             )));
@@ -502,22 +502,12 @@ impl Engine {
                 dropped.push(json!({"kind": actual.to_string(), "name": d.name, "job": o.job}));
             }
         }
-        let all: BTreeSet<&String> = by_job.values().flatten().collect();
-        let mut blocked: Vec<String> = cat
-            .objects
-            .iter()
-            .filter(|(n, _)| !all.contains(n))
-            .filter_map(|(n, o)| match &o.kind {
-                ObjectKind::View(v) => v
-                    .depends_on
-                    .iter()
-                    .find(|d| all.contains(d))
-                    .map(|d| format!("cannot drop {d}: view {n} (job {}) depends on it", o.job)),
-                ObjectKind::Table(_) => None,
-            })
-            .collect();
-        blocked.sort();
-        if let Some(why) = blocked.into_iter().next() {
+        let all: BTreeSet<&str> = by_job.values().flatten().map(String::as_str).collect();
+        let blocked = first_blocking_read(&cat, |reader, o, read, _| {
+            (!all.contains(reader) && all.contains(read))
+                .then(|| format!("cannot drop {read}: view {reader} (job {}) depends on it", o.job))
+        });
+        if let Some(why) = blocked {
             return Err(EngineError::Conflict(why));
         }
         // Every rebuilt job must plan and must not break another job's
@@ -543,7 +533,7 @@ impl Engine {
             }
             changes.push((job.clone(), rest));
         }
-        cat.objects.retain(|n, _| !all.contains(n));
+        cat.objects.retain(|n, _| !all.contains(n.as_str()));
         let mut rebuilt = Vec::new();
         let mut jobs_dropped = Vec::new();
         for (job, rest) in changes {
@@ -786,17 +776,24 @@ impl Engine {
         let mut obj = current(self)?;
         // The read time, held until the rows are collected so that no
         // worker compacts its trace past it meanwhile.
+        // The append ticks of the `after` records, looked up in the log once
+        // each (a record not there yet is looked up again while waiting).
+        let mut appended: Vec<Option<Tick>> = vec![None; opts.after.len()];
         let hold = loop {
-            let complete = self.shared.complete_through(obj.df, view);
-            let mut required: Option<Tick> = Some(0);
-            for t in &opts.after {
-                for df in &obj.closure {
-                    match self.shared.time_of(*df, &t.topic, t.partition, t.offset) {
-                        Some(tick) => required = required.map(|r| r.max(tick)),
-                        None => required = None,
-                    }
+            for (tick, t) in appended.iter_mut().zip(&opts.after) {
+                if tick.is_none() {
+                    *tick = self.shared.appended_at(&t.topic, t.partition, t.offset);
                 }
             }
+            let required = appended.iter().try_fold(0, |r: Tick, tick| {
+                let tick = (*tick)?;
+                Some(
+                    obj.closure
+                        .iter()
+                        .map(|df| self.shared.fed_in(*df, tick))
+                        .fold(r, Tick::max),
+                )
+            });
             if let Some(r) = required {
                 match self.shared.hold_read(obj.df, view, r, opts.as_of) {
                     Ok(Some(hold)) => break hold,
@@ -814,7 +811,7 @@ impl Engine {
             }
             if Instant::now() >= deadline {
                 self.shared.metrics.peeks.with_label_values(&[view, "timeout"]).inc();
-                return Err(EngineError::Timeout(match complete {
+                return Err(EngineError::Timeout(match self.shared.complete_through(obj.df, view) {
                     None => format!(
                         "view {view} has not produced its first complete time within {} ms",
                         timeout.as_millis()
@@ -921,46 +918,45 @@ fn register(cat: &mut Catalog, job: &str, plan: &JobPlan, df: DataflowId, closur
 /// is read by each job through its own source, so it only matters when the
 /// new version drops or changes it.
 fn replace_conflict(cat: &Catalog, job: &str, plan: &JobPlan) -> Option<String> {
+    first_blocking_read(cat, |reader, o, read, dep| {
+        if o.job == job || dep.job != job {
+            return None;
+        }
+        match &dep.kind {
+            ObjectKind::View(_) => Some(format!("view {reader} (job {}) reads its view {read}", o.job)),
+            ObjectKind::Table(t) if !plan.tables.contains(t) => Some(format!(
+                "view {reader} (job {}) reads its table {read}, which the new version drops or changes",
+                o.job
+            )),
+            ObjectKind::Table(_) => None,
+        }
+    })
+}
+
+/// A view of another job that reads an object of `job`.
+fn dependant(cat: &Catalog, job: &str) -> Option<String> {
+    first_blocking_read(cat, |reader, o, _, dep| {
+        (o.job != job && dep.job == job).then(|| format!("view {reader}"))
+    })
+}
+
+/// Scans the views' reads: `blocks(reader, its object, read, the read
+/// object)` says why a read stands in the way, if it does. Returns the
+/// first reason in name order (one per reader), so messages are stable.
+fn first_blocking_read(
+    cat: &Catalog,
+    blocks: impl Fn(&str, &Object, &str, &Object) -> Option<String>,
+) -> Option<String> {
     let mut found: Vec<String> = cat
         .objects
         .iter()
-        .filter(|(_, o)| o.job != job)
-        .filter_map(|(n, o)| {
+        .filter_map(|(reader, o)| {
             let ObjectKind::View(v) = &o.kind else { return None };
-            v.depends_on.iter().find_map(|d| {
-                let dep = cat.objects.get(d).filter(|x| x.job == job)?;
-                match &dep.kind {
-                    ObjectKind::View(_) => Some(format!("view {n} (job {}) reads its view {d}", o.job)),
-                    ObjectKind::Table(t) if !plan.tables.contains(t) => Some(format!(
-                        "view {n} (job {}) reads its table {d}, which the new version drops or changes",
-                        o.job
-                    )),
-                    ObjectKind::Table(_) => None,
-                }
-            })
+            v.depends_on
+                .iter()
+                .find_map(|read| blocks(reader, o, read, cat.objects.get(read)?))
         })
         .collect();
     found.sort();
     found.into_iter().next()
-}
-
-/// Objects of other jobs that read objects of `job`.
-fn dependants(cat: &Catalog, job: &str) -> Vec<String> {
-    let mine: BTreeSet<&String> = cat
-        .objects
-        .iter()
-        .filter(|(_, o)| o.job == job)
-        .map(|(n, _)| n)
-        .collect();
-    let mut out: Vec<String> = cat
-        .objects
-        .iter()
-        .filter(|(_, o)| o.job != job)
-        .filter_map(|(n, o)| match &o.kind {
-            ObjectKind::View(v) if v.depends_on.iter().any(|d| mine.contains(d)) => Some(format!("view {n}")),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out
 }

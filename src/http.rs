@@ -122,7 +122,7 @@ async fn create_job(State(api): State<Api>, body: Body) -> Response {
 }
 
 async fn replace_job(State(api): State<Api>, Path(name): Path<String>, body: Body) -> Response {
-    let (_, sql) = match sql_body(body, api.max_body).await {
+    let sql = match sql_body(body, api.max_body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -132,16 +132,15 @@ async fn replace_job(State(api): State<Api>, Path(name): Path<String>, body: Bod
     }
 }
 
-/// A JSON body with a `sql` string field: the body and the SQL.
-async fn sql_body(body: Body, max: usize) -> Result<(Value, String), Response> {
+/// The `sql` string field of a JSON body.
+async fn sql_body(body: Body, max: usize) -> Result<String, Response> {
     let v = json_body(body, max).await?;
-    let sql = field(&v, "sql")?.to_string();
-    Ok((v, sql))
+    Ok(field(&v, "sql")?.to_string())
 }
 
 /// `DROP TABLE` / `DROP VIEW` statements (CREATE statements are jobs).
 async fn run_statements(State(api): State<Api>, body: Body) -> Response {
-    let (_, sql) = match sql_body(body, api.max_body).await {
+    let sql = match sql_body(body, api.max_body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -357,8 +356,12 @@ async fn read_view(State(api): State<Api>, Path(view): Path<String>, RawQuery(q)
 }
 
 async fn query(State(api): State<Api>, body: Body) -> Response {
-    let (v, sql) = match sql_body(body, api.max_body).await {
-        Ok(x) => x,
+    let v = match json_body(body, api.max_body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let sql = match field(&v, "sql") {
+        Ok(s) => s.to_string(),
         Err(r) => return r,
     };
     let mut params: Vec<(String, String)> = Vec::new();

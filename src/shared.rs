@@ -61,14 +61,11 @@ pub struct ViewProgress {
     /// The furthest any worker has been allowed to compact: reads before it
     /// are no longer exact.
     pub since: Tick,
-    /// When the view's dataflow was installed (see [`fed_time`]).
-    installed: Tick,
 }
 
 impl ViewProgress {
-    pub fn new(workers: usize, installed: Tick) -> Self {
+    pub fn new(workers: usize) -> Self {
         ViewProgress {
-            installed,
             uppers: vec![None; workers],
             rows: vec![0; workers],
             holds: BTreeMap::new(),
@@ -88,13 +85,14 @@ impl ViewProgress {
 
     /// How far the trace may be compacted: no further than any held read
     /// time, and [`READABLE_HISTORY_MS`] behind the time the next reader
-    /// would choose, but no history before the dataflow's install (a replay
-    /// keeps nothing it passes through). Recorded as the view's `since`.
-    pub fn compaction_bound(&mut self) -> Option<Tick> {
+    /// would choose, but no history before the dataflow's install at
+    /// `installed` (a replay keeps nothing it passes through). Recorded as
+    /// the view's `since`.
+    pub fn compaction_bound(&mut self, installed: Tick) -> Option<Tick> {
         let complete = self.complete()?;
         let next_read = complete
             .saturating_sub(READABLE_HISTORY_MS)
-            .max(self.installed.min(complete));
+            .max(installed.min(complete));
         let bound = self.holds.keys().next().map_or(next_read, |&h| h.min(next_read));
         self.since = self.since.max(bound);
         Some(bound)
@@ -180,13 +178,16 @@ impl Shared {
         }
     }
 
-    /// The time by which dataflow `df` reflects the record at `offset` of a
-    /// partition once its views are complete through it: `None` while the
-    /// log has no such record.
-    pub fn time_of(&self, df: DataflowId, topic: &str, partition: u32, offset: u64) -> Option<Tick> {
-        let record = self.log.read(topic, partition, offset, 1).ok()?.into_iter().next()?;
-        let since = lock(&self.since).get(&df).copied().unwrap_or(0);
-        Some(fed_time(record.tick, since))
+    /// The tick the record at `offset` of a partition was appended at;
+    /// `None` while the log has no such record.
+    pub fn appended_at(&self, topic: &str, partition: u32, offset: u64) -> Option<Tick> {
+        Some(self.log.read(topic, partition, offset, 1).ok()?.first()?.tick)
+    }
+
+    /// The time at which dataflow `df` processes a record appended at `tick`:
+    /// it reflects the record once its views are complete through it.
+    pub fn fed_in(&self, df: DataflowId, tick: Tick) -> Tick {
+        fed_time(tick, lock(&self.since).get(&df).copied().unwrap_or(0))
     }
 
     /// The view's rows, over all workers, as far as they have computed it.

@@ -47,9 +47,6 @@ struct Source {
     /// Owned partitions: (partition, next offset to read, the time the last
     /// record read was fed at). The partition's records come in tick order.
     partitions: Vec<(u32, u64, Tick)>,
-    /// Records appended before this time (the dataflow's install) are history:
-    /// see [`fed_time`].
-    since: Tick,
     ingested: IntCounter,
     rejected: IntCounter,
 }
@@ -60,7 +57,6 @@ impl Source {
         input: SourceInput,
         feeds: bool,
         partitions: Vec<(u32, u64, Tick)>,
-        since: Tick,
         shared: &Shared,
     ) -> Source {
         let key_schema = table.primary_key.as_ref().map(|cols| Schema {
@@ -75,7 +71,6 @@ impl Source {
             input,
             feeds,
             partitions,
-            since,
         }
     }
 
@@ -121,6 +116,9 @@ struct Dataflow {
     uppers: Vec<ProbeHandle<Tick>>,
     /// Per view, the compaction frontier already allowed (never regresses).
     since: Vec<Tick>,
+    /// When it was installed: records appended before are history (see
+    /// [`fed_time`]).
+    installed: Tick,
     /// Per read, the latest time a record was fed at, until every view has
     /// passed it.
     in_flight: Vec<Tick>,
@@ -228,7 +226,7 @@ fn run_worker(
                             .map(|p| (p, 0, 0))
                             .collect();
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
-                        srcs.push(Source::new(table, input, feeds, partitions, since, &shared));
+                        srcs.push(Source::new(table, input, feeds, partitions, &shared));
                     }
                     let mut views = Vec::new();
                     let mut rows = Vec::new();
@@ -241,8 +239,7 @@ fn run_worker(
                     {
                         let mut fr = lock(&shared.frontiers);
                         for (name, _) in &views {
-                            fr.entry((df, name.clone()))
-                                .or_insert_with(|| ViewProgress::new(peers, since));
+                            fr.entry((df, name.clone())).or_insert_with(|| ViewProgress::new(peers));
                         }
                     }
                     dataflows.insert(
@@ -251,6 +248,7 @@ fn run_worker(
                             index: index_before,
                             sources: srcs,
                             since: vec![0; views.len()],
+                            installed: since,
                             views,
                             rows,
                             uppers,
@@ -298,7 +296,7 @@ fn run_worker(
             let may_read = d.may_read();
             let mut fed_until = None;
             for src in d.sources.iter_mut() {
-                let read = read_source(&shared, src, now, may_read);
+                let read = read_source(&shared, src, d.installed, now, may_read);
                 if read.records > 0 {
                     fed_until = fed_until.max(Some(read.fed_until));
                 }
@@ -355,7 +353,7 @@ fn run_worker(
                     progress.rows[index] = d.rows[i].get();
                     // Peeks are answered from this worker's trace as of their
                     // time; their readers hold it, so the bound covers them.
-                    if let Some(bound) = progress.compaction_bound() {
+                    if let Some(bound) = progress.compaction_bound(d.installed) {
                         if bound > *since {
                             *since = bound;
                             allow_compaction(trace, bound);
@@ -388,10 +386,10 @@ struct Read {
 
 /// Reads new records of `src`'s partitions into its input (when
 /// `may_read`; else only measures how far behind it is).
-fn read_source(shared: &Shared, src: &mut Source, now: Tick, may_read: bool) -> Read {
+fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, may_read: bool) -> Read {
     let topic = src.table.topic().to_string();
     // Before the end offsets: records past them come at or after `sealed`.
-    let sealed = fed_time(shared.log.sealed(&topic), src.since);
+    let sealed = fed_time(shared.log.sealed(&topic), installed);
     let mut out = Read {
         records: 0,
         fed_until: 0,
@@ -408,7 +406,7 @@ fn read_source(shared: &Shared, src: &mut Source, now: Tick, may_read: bool) -> 
             };
             for rec in &records {
                 out.records += 1;
-                let at = fed_time(rec.tick, src.since);
+                let at = fed_time(rec.tick, installed);
                 out.fed_until = out.fed_until.max(at);
                 src.partitions[p].2 = at;
                 if let Err(reason) = src.feed(&rec.payload, rec.seq, at) {

@@ -607,15 +607,7 @@ fn plan_view(cv: &ast::CreateView, scope: &JobScope) -> Result<ViewPlan> {
         }
     }
     let schema = Schema {
-        columns: rel
-            .columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                ty: c.ty,
-                nullable: c.nullable,
-            })
-            .collect(),
+        columns: rel.columns.iter().map(ScopeColumn::column).collect(),
     };
     let plan = optimize(rel.plan);
     let key = plan
@@ -639,6 +631,17 @@ struct ScopeColumn {
     name: String,
     ty: SqlType,
     nullable: bool,
+}
+
+impl ScopeColumn {
+    /// The column as a schema shows it (without its qualifier).
+    fn column(&self) -> Column {
+        Column {
+            name: self.name.clone(),
+            ty: self.ty,
+            nullable: self.nullable,
+        }
+    }
 }
 
 /// A planned relation with its columns.
@@ -2404,15 +2407,7 @@ pub fn plan_peek(sql: &str, catalog: &dyn CatalogLookup) -> Result<PeekPlan> {
     Ok(PeekPlan {
         view,
         plan: rel.plan,
-        columns: rel
-            .columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                ty: c.ty,
-                nullable: c.nullable,
-            })
-            .collect(),
+        columns: rel.columns.iter().map(ScopeColumn::column).collect(),
         order_by,
         limit,
     })
