@@ -115,11 +115,13 @@ impl CatalogLookup for Catalog {
                 schema: t.schema.clone(),
                 monotonic: t.primary_key.is_none(),
                 key: t.primary_key.clone(),
+                watermark: t.watermark,
             },
             ObjectKind::View(v) => ObjectInfo {
                 schema: v.schema.clone(),
                 monotonic: v.monotonic,
                 key: v.key.clone(),
+                watermark: v.watermark,
             },
         })
     }

@@ -6,7 +6,9 @@
 //! - [`plan`]: the relational plan (`RelPlan`) and the job/table/view plans.
 //! - [`expr`]: scalar expressions and their PostgreSQL-compatible evaluation.
 //! - [`render`]: plans → differential collections, views arranged by key.
+//! - `cep`: `MATCH_RECOGNIZE` conditions and measures for the pattern operator.
 
+mod cep;
 pub mod expr;
 pub mod plan;
 pub mod render;

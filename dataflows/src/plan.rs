@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
+use weir_operators::cep::{Pattern, Skip, VarId, Watermark};
 use weir_operators::repr::{Datum, Row, Schema, SqlType};
 
 use crate::expr::{order_cmp, EvalError, ScalarExpr};
@@ -79,6 +80,82 @@ pub enum RelPlan {
         /// The number of input columns (the row number's position).
         input_arity: usize,
     },
+    /// Row pattern recognition over an append-only input. Output: see
+    /// [`MatchRecognize`].
+    MatchRecognize(Box<MatchRecognize>),
+}
+
+/// A `MATCH_RECOGNIZE` clause, planned (docs/cep.md).
+///
+/// `DEFINE` conditions and `MEASURES` are expressions over an extended row:
+/// the current row's input columns, then one column per entry of `navs`
+/// (its value for the current match state).
+///
+/// Output (`ONE ROW PER MATCH`): the partition columns, then the measures.
+/// `ALL ROWS PER MATCH`: the partition columns, the event-time column, the
+/// measures, then the other input columns in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatchRecognize {
+    pub input: RelPlan,
+    pub input_arity: usize,
+    pub partition_by: Vec<usize>,
+    /// The event-time column.
+    pub order_by: usize,
+    pub order_by_name: String,
+    pub pattern: Pattern,
+    /// Variable names as written in PATTERN, by [`VarId`].
+    pub vars: Vec<String>,
+    /// Per variable; `None` matches every row.
+    pub defines: Vec<Option<ScalarExpr>>,
+    pub measures: Vec<ScalarExpr>,
+    pub navs: Vec<Nav>,
+    pub all_rows: bool,
+    pub skip: Skip,
+    pub within_ms: Option<i64>,
+    pub emit_timeouts: bool,
+    pub watermark: Watermark,
+}
+
+/// A value that depends on the match: a navigated row's expression, an
+/// aggregate over a variable's rows, or a match function.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Nav {
+    /// `expr` evaluated on the row found from `at`, then `prev` rows back
+    /// in the partition (`PREV`).
+    Row { at: RowAt, prev: u64, expr: ScalarExpr },
+    /// An aggregate over the rows bound to `var` (all rows when `None`);
+    /// `expr` is `None` for `count(*)` / `count(v.*)`.
+    Agg {
+        func: AggFunc,
+        var: Option<VarId>,
+        expr: Option<ScalarExpr>,
+        input_type: SqlType,
+    },
+    MatchNumber,
+    Classifier,
+    TimedOut,
+}
+
+/// Which row of the match a navigation starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowAt {
+    Current,
+    /// The `k`-th row bound to `var` (any variable when `None`) counted
+    /// back from the newest.
+    Last { var: Option<VarId>, k: u64 },
+    /// As `Last`, counted from the oldest.
+    First { var: Option<VarId>, k: u64 },
+}
+
+impl Nav {
+    /// Whether the value depends on which earlier rows a thread bound.
+    pub fn reads_bindings(&self) -> bool {
+        match self {
+            Nav::Row { at, .. } => *at != RowAt::Current,
+            Nav::Agg { .. } => true,
+            Nav::MatchNumber | Nav::Classifier | Nav::TimedOut => false,
+        }
+    }
 }
 
 impl RelPlan {
@@ -148,6 +225,8 @@ impl RelPlan {
                 .map(|k| outputs.iter().position(|o| o == k))
                 .collect(),
             RelPlan::Reduce { group_key, .. } => Some((0..group_key.len()).collect()),
+            // Matches may repeat a row exactly (two identical time-outs).
+            RelPlan::MatchRecognize(_) => None,
             // The row number is unique within a group; with one row per
             // group the group alone is.
             RelPlan::TopK {
@@ -274,6 +353,10 @@ pub struct ViewPlan {
     pub depends_on: Vec<String>,
     /// True when the view only ever grows (no retractions).
     pub monotonic: bool,
+    /// Watermark settings of the sources it reads, combined (a pattern over
+    /// this view orders its rows with them).
+    #[serde(default)]
+    pub watermark: Watermark,
 }
 
 /// Where a table's records come from.
@@ -291,6 +374,9 @@ pub struct TablePlan {
     /// Upsert key: one row per key, the latest record wins.
     pub primary_key: Option<Vec<usize>>,
     pub connector: Connector,
+    /// Event-time settings for patterns over this table.
+    #[serde(default)]
+    pub watermark: Watermark,
 }
 
 impl TablePlan {

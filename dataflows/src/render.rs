@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::{Probe, ToStream};
 use timely::dataflow::Scope;
+use weir_operators::cep::CepStats;
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, SqlType, Tick};
 use weir_operators::topk::{MonotonicTopK, RowOrder};
 use weir_operators::upsert::{Upsert, UpsertRecord};
@@ -31,9 +32,9 @@ use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan, TablePlan, Vi
 pub type ViewSpine = ValSpine<Row, Row, Tick, Diff>;
 pub type ViewTrace = TraceAgent<ViewSpine>;
 
-type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
+pub(crate) type Coll<'s> = VecCollection<'s, Tick, Row, Diff>;
 /// Rows that failed evaluation, with the reason.
-type Errs<'s> = VecCollection<'s, Tick, (String, Row), Diff>;
+pub(crate) type Errs<'s> = VecCollection<'s, Tick, (String, Row), Diff>;
 
 /// The input of one table inside one dataflow.
 pub enum SourceInput {
@@ -75,6 +76,8 @@ pub struct RenderedView {
     /// without walking the trace's batches (which grow with the history
     /// kept for reads).
     pub probe: timely::dataflow::operators::probe::Handle<Tick>,
+    /// State gauges of the view's `MATCH_RECOGNIZE` operators, if any.
+    pub patterns: Vec<CepStats>,
 }
 
 /// Collects evaluation errors on this worker: (view, reason, row, diff).
@@ -101,6 +104,7 @@ pub fn render_job<'s>(
     let mut ctx = Context {
         scope,
         collections: HashMap::new(),
+        cep_stats: Vec::new(),
     };
     let mut inputs = Vec::new();
     for table in sources {
@@ -126,6 +130,7 @@ pub fn render_job<'s>(
     let mut rendered = Vec::new();
     for view in views {
         let (oks, errs) = ctx.render(&view.plan);
+        let patterns = std::mem::take(&mut ctx.cep_stats);
         let name = view.name.clone();
         let sink = Rc::clone(errors);
         errs.inspect(move |((reason, row), _t, diff)| {
@@ -150,6 +155,7 @@ pub fn render_job<'s>(
             trace: arranged.trace,
             rows,
             probe,
+            patterns,
         });
     }
     RenderedJob {
@@ -161,6 +167,8 @@ pub fn render_job<'s>(
 struct Context<'s> {
     scope: Scope<'s, Tick>,
     collections: HashMap<String, Coll<'s>>,
+    /// The state gauges of every pattern rendered so far.
+    cep_stats: Vec<CepStats>,
 }
 
 fn empty_errs<'s>(scope: Scope<'s, Tick>) -> Errs<'s> {
@@ -244,6 +252,13 @@ impl<'s> Context<'s> {
             RelPlan::Distinct { input } => {
                 let (oks, errs) = self.render(input);
                 (oks.distinct_core::<Diff>(), errs)
+            }
+            RelPlan::MatchRecognize(m) => {
+                let (oks, errs) = self.render(&m.input);
+                let stats = CepStats::default();
+                self.cep_stats.push(stats.clone());
+                let (matches, e2) = crate::cep::render(oks, m, stats);
+                (matches, errs.concat(e2))
             }
             RelPlan::UnionAll { inputs } => {
                 let mut oks = Vec::new();
@@ -506,6 +521,29 @@ fn avg_datum(sum: Decimal, n: i64, input: SqlType) -> Datum {
         (sum / Decimal::from(n)).round_dp_with_strategy(scale, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
     avg.rescale(scale);
     Datum::Decimal(avg)
+}
+
+/// Aggregate `func` over `values` (NULLs skipped, except by `count(*)`),
+/// with the same result types and rounding as grouped aggregates.
+pub(crate) fn fold_aggregate(func: AggFunc, input_type: SqlType, values: Vec<Datum>) -> Datum {
+    if func == AggFunc::CountRows {
+        return Datum::Int(values.len() as i64);
+    }
+    let present: Vec<Datum> = values.into_iter().filter(|d| !d.is_null()).collect();
+    let n = present.len() as i64;
+    match func {
+        AggFunc::CountRows | AggFunc::Count => Datum::Int(n),
+        _ if n == 0 => Datum::Null,
+        AggFunc::Min => present.into_iter().min_by(order_cmp).unwrap_or(Datum::Null),
+        AggFunc::Max => present.into_iter().max_by(order_cmp).unwrap_or(Datum::Null),
+        AggFunc::Sum | AggFunc::Avg if input_type.is_float() => {
+            let sum: f64 = present.iter().map(|d| crate::expr::as_f64(d).unwrap_or(f64::NAN)).sum();
+            let v = if func == AggFunc::Avg { sum / n as f64 } else { sum };
+            Datum::Float(OrdF64::new(v))
+        }
+        AggFunc::Sum => sum_datum(present.iter().map(as_decimal).sum(), input_type),
+        AggFunc::Avg => avg_datum(present.iter().map(as_decimal).sum(), n, input_type),
+    }
 }
 
 /// The value of an aggregate over no rows: 0 for counts, NULL otherwise.

@@ -19,7 +19,11 @@ use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use weir_operators::repr::{Column, Datum, OrdF64, Schema, SqlType};
 
+use weir_operators::cep::Watermark;
+
 use crate::expr::{ArithOp, CmpOp, Func, ScalarExpr};
+
+mod pattern;
 use crate::plan::{AggFunc, Aggregate, Connector, JobPlan, JoinKind, OrderKey, RelPlan, TablePlan, ViewPlan};
 
 /// A planning error: a stable code for clients, a message for people, and
@@ -74,6 +78,8 @@ pub struct ObjectInfo {
     pub monotonic: bool,
     /// Columns that identify a row: an upsert table's primary key, a view's key.
     pub key: Option<Vec<usize>>,
+    /// Event-time settings for patterns over the object.
+    pub watermark: Watermark,
 }
 
 /// Name resolution against the catalog; names are case-insensitive.
@@ -90,7 +96,7 @@ fn unsupported(what: impl std::fmt::Display, at: Loc) -> PlanError {
 /// Plans a job: a script of `CREATE TABLE` and `CREATE [MATERIALIZED] VIEW`
 /// statements. Later statements may use objects of earlier ones.
 pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
-    let statements = parse(sql)?;
+    let (statements, ext) = parse_extended(sql)?;
     if statements.is_empty() {
         return Err(PlanError::new("empty_job", "the job contains no statements", Loc(1, 1)));
     }
@@ -103,7 +109,7 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
                 job.tables.push(table);
             }
             Statement::CreateView(cv) => {
-                let view = plan_view(cv, &scope)?;
+                let view = plan_view(cv, &scope, &ext)?;
                 job.views.push(view);
             }
             Statement::Drop { .. } => {
@@ -272,8 +278,15 @@ pub fn script_without(script: &str, names: &BTreeSet<String>) -> Result<Option<S
 }
 
 /// Parses SQL, turning parser errors into [`PlanError`]s with a position.
+/// weir's extensions to the grammar (`WITHIN … [EMIT TIMEOUTS]` in
+/// `MATCH_RECOGNIZE`) are accepted and left out of the statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| {
+    parse_extended(sql).map(|(statements, _)| statements)
+}
+
+fn parse_extended(sql: &str) -> Result<(Vec<Statement>, pattern::Extensions)> {
+    let (text, ext) = pattern::cut_extensions(sql)?;
+    let statements = Parser::parse_sql(&GenericDialect {}, &text).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string();
         // An error at the end of the input comes without a position.
@@ -283,7 +296,8 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             None => msg,
         };
         PlanError::new("syntax_error", clean, Loc(line, column))
-    })
+    })?;
+    Ok((statements, ext))
 }
 
 /// The position just after the last character of `sql`.
@@ -322,6 +336,7 @@ impl JobScope<'_> {
                     schema: t.schema.clone(),
                     monotonic: t.primary_key.is_none(),
                     key: t.primary_key.clone(),
+                    watermark: t.watermark,
                 });
             }
         }
@@ -331,6 +346,7 @@ impl JobScope<'_> {
                     schema: v.schema.clone(),
                     monotonic: v.monotonic,
                     key: v.key.clone(),
+                    watermark: v.watermark,
                 });
             }
         }
@@ -500,6 +516,7 @@ fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
     let mut connector = None;
     let mut topic = None;
     let mut format = None;
+    let mut watermark = Watermark::default();
     for opt in &options {
         let ast::SqlOption::KeyValue { key, value } = opt else {
             return Err(unsupported(format!("option {opt}"), at));
@@ -510,10 +527,13 @@ fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
             "connector" => connector = Some(v),
             "topic" => topic = Some(v),
             "format" => format = Some(v),
+            "watermark.lateness" | "watermark.idle" => pattern::watermark_option(&mut watermark, &k, &v, loc_of(value))?,
             other => {
                 return Err(PlanError::new(
                     "invalid_option",
-                    format!("unknown table option '{other}' (known: connector, topic, format)"),
+                    format!(
+                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle)"
+                    ),
                     loc_of(value),
                 ))
             }
@@ -547,6 +567,7 @@ fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
         schema: Schema { columns },
         primary_key,
         connector,
+        watermark,
     })
 }
 
@@ -571,13 +592,14 @@ fn option_value(e: &Expr) -> Result<String> {
     }
 }
 
-fn plan_view(cv: &ast::CreateView, scope: &JobScope) -> Result<ViewPlan> {
+fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &pattern::Extensions) -> Result<ViewPlan> {
     let at = loc_of(&cv.name);
     let name = object_name(&cv.name)?;
     check_new_name(&name, scope, at)?;
     let mut planner = QueryPlanner {
         scope,
         depends_on: BTreeSet::new(),
+        ext,
     };
     let mut rel = planner.plan_query(&cv.query, None)?;
     if !cv.columns.is_empty() {
@@ -610,6 +632,7 @@ fn plan_view(cv: &ast::CreateView, scope: &JobScope) -> Result<ViewPlan> {
         columns: rel.columns.iter().map(ScopeColumn::column).collect(),
     };
     let plan = optimize(rel.plan);
+    let watermark = pattern::combined_watermark(&plan, &|n| scope.lookup(n).map(|i| i.watermark));
     let key = plan
         .unique_key(&|n| scope.lookup(n).and_then(|info| info.key))
         .filter(|k| !k.is_empty());
@@ -620,6 +643,7 @@ fn plan_view(cv: &ast::CreateView, scope: &JobScope) -> Result<ViewPlan> {
         key,
         depends_on: planner.depends_on.into_iter().collect(),
         monotonic: rel.monotonic,
+        watermark,
     })
 }
 
@@ -663,6 +687,8 @@ struct Typed {
 struct QueryPlanner<'a> {
     scope: &'a JobScope<'a>,
     depends_on: BTreeSet<String>,
+    /// `WITHIN` clauses and `PATTERN` positions of the statement's text.
+    ext: &'a pattern::Extensions,
 }
 
 /// How aggregates are resolved while binding an expression: outside a
@@ -949,7 +975,7 @@ impl QueryPlanner<'_> {
                 }
                 self.plan_from(std::slice::from_ref(table_with_joins))
             }
-            TableFactor::MatchRecognize { .. } => Err(unsupported("MATCH_RECOGNIZE", loc_of(f))),
+            TableFactor::MatchRecognize { .. } => self.plan_match_recognize(f),
             other => Err(unsupported(format!("FROM {other}"), loc_of(other))),
         }
     }
@@ -1928,7 +1954,25 @@ fn bind_aggregate(f: &ast::Function, name: &str, g: &mut GroupContext) -> Result
         _ => return Err(type_err(format!("{name} takes exactly one argument"), at)),
     };
     let input_type = arg.as_ref().map(|t| t.ty).unwrap_or(SqlType::BigInt);
-    let out_ty = match func {
+    let out_ty = aggregate_type(func, input_type, name, at)?;
+    let agg = Aggregate {
+        func,
+        expr: arg.map(|t| t.expr).unwrap_or(ScalarExpr::Literal(Datum::Null)),
+        distinct,
+        input_type,
+    };
+    let typed = Typed {
+        expr: ScalarExpr::Column(g.nkeys + g.aggregates.len()),
+        ty: out_ty,
+        nullable: !matches!(func, AggFunc::CountRows | AggFunc::Count),
+    };
+    g.aggregates.push((text, agg, typed.clone()));
+    Ok(typed)
+}
+
+/// The result type of aggregate `func` (called `name`) over `input_type`.
+fn aggregate_type(func: AggFunc, input_type: SqlType, name: &str, at: Loc) -> Result<SqlType> {
+    Ok(match func {
         AggFunc::CountRows | AggFunc::Count => SqlType::BigInt,
         AggFunc::Sum | AggFunc::Avg if !input_type.is_numeric() => {
             return Err(type_err(format!("function {name}({input_type}) does not exist"), at))
@@ -1945,20 +1989,7 @@ fn bind_aggregate(f: &ast::Function, name: &str, g: &mut GroupContext) -> Result
             _ => SqlType::Decimal(28, 6),
         },
         AggFunc::Min | AggFunc::Max => input_type,
-    };
-    let agg = Aggregate {
-        func,
-        expr: arg.map(|t| t.expr).unwrap_or(ScalarExpr::Literal(Datum::Null)),
-        distinct,
-        input_type,
-    };
-    let typed = Typed {
-        expr: ScalarExpr::Column(g.nkeys + g.aggregates.len()),
-        ty: out_ty,
-        nullable: !matches!(func, AggFunc::CountRows | AggFunc::Count),
-    };
-    g.aggregates.push((text, agg, typed.clone()));
-    Ok(typed)
+    })
 }
 
 fn bind_column(columns: &[ScopeColumn], q: Option<&str>, name: &str, at: Loc, grouped: bool) -> Result<Typed> {
@@ -2272,6 +2303,10 @@ pub fn optimize(plan: RelPlan) -> RelPlan {
             monotonic,
             input_arity,
         },
+        RelPlan::MatchRecognize(mut m) => {
+            m.input = optimize(m.input);
+            RelPlan::MatchRecognize(m)
+        }
         other => other,
     }
 }
@@ -2346,6 +2381,7 @@ fn nonlinear_construct(plan: &RelPlan) -> &'static str {
         RelPlan::Distinct { .. } => "DISTINCT",
         RelPlan::UnionAll { .. } => "UNION",
         RelPlan::TopK { .. } => "a window function",
+        RelPlan::MatchRecognize(_) => "MATCH_RECOGNIZE",
     }
 }
 
@@ -2379,9 +2415,11 @@ pub fn plan_peek(sql: &str, catalog: &dyn CatalogLookup) -> Result<PeekPlan> {
     }
     let job = JobPlan::default();
     let scope = JobScope { catalog, job: &job };
+    let ext = pattern::Extensions::default();
     let mut planner = QueryPlanner {
         scope: &scope,
         depends_on: BTreeSet::new(),
+        ext: &ext,
     };
     let rel = planner.plan_set_expr(&q.body)?;
     let Some(view) = rel.plan.linear_source().map(str::to_string) else {

@@ -20,12 +20,14 @@ impl CatalogLookup for Planned {
             schema: t.schema.clone(),
             monotonic: t.primary_key.is_none(),
             key: t.primary_key.clone(),
+            watermark: t.watermark,
         });
         t.or_else(|| {
             self.0.views.iter().find(|v| v.name == name).map(|v| ObjectInfo {
                 schema: v.schema.clone(),
                 monotonic: v.monotonic,
                 key: v.key.clone(),
+                watermark: v.watermark,
             })
         })
     }

@@ -5,10 +5,12 @@
 //! - [`by_time`]: the keyed "process each complete time in order" skeleton.
 //! - [`upsert`]: keyed, sequenced upserts → one row per key.
 //! - [`topk`]: top-k per group over append-only input, state bounded by k.
+//! - [`cep`]: row pattern recognition (MATCH_RECOGNIZE) behind a watermark.
 //!
 //! Nothing here does I/O or knows about tokio.
 
 pub mod by_time;
+pub mod cep;
 pub mod repr;
 pub mod topk;
 pub mod upsert;

@@ -1,0 +1,188 @@
+//! `MATCH_RECOGNIZE` on the dataflow: the planned `DEFINE` conditions and
+//! `MEASURES` (scalar expressions over the current row plus navigation
+//! columns) evaluated for the pattern operator of `weir_operators::cep`.
+
+use weir_operators::cep::{match_recognize, CepStats, Ctx, Layout, Matcher, Program, Rule, VarId};
+use weir_operators::repr::{Datum, Row};
+
+use crate::expr::{EvalError, ScalarExpr};
+use crate::plan::{MatchRecognize, Nav, RowAt};
+use crate::render::{fold_aggregate, Coll, Errs};
+
+/// A planned rule, ready to evaluate.
+struct PlannedRule {
+    arity: usize,
+    navs: Vec<Nav>,
+    vars: Vec<String>,
+    /// Per variable: its condition and the navigation columns it reads.
+    defines: Vec<Option<(ScalarExpr, Vec<usize>)>>,
+    measures: Vec<ScalarExpr>,
+    measure_navs: Vec<usize>,
+    partition_by: Vec<usize>,
+    order_by: usize,
+    all_rows: bool,
+    reads_bindings: bool,
+}
+
+/// The navigation columns (indexes into `navs`) that `exprs` read.
+fn navs_read<'a>(exprs: impl IntoIterator<Item = &'a ScalarExpr>, arity: usize) -> Vec<usize> {
+    let mut cols = Vec::new();
+    for e in exprs {
+        e.columns(&mut cols);
+    }
+    let mut navs: Vec<usize> = cols.into_iter().filter_map(|c| c.checked_sub(arity)).collect();
+    navs.sort_unstable();
+    navs.dedup();
+    navs
+}
+
+impl PlannedRule {
+    fn new(m: &MatchRecognize) -> Self {
+        let arity = m.input_arity;
+        let defines: Vec<Option<(ScalarExpr, Vec<usize>)>> = m
+            .defines
+            .iter()
+            .map(|d| d.as_ref().map(|e| (e.clone(), navs_read([e], arity))))
+            .collect();
+        let reads_bindings = defines
+            .iter()
+            .flatten()
+            .any(|(_, navs)| navs.iter().any(|&i| m.navs[i].reads_bindings()));
+        PlannedRule {
+            arity,
+            navs: m.navs.clone(),
+            vars: m.vars.clone(),
+            measure_navs: navs_read(&m.measures, arity),
+            defines,
+            measures: m.measures.clone(),
+            partition_by: m.partition_by.clone(),
+            order_by: m.order_by,
+            all_rows: m.all_rows,
+            reads_bindings,
+        }
+    }
+
+    fn nav(&self, i: usize, ctx: &Ctx<'_>) -> Result<Datum, EvalError> {
+        Ok(match &self.navs[i] {
+            Nav::Row { at, prev, expr } => {
+                let seq = match *at {
+                    RowAt::Current => Some(ctx.current),
+                    RowAt::Last { var, k } => ctx.last(var, k as usize),
+                    RowAt::First { var, k } => ctx.first(var, k as usize),
+                };
+                match seq.and_then(|s| s.checked_sub(*prev)).and_then(|s| ctx.row(s)) {
+                    Some(row) => expr.eval(row)?,
+                    None => Datum::Null,
+                }
+            }
+            Nav::Agg {
+                func,
+                var,
+                expr,
+                input_type,
+            } => {
+                let mut values = Vec::new();
+                for seq in ctx.positions(*var) {
+                    let Some(row) = ctx.row(seq) else { continue };
+                    values.push(match expr {
+                        Some(e) => e.eval(row)?,
+                        None => Datum::Bool(true),
+                    });
+                }
+                fold_aggregate(*func, *input_type, values)
+            }
+            Nav::MatchNumber => ctx.match_number.map_or(Datum::Null, |n| Datum::Int(n as i64)),
+            Nav::Classifier => ctx
+                .classifier()
+                .and_then(|v| self.vars.get(v as usize))
+                .map_or(Datum::Null, |n| Datum::Text(n.clone())),
+            Nav::TimedOut => Datum::Bool(ctx.timed_out),
+        })
+    }
+
+    /// The current row extended with the navigation columns `navs`.
+    fn extended(&self, ctx: &Ctx<'_>, navs: &[usize]) -> Result<Row, EvalError> {
+        let row = ctx
+            .row(ctx.current)
+            .ok_or_else(|| EvalError::Invalid("the current row is gone".into()))?;
+        let mut ext = Vec::with_capacity(self.arity + self.navs.len());
+        ext.extend_from_slice(row);
+        ext.resize(self.arity + self.navs.len(), Datum::Null);
+        for &i in navs {
+            ext[self.arity + i] = self.nav(i, ctx)?;
+        }
+        Ok(ext)
+    }
+}
+
+impl Rule for PlannedRule {
+    fn define(&self, var: VarId, ctx: &Ctx<'_>) -> Result<bool, String> {
+        let Some(Some((cond, navs))) = self.defines.get(var as usize) else {
+            return Ok(true);
+        };
+        let holds = if navs.is_empty() {
+            match ctx.row(ctx.current) {
+                Some(row) => cond.holds(row),
+                None => Ok(false),
+            }
+        } else {
+            self.extended(ctx, navs).and_then(|ext| cond.holds(&ext))
+        };
+        holds.map_err(|e| format!("DEFINE {}: {e}", self.vars.get(var as usize).map_or("?", |s| s.as_str())))
+    }
+
+    fn output(&self, ctx: &Ctx<'_>) -> Result<Row, String> {
+        let ext = self.extended(ctx, &self.measure_navs).map_err(|e| format!("MEASURES: {e}"))?;
+        let mut out: Row = self.partition_by.iter().map(|&i| ext[i].clone()).collect();
+        if self.all_rows {
+            out.push(ext[self.order_by].clone());
+        }
+        for m in &self.measures {
+            out.push(m.eval(&ext).map_err(|e| format!("MEASURES: {e}"))?);
+        }
+        if self.all_rows {
+            for (i, d) in ext[..self.arity].iter().enumerate() {
+                if i != self.order_by && !self.partition_by.contains(&i) {
+                    out.push(d.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn reads_bindings(&self) -> bool {
+        self.reads_bindings
+    }
+}
+
+/// Renders a planned `MATCH_RECOGNIZE` over its input's rows.
+pub(crate) fn render<'s>(input: Coll<'s>, m: &MatchRecognize, stats: CepStats) -> (Coll<'s>, Errs<'s>) {
+    // The planner compiled this pattern already; it cannot fail here.
+    let program = Program::compile(&m.pattern).unwrap_or_else(|e| panic!("planned pattern does not compile: {e}"));
+    let history = m
+        .navs
+        .iter()
+        .map(|n| match n {
+            Nav::Row { prev, .. } => *prev,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let matcher = Matcher {
+        program,
+        rule: PlannedRule::new(m),
+        skip: m.skip,
+        within: m.within_ms,
+        emit_timeouts: m.emit_timeouts,
+        all_rows: m.all_rows,
+        history,
+        numbers_matches: m.navs.contains(&Nav::MatchNumber),
+    };
+    let layout = Layout {
+        partition_by: m.partition_by.clone(),
+        order_by: m.order_by,
+        order_by_name: m.order_by_name.clone(),
+        watermark: m.watermark,
+    };
+    match_recognize(input, "MatchRecognize", layout, matcher, stats)
+}
