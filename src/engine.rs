@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use weir_connectors::decode::encode_json;
 use weir_connectors::log::DEFAULT_PARTITIONS;
 use weir_dataflows::expr::{cast, sql_cmp};
-use weir_dataflows::plan::{JobPlan, TablePlan, ViewPlan};
+use weir_dataflows::plan::{JobPlan, StartFrom, TablePlan, ViewPlan};
 use weir_dataflows::sql::{
     plan_drops, plan_job, plan_peek, script_without, CatalogLookup, DropKind, ObjectInfo, PlanError,
 };
@@ -337,6 +337,10 @@ impl Engine {
             views: plan.views.clone(),
             imports,
             since,
+            skip_before: match plan.start {
+                StartFrom::Earliest => 0,
+                StartFrom::Latest => created_ms,
+            },
         })?;
         if replace {
             if let Some(j) = cat.jobs.get_mut(name) {

@@ -111,6 +111,9 @@ pub enum Command {
         imports: Vec<(String, DataflowId)>,
         /// Records appended before this time are history (see [`fed_time`]).
         since: Tick,
+        /// Records appended before this time are skipped (a job that starts
+        /// from the latest events); 0 reads the whole history.
+        skip_before: Tick,
     },
     Drop {
         df: DataflowId,

@@ -47,6 +47,9 @@ struct Source {
     /// Owned partitions: (partition, next offset to read, the time the last
     /// record read was fed at). The partition's records come in tick order.
     partitions: Vec<(u32, u64, Tick)>,
+    /// Records appended before this are not read (`'auto.offset.reset' =
+    /// 'latest'`).
+    skip_before: Tick,
     ingested: IntCounter,
     rejected: IntCounter,
 }
@@ -71,6 +74,7 @@ impl Source {
             input,
             feeds,
             partitions,
+            skip_before: 0,
         }
     }
 
@@ -200,6 +204,7 @@ fn run_worker(
                     views,
                     imports,
                     since,
+                    skip_before,
                 } => {
                     let mut import_traces = HashMap::new();
                     for (view, from) in &imports {
@@ -226,7 +231,9 @@ fn run_worker(
                             .map(|p| (p, 0, 0))
                             .collect();
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
-                        srcs.push(Source::new(table, input, feeds, partitions, &shared));
+                        let mut src = Source::new(table, input, feeds, partitions, &shared);
+                        src.skip_before = skip_before;
+                        srcs.push(src);
                     }
                     let mut views = Vec::new();
                     let mut rows = Vec::new();
@@ -405,6 +412,9 @@ fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, ma
                 Err(_) => continue,
             };
             for rec in &records {
+                if rec.tick < src.skip_before {
+                    continue;
+                }
                 out.records += 1;
                 let at = fed_time(rec.tick, installed);
                 out.fed_until = out.fed_until.max(at);

@@ -681,3 +681,178 @@ fn replay_of_a_large_log_catches_up_and_matches_it() {
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Polls `path` until `done` holds for its rows (or fails after `within`).
+fn poll_rows(e: &Engine, path: &str, within: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (s, v) = get(e, path);
+        assert_eq!(s, 200, "{v}");
+        let rows = rows_of(&v);
+        if done(&rows) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "{path} never got there: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CEP_SOURCES: &str = "
+CREATE TABLE pay (customer BIGINT, status TEXT, ts TIMESTAMP)
+  WITH (connector = 'log', topic = 'pay', 'watermark.lateness' = '1 s', 'watermark.idle' = '300 ms');
+CREATE TABLE orders (order_id BIGINT, kind TEXT, ts TIMESTAMP)
+  WITH (connector = 'log', topic = 'orders', 'watermark.idle' = '300 ms');
+CREATE TABLE accounts (customer BIGINT PRIMARY KEY, name TEXT) WITH (connector = 'log', topic = 'accounts');
+";
+
+fn cep_rules(failures: u32, start: &str) -> String {
+    format!(
+        "SET 'auto.offset.reset' = '{start}';
+CREATE MATERIALIZED VIEW fraud AS SELECT * FROM pay MATCH_RECOGNIZE (
+  PARTITION BY customer ORDER BY ts
+  MEASURES count(F.*) AS failures, S.ts AS paid_at
+  PATTERN (F{{{failures},}} S) WITHIN INTERVAL '10' MINUTE
+  DEFINE F AS status = 'failed', S AS status = 'ok'
+);
+CREATE MATERIALIZED VIEW abandoned AS SELECT * FROM orders MATCH_RECOGNIZE (
+  PARTITION BY order_id ORDER BY ts
+  MEASURES P.ts AS placed_at, D.ts AS paid_at, TIMED_OUT() AS timed_out
+  PATTERN (P X*? D) WITHIN INTERVAL '2' SECOND EMIT TIMEOUTS
+  DEFINE P AS kind = 'placed', D AS kind = 'paid'
+);"
+    )
+}
+
+/// Event times as views show them.
+fn ts(ms: i64) -> String {
+    weir_operators::repr::format_timestamp(ms)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn pattern_rules_match_time_out_swap_and_refuse_bad_rules() {
+    let dir = data_dir("cep");
+    let e = start(&dir, &[]);
+    let (s, v) = post(&e, "/v1/jobs", &json!({"name": "sources", "sql": CEP_SOURCES}).to_string());
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = post(&e, "/v1/jobs", &json!({"name": "rules", "sql": cep_rules(3, "earliest")}).to_string());
+    assert_eq!(s, 201, "{v}");
+
+    // Customer 7: three failures then a success (fires); customer 8: two
+    // failures then a success (does not, yet). Rows arrive slightly out of
+    // order, within the lateness.
+    let t0 = now_ms();
+    let pay = |c: i64, status: &str, dt: i64| json!({"customer": c, "status": status, "ts": t0 + dt}).to_string();
+    let batch = [
+        pay(7, "failed", 0),
+        pay(8, "failed", 5),
+        pay(7, "failed", 200),
+        pay(7, "failed", 100),
+        pay(8, "failed", 150),
+        pay(8, "ok", 300),
+        pay(7, "ok", 400),
+    ]
+    .join("\n");
+    let (s, a) = post(&e, "/v1/topics/pay/events", &batch);
+    assert_eq!(s, 200, "{a}");
+    let rows = poll_rows(&e, "/v1/views/fraud", Duration::from_secs(15), |r| !r.is_empty());
+    assert_eq!(rows, vec![json!({"customer": 7, "failures": 3, "paid_at": ts(t0 + 400)})]);
+
+    // Order 1 is paid in time (a match); order 2 never is: its time-out
+    // row appears once time passes, with no further event for it.
+    let order = |id: i64, kind: &str, dt: i64| json!({"order_id": id, "kind": kind, "ts": t0 + dt}).to_string();
+    let (s, a) = post(
+        &e,
+        "/v1/topics/orders/events",
+        &[order(1, "placed", 0), order(2, "placed", 10), order(1, "paid", 900)].join("\n"),
+    );
+    assert_eq!(s, 200, "{a}");
+    let mut rows = poll_rows(&e, "/v1/views/abandoned", Duration::from_secs(15), |r| r.len() == 2);
+    rows.sort_by_key(|r| r["order_id"].as_i64());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"order_id": 1, "placed_at": ts(t0), "paid_at": ts(t0 + 900), "timed_out": false}),
+            json!({"order_id": 2, "placed_at": ts(t0 + 10), "paid_at": null, "timed_out": true}),
+        ]
+    );
+
+    // A row far behind the watermark is late: a dead letter, never silent.
+    let (s, _) = post(&e, "/v1/topics/pay/events", &pay(9, "failed", -3_600_000));
+    assert_eq!(s, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, d) = get(&e, "/v1/dlq");
+        let late = d["dead_letters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| l["source"] == "fraud" && l["reason"].as_str().is_some_and(|r| r.starts_with("late")));
+        if late {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no late dead letter: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Hot swap: two failures are enough now; replaying the history finds
+    // customer 8 too. Other jobs are untouched.
+    let (s, v) = put(&e, "/v1/jobs/rules", json!({"sql": cep_rules(2, "earliest")}));
+    assert_eq!(s, 200, "{v}");
+    let mut rows = poll_rows(&e, "/v1/views/fraud", Duration::from_secs(15), |r| r.len() == 2);
+    rows.sort_by_key(|r| r["customer"].as_i64());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"customer": 7, "failures": 3, "paid_at": ts(t0 + 400)}),
+            json!({"customer": 8, "failures": 2, "paid_at": ts(t0 + 300)}),
+        ]
+    );
+    // Swapped to start from the latest events, the rules judge new events
+    // only.
+    let (s, v) = put(&e, "/v1/jobs/rules", json!({"sql": cep_rules(2, "latest")}));
+    assert_eq!(s, 200, "{v}");
+    let t1 = now_ms() + 1000;
+    let late_batch = [
+        json!({"customer": 10, "status": "failed", "ts": t1}).to_string(),
+        json!({"customer": 10, "status": "failed", "ts": t1 + 1}).to_string(),
+        json!({"customer": 10, "status": "ok", "ts": t1 + 2}).to_string(),
+    ]
+    .join("\n");
+    let (s, _) = post(&e, "/v1/topics/pay/events", &late_batch);
+    assert_eq!(s, 200);
+    let rows = poll_rows(&e, "/v1/views/fraud", Duration::from_secs(15), |r| !r.is_empty());
+    assert_eq!(rows, vec![json!({"customer": 10, "failures": 2, "paid_at": ts(t1 + 2)})]);
+
+    // Bad rules: refused with line and column, nothing installed.
+    let bad = |sql: &str| {
+        let (s, v) = post(&e, "/v1/jobs", &json!({"name": "bad", "sql": sql}).to_string());
+        assert_eq!(s, 400, "{v}");
+        (
+            v["error"]["code"].as_str().unwrap_or_default().to_string(),
+            v["error"]["line"].as_u64().unwrap_or(0),
+            v["error"]["column"].as_u64().unwrap_or(0),
+        )
+    };
+    assert_eq!(
+        bad("CREATE VIEW b AS SELECT * FROM pay MATCH_RECOGNIZE (\n  PARTITION BY customer ORDER BY ts\n  MEASURES A.ts AS t PATTERN (A B)\n  DEFINE A AS status = 'x', C AS status = 'y')"),
+        ("unknown_name".to_string(), 4, 29)
+    );
+    assert_eq!(
+        bad("CREATE VIEW b AS SELECT * FROM accounts MATCH_RECOGNIZE (\n  ORDER BY customer MEASURES A.name AS n PATTERN (A) DEFINE A AS true)"),
+        ("invalid_pattern".to_string(), 1, 32)
+    );
+    assert_eq!(
+        bad("CREATE VIEW b AS SELECT * FROM pay MATCH_RECOGNIZE (\n  PARTITION BY customer ORDER BY ts\n  MEASURES A.ts AS t\n  PATTERN (A B+) DEFINE A AS status = 'x')"),
+        ("invalid_pattern".to_string(), 4, 3)
+    );
+    assert_eq!(get(&e, "/v1/jobs").1.as_array().map(Vec::len), Some(2));
+    drop(e);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -392,4 +392,18 @@ impl TablePlan {
 pub struct JobPlan {
     pub tables: Vec<TablePlan>,
     pub views: Vec<ViewPlan>,
+    /// Where the job's sources start (`SET 'auto.offset.reset' = …`).
+    #[serde(default)]
+    pub start: StartFrom,
+}
+
+/// Where a job starts reading its sources.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartFrom {
+    /// The whole history: views reflect every event ever appended.
+    #[default]
+    Earliest,
+    /// Only events appended after the job was created (or replaced): a rule
+    /// set swapped in this way judges new events only.
+    Latest,
 }

@@ -24,7 +24,9 @@ use weir_operators::cep::Watermark;
 use crate::expr::{ArithOp, CmpOp, Func, ScalarExpr};
 
 mod pattern;
-use crate::plan::{AggFunc, Aggregate, Connector, JobPlan, JoinKind, OrderKey, RelPlan, TablePlan, ViewPlan};
+use crate::plan::{
+    AggFunc, Aggregate, Connector, JobPlan, JoinKind, OrderKey, RelPlan, StartFrom, TablePlan, ViewPlan,
+};
 
 /// A planning error: a stable code for clients, a message for people, and
 /// where in the submitted SQL it happened (1-based; 0 when unknown).
@@ -112,6 +114,9 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
                 let view = plan_view(cv, &scope, &ext)?;
                 job.views.push(view);
             }
+            Statement::Set(ast::Set::SingleAssignment { variable, values, .. }) => {
+                job.start = plan_start(variable, values)?;
+            }
             Statement::Drop { .. } => {
                 return Err(PlanError::new(
                     "unsupported",
@@ -131,6 +136,32 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
         }
     }
     Ok(job)
+}
+
+/// `SET 'auto.offset.reset' = 'earliest' | 'latest'` (ksqlDB's setting):
+/// where the job's sources start.
+fn plan_start(variable: &ObjectName, values: &[Expr]) -> Result<StartFrom> {
+    let at = loc_of(variable);
+    let name = variable.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase();
+    if name != "auto.offset.reset" {
+        return Err(PlanError::new(
+            "invalid_option",
+            format!("unknown setting '{name}' (known: 'auto.offset.reset')"),
+            at,
+        ));
+    }
+    let [value] = values else {
+        return Err(PlanError::new("invalid_option", "SET takes one value", at));
+    };
+    match option_value(value)?.to_lowercase().as_str() {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        other => Err(PlanError::new(
+            "invalid_option",
+            format!("'auto.offset.reset' is 'earliest' (replay the history) or 'latest' (only new events), not '{other}'"),
+            loc_of(value),
+        )),
+    }
 }
 
 /// The kind of catalog object a `DROP` names.
