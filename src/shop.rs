@@ -122,6 +122,13 @@ impl ShopGenerator {
                     let o = self.open.swap_remove(i);
                     return self.cancel(o);
                 }
+                // Now and then a customer walks away from the checkout: the
+                // order is never paid nor cancelled (05_rules.sql times it
+                // out).
+                if self.rng.random_bool(0.01) {
+                    self.open.swap_remove(i);
+                    return self.next_event();
+                }
                 self.pay(i)
             }
             Stage::Paid => {

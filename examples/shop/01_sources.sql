@@ -1,5 +1,8 @@
 -- The shop's event streams, as they arrive in the embedded log.
 -- Each table reads the topic of the same name; events are JSON objects.
+-- Pattern rules (05_rules.sql) order events by `ts`: events may arrive up
+-- to 5 seconds out of order, and after 1 second without events the event
+-- clock moves on with the wall clock (so time-outs fire on a quiet stream).
 
 CREATE TABLE orders (
   type TEXT,              -- OrderPlaced | OrderPaid | OrderShipped | OrderCancelled
@@ -9,7 +12,8 @@ CREATE TABLE orders (
   quantity INT,
   price DECIMAL(10,2),
   ts TIMESTAMP
-) WITH (connector = 'log', topic = 'orders', format = 'json');
+) WITH (connector = 'log', topic = 'orders', format = 'json',
+        'watermark.lateness' = '5 seconds', 'watermark.idle' = '1 second');
 
 CREATE TABLE payments (
   type TEXT,              -- PaymentAuthorized | PaymentFailed | PaymentRefunded
@@ -19,7 +23,8 @@ CREATE TABLE payments (
   amount DECIMAL(12,2),
   method TEXT,
   ts TIMESTAMP
-) WITH (connector = 'log', topic = 'payments', format = 'json');
+) WITH (connector = 'log', topic = 'payments', format = 'json',
+        'watermark.lateness' = '5 seconds', 'watermark.idle' = '1 second');
 
 CREATE TABLE inventory (
   type TEXT,              -- StockReserved | StockReleased | StockReceived
@@ -27,7 +32,8 @@ CREATE TABLE inventory (
   quantity INT,
   order_id BIGINT,
   ts TIMESTAMP
-) WITH (connector = 'log', topic = 'inventory', format = 'json');
+) WITH (connector = 'log', topic = 'inventory', format = 'json',
+        'watermark.lateness' = '5 seconds', 'watermark.idle' = '1 second');
 
 -- Customers are an upsert table: the latest event per customer_id wins,
 -- and {"customer_id": 7, "__op": "delete"} removes customer 7.

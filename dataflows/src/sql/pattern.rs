@@ -364,7 +364,12 @@ impl QueryPlanner<'_> {
             }
             binder.defining = Some(v);
             let t = binder.bind(&d.definition)?;
-            expect_bool(&t, &d.definition)?;
+            if t.ty != SqlType::Bool {
+                return Err(type_err(
+                    format!("DEFINE {} must be a condition (BOOLEAN), not {}", d.symbol.value, t.ty),
+                    loc_of(&d.definition),
+                ));
+            }
             defines[v as usize] = Some(t.expr);
         }
 
@@ -498,7 +503,7 @@ fn lower_pattern(p: &MatchRecognizePattern, vars: &mut Vec<(String, Ident)>, at:
             if max.is_some_and(|m| m < min || m == 0) {
                 return Err(PlanError::new(
                     "invalid_pattern",
-                    format!("quantifier {q} matches nothing: its upper bound must be at least 1 and its lower bound"),
+                    format!("quantifier {q}: the upper bound must be at least 1 and not below the lower bound"),
                     at,
                 ));
             }
@@ -846,7 +851,7 @@ impl VisitorMut for Strip<'_, '_> {
             Expr::Function(f) => {
                 let name = f.name.to_string().to_lowercase();
                 if NAV_FUNCTIONS.contains(&name.as_str()) || AGGREGATES.contains(&name.as_str()) {
-                    Err(unsupported(format!("{name}() inside {}", self.what), loc_of(f)))
+                    Err(unsupported(format!("{}() inside {}", name.to_uppercase(), self.what), loc_of(f)))
                 } else {
                     Ok(None)
                 }

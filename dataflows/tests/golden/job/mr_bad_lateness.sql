@@ -1,0 +1,2 @@
+CREATE TABLE t (ts TIMESTAMP, v BIGINT)
+  WITH (connector = 'log', 'watermark.lateness' = 'soon');

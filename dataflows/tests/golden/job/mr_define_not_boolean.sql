@@ -1,0 +1,3 @@
+CREATE VIEW v AS SELECT * FROM payments MATCH_RECOGNIZE (
+  ORDER BY ts MEASURES A.amount AS a
+  PATTERN (A B) DEFINE A AS amount + 1);

@@ -1,0 +1,3 @@
+CREATE VIEW v AS SELECT * FROM payments MATCH_RECOGNIZE (
+  ORDER BY ts MEASURES A.amount AS a PATTERN (A)
+  DEFINE A AS amount < NEXT(amount));

@@ -1,0 +1,3 @@
+CREATE VIEW v AS SELECT * FROM payments MATCH_RECOGNIZE (
+  PARTITION BY customer_id ORDER BY method
+  MEASURES A.amount AS a PATTERN (A) DEFINE A AS true);

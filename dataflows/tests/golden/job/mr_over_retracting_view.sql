@@ -1,0 +1,2 @@
+CREATE VIEW v AS SELECT * FROM by_customer MATCH_RECOGNIZE (
+  ORDER BY payments MEASURES A.total AS t PATTERN (A) DEFINE A AS true);

@@ -1,0 +1,2 @@
+CREATE VIEW v AS SELECT * FROM customers MATCH_RECOGNIZE (
+  ORDER BY customer_id MEASURES A.name AS n PATTERN (A) DEFINE A AS true);

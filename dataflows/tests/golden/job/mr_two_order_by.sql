@@ -1,0 +1,3 @@
+CREATE VIEW v AS SELECT * FROM payments MATCH_RECOGNIZE (
+  ORDER BY ts, payment_id
+  MEASURES A.amount AS a PATTERN (A) DEFINE A AS true);

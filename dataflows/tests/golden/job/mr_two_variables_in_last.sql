@@ -1,0 +1,3 @@
+CREATE VIEW v AS SELECT * FROM payments MATCH_RECOGNIZE (
+  ORDER BY ts MEASURES LAST(A.amount + B.amount) AS s
+  PATTERN (A B) DEFINE A AS true);

@@ -1,0 +1,5 @@
+CREATE VIEW v AS SELECT * FROM payments MATCH_RECOGNIZE (
+  PARTITION BY customer_id ORDER BY ts
+  MEASURES count(A.*) AS n
+  PATTERN (A+ B)
+  DEFINE A AS amount > 10);

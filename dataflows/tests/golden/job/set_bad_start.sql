@@ -1,0 +1,2 @@
+SET 'auto.offset.reset' = 'yesterday';
+CREATE VIEW v AS SELECT * FROM payments;

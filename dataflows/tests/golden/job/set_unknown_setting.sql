@@ -1,0 +1,2 @@
+SET 'auto.commit' = 'true';
+CREATE VIEW v AS SELECT * FROM payments;
