@@ -128,11 +128,18 @@ impl Rule for PlannedRule {
         } else {
             self.extended(ctx, navs).and_then(|ext| cond.holds(&ext))
         };
-        holds.map_err(|e| format!("DEFINE {}: {e}", self.vars.get(var as usize).map_or("?", |s| s.as_str())))
+        holds.map_err(|e| {
+            format!(
+                "DEFINE {}: {e}",
+                self.vars.get(var as usize).map_or("?", |s| s.as_str())
+            )
+        })
     }
 
     fn output(&self, ctx: &Ctx<'_>) -> Result<Row, String> {
-        let ext = self.extended(ctx, &self.measure_navs).map_err(|e| format!("MEASURES: {e}"))?;
+        let ext = self
+            .extended(ctx, &self.measure_navs)
+            .map_err(|e| format!("MEASURES: {e}"))?;
         let mut out: Row = self.partition_by.iter().map(|&i| ext[i].clone()).collect();
         if self.all_rows {
             out.push(ext[self.order_by].clone());

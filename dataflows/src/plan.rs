@@ -122,7 +122,11 @@ pub struct MatchRecognize {
 pub enum Nav {
     /// `expr` evaluated on the row found from `at`, then `prev` rows back
     /// in the partition (`PREV`).
-    Row { at: RowAt, prev: u64, expr: ScalarExpr },
+    Row {
+        at: RowAt,
+        prev: u64,
+        expr: ScalarExpr,
+    },
     /// An aggregate over the rows bound to `var` (all rows when `None`);
     /// `expr` is `None` for `count(*)` / `count(v.*)`.
     Agg {
@@ -142,9 +146,15 @@ pub enum RowAt {
     Current,
     /// The `k`-th row bound to `var` (any variable when `None`) counted
     /// back from the newest.
-    Last { var: Option<VarId>, k: u64 },
+    Last {
+        var: Option<VarId>,
+        k: u64,
+    },
     /// As `Last`, counted from the oldest.
-    First { var: Option<VarId>, k: u64 },
+    First {
+        var: Option<VarId>,
+        k: u64,
+    },
 }
 
 impl Nav {

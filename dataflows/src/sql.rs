@@ -142,7 +142,10 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
 /// where the job's sources start.
 fn plan_start(variable: &ObjectName, values: &[Expr]) -> Result<StartFrom> {
     let at = loc_of(variable);
-    let name = variable.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase();
+    let name = variable
+        .to_string()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_lowercase();
     if name != "auto.offset.reset" {
         return Err(PlanError::new(
             "invalid_option",
@@ -158,7 +161,9 @@ fn plan_start(variable: &ObjectName, values: &[Expr]) -> Result<StartFrom> {
         "latest" => Ok(StartFrom::Latest),
         other => Err(PlanError::new(
             "invalid_option",
-            format!("'auto.offset.reset' is 'earliest' (replay the history) or 'latest' (only new events), not '{other}'"),
+            format!(
+                "'auto.offset.reset' is 'earliest' (replay the history) or 'latest' (only new events), not '{other}'"
+            ),
             loc_of(value),
         )),
     }

@@ -513,7 +513,14 @@ impl Partition {
             if !dedupe {
                 seen.clear();
             }
-            if add_thread(&m.program, &mut next, &mut seen, thread.pc + 1, bound, &mut attempt.best) {
+            if add_thread(
+                &m.program,
+                &mut next,
+                &mut seen,
+                thread.pc + 1,
+                bound,
+                &mut attempt.best,
+            ) {
                 // A match: every less preferred thread is cut.
                 break;
             }
@@ -552,7 +559,14 @@ impl Partition {
         }
     }
 
-    fn emit<R: Rule>(&self, m: &Matcher<R>, bindings: &Bindings, number: Option<u64>, timed_out: bool, out: &mut Emitted) {
+    fn emit<R: Rule>(
+        &self,
+        m: &Matcher<R>,
+        bindings: &Bindings,
+        number: Option<u64>,
+        timed_out: bool,
+        out: &mut Emitted,
+    ) {
         let mut nodes: Vec<&Rc<Bind>> = Vec::new();
         let mut at = bindings.as_ref();
         while let Some(n) = at {
@@ -691,6 +705,22 @@ impl Clock {
         w
     }
 
+    /// The first tick at which the watermark reaches `w` with no further
+    /// rows (the idle clock), if it ever does.
+    fn tick_reaching(&self, w: i64) -> Option<Tick> {
+        let base = self.max_ts?.saturating_sub(self.settings.lateness_ms);
+        let idle = self.settings.idle_ms?;
+        if w <= self.floor.max(base) {
+            return Some(self.last_arrival);
+        }
+        let extra = u64::try_from(w.saturating_sub(base)).ok()?;
+        Some(
+            self.last_arrival
+                .saturating_add(u64::try_from(idle).unwrap_or(u64::MAX))
+                .saturating_add(extra),
+        )
+    }
+
     fn observe(&mut self, now: Tick, max_ts: i64) {
         self.floor = self.at(now);
         self.max_ts = Some(self.max_ts.map_or(max_ts, |m| m.max(max_ts)));
@@ -725,6 +755,8 @@ struct State<R> {
     wakes: BTreeSet<(i64, Row)>,
     /// Partitions with a match in progress.
     attempts: usize,
+    /// Output waiting to be sent, with the tick it belongs to.
+    outbox: Vec<(Tick, Emitted)>,
 }
 
 impl<R: Rule> State<R> {
@@ -752,14 +784,41 @@ impl<R: Rule> State<R> {
         }
     }
 
+    /// Queues output to be emitted at tick `t`.
+    fn emit(&mut self, t: Tick, out: Emitted) {
+        if !out.rows.is_empty() || !out.errors.is_empty() {
+            self.outbox.push((t, out));
+        }
+    }
+
+    /// Time passes through tick `t` with no rows. What the idle watermark
+    /// decides is emitted at the tick the watermark reaches it, not when
+    /// the operator happens to notice, so a view read at some `as_of`
+    /// holds the same rows however the workers were scheduled.
+    fn idle_until(&mut self, t: Tick) {
+        let w = self.clock.at(t);
+        while let Some(&(wake, _)) = self.wakes.first() {
+            if wake > w {
+                break;
+            }
+            let at = self.clock.tick_reaching(wake).map_or(t, |r| r.min(t));
+            let mut out = Emitted::default();
+            self.work_first(self.clock.at(at), &mut out);
+            self.emit(at, out);
+        }
+    }
+
     /// One complete tick: its rows, and the largest event time any worker
     /// saw at it.
-    fn tick(&mut self, now: Tick, rows: Vec<(Row, Diff)>, max_ts: Option<i64>, out: &mut Emitted) {
+    fn tick(&mut self, now: Tick, rows: Vec<(Row, Diff)>, max_ts: Option<i64>) {
+        self.idle_until(now);
+        let mut out = Emitted::default();
         let before = self.clock.at(now);
         let mut touched = BTreeSet::new();
         for (row, diff) in rows {
             let Some(ts) = event_time(&row, self.layout.order_by) else {
-                out.errors.push((format!("event time {} is NULL", self.layout.order_by_name), row));
+                out.errors
+                    .push((format!("event time {} is NULL", self.layout.order_by_name), row));
                 continue;
             };
             if diff < 0 {
@@ -795,41 +854,40 @@ impl<R: Rule> State<R> {
         for key in touched {
             self.reindex(key);
         }
-        self.advance(Some(self.clock.at(now)), out);
+        let w = self.clock.at(now);
+        while self.wakes.first().is_some_and(|(wake, _)| *wake <= w) {
+            self.work_first(w, &mut out);
+        }
+        self.emit(now, out);
     }
 
-    /// Works every partition the watermark has reached; `None`: the stream
-    /// ended, every partition finishes.
-    fn advance(&mut self, watermark: Option<i64>, out: &mut Emitted) {
-        match watermark {
-            Some(w) => {
-                while let Some((wake, _)) = self.wakes.first() {
-                    if *wake > w {
-                        break;
-                    }
-                    let Some((_, key)) = self.wakes.pop_first() else { break };
-                    if let Some(p) = self.partitions.get_mut(&key) {
-                        p.wake = None;
-                        let had = p.attempt.is_some();
-                        p.advance(&self.matcher, Some(w), out);
-                        match (had, p.attempt.is_some()) {
-                            (false, true) => self.attempts += 1,
-                            (true, false) => self.attempts -= 1,
-                            _ => {}
-                        }
-                    }
-                    self.reindex(key);
-                }
-            }
-            None => {
-                for p in self.partitions.values_mut() {
-                    p.advance(&self.matcher, None, out);
-                }
-                self.partitions.clear();
-                self.wakes.clear();
-                self.attempts = 0;
+    /// Works the partition with the earliest wake-up at watermark `w`.
+    fn work_first(&mut self, w: i64, out: &mut Emitted) {
+        let Some((_, key)) = self.wakes.pop_first() else { return };
+        if let Some(p) = self.partitions.get_mut(&key) {
+            p.wake = None;
+            let had = p.attempt.is_some();
+            p.advance(&self.matcher, Some(w), out);
+            match (had, p.attempt.is_some()) {
+                (false, true) => self.attempts += 1,
+                (true, false) => self.attempts -= 1,
+                _ => {}
             }
         }
+        self.reindex(key);
+    }
+
+    /// The stream ended: every partition finishes, as if the watermark had
+    /// passed everything.
+    fn finish(&mut self, t: Tick) {
+        let mut out = Emitted::default();
+        for p in self.partitions.values_mut() {
+            p.advance(&self.matcher, None, &mut out);
+        }
+        self.partitions.clear();
+        self.wakes.clear();
+        self.attempts = 0;
+        self.emit(t, out);
     }
 }
 
@@ -856,7 +914,10 @@ pub fn match_recognize<'s, R: Rule>(
     layout: Layout,
     matcher: Matcher<R>,
     stats: CepStats,
-) -> (VecCollection<'s, Tick, Row, Diff>, VecCollection<'s, Tick, (String, Row), Diff>) {
+) -> (
+    VecCollection<'s, Tick, Row, Diff>,
+    VecCollection<'s, Tick, (String, Row), Diff>,
+) {
     let order_by = layout.order_by;
     // Each worker's largest event time per tick, seen by every worker.
     let marks = input
@@ -900,9 +961,12 @@ pub fn match_recognize<'s, R: Rule>(
         partitions: HashMap::new(),
         wakes: BTreeSet::new(),
         attempts: 0,
+        outbox: Vec::new(),
     };
+    /// A match (or time-out) row, or a row for the dead letters.
     type Out = (Result<Row, (String, Row)>, Tick, Diff);
-    let both = input.inner.binary_frontier::<_, CapacityContainerBuilder<Vec<Out>>, _, _, _, _>(
+    type Builder = CapacityContainerBuilder<Vec<Out>>;
+    let both = input.inner.binary_frontier::<_, Builder, _, _, _, _>(
         marks,
         Exchange::new(move |(row, _, _): &(Row, Tick, Diff)| {
             key_cols.iter().map(|&i| row[i].clone()).collect::<Row>().hashed()
@@ -933,38 +997,32 @@ pub fn match_recognize<'s, R: Rule>(
                     .min()
                     .copied();
                 let complete = |t: &Tick| now.is_none_or(|n| *t < n);
-                let mut out = Emitted::default();
-                let mut emitted: Vec<(Tick, Emitted)> = Vec::new();
                 loop {
-                    let next = [rows.keys().next(), marks.keys().next()].into_iter().flatten().min().copied();
+                    let next = [rows.keys().next(), marks.keys().next()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .copied();
                     let Some(t) = next.filter(complete) else { break };
                     let data = rows.remove(&t).unwrap_or_default();
                     let mark = marks.remove(&t);
-                    state.tick(t, data, mark, &mut out);
-                    emitted.push((t, std::mem::take(&mut out)));
+                    state.tick(t, data, mark);
                 }
                 match now {
-                    Some(n) => {
-                        let w = state.clock.at(n);
-                        state.advance(Some(w), &mut out);
-                        emitted.push((n, std::mem::take(&mut out)));
-                    }
-                    None => {
-                        state.advance(None, &mut out);
-                        emitted.push((*held.time(), std::mem::take(&mut out)));
-                    }
+                    // Every tick before the frontier is complete.
+                    Some(n) => state.idle_until(n.saturating_sub(1)),
+                    None => state.finish(*held.time()),
                 }
-                for (t, e) in emitted {
-                    if e.rows.is_empty() && e.errors.is_empty() {
-                        continue;
-                    }
-                    let at = held.delayed(&t.max(*held.time()));
+                for (t, e) in state.outbox.drain(..) {
+                    // Never before the capability held: that time is past.
+                    let t = t.max(*held.time());
+                    let at = held.delayed(&t);
                     let mut session = output.session(&at);
                     for row in e.rows {
-                        session.give((Ok(row), t.max(*held.time()), 1));
+                        session.give((Ok(row), t, 1));
                     }
                     for err in e.errors {
-                        session.give((Err(err), t.max(*held.time()), 1));
+                        session.give((Err(err), t, 1));
                     }
                 }
                 stats.partitions.set(state.partitions.len());

@@ -111,7 +111,11 @@ pub fn run(script: &str, events: &[Event], workers: usize, end: End) -> Outcome 
                     input.advance_to(t);
                     input.flush();
                 }
-                worker.step_while(|| views.iter_mut().any(|v| trace_upper(&mut v.trace).is_some_and(|u| u < t)));
+                worker.step_while(|| {
+                    views
+                        .iter_mut()
+                        .any(|v| trace_upper(&mut v.trace).is_some_and(|u| u < t))
+                });
                 t - 1
             }
         };

@@ -34,7 +34,10 @@ fn before(a: Loc, b: Loc) -> bool {
 }
 
 fn within_span(at: Loc, span: sqlparser::tokenizer::Span) -> bool {
-    let (s, e) = (Loc(span.start.line, span.start.column), Loc(span.end.line, span.end.column));
+    let (s, e) = (
+        Loc(span.start.line, span.start.column),
+        Loc(span.end.line, span.end.column),
+    );
     !before(at, s) && !before(e, at)
 }
 
@@ -85,9 +88,7 @@ pub(super) fn cut_extensions(sql: &str) -> Result<(String, Extensions)> {
         let pos = significant.iter().position(|&j| j == i)?;
         significant.get(pos + n).map(|&j| &tokens[j])
     };
-    let is_word = |t: Option<&sqlparser::tokenizer::TokenWithSpan>, kw: &str| {
-        matches!(t, Some(t) if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(kw)))
-    };
+    let is_word = |t: Option<&sqlparser::tokenizer::TokenWithSpan>, kw: &str| matches!(t, Some(t) if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(kw)));
     let starts = line_starts(sql);
     let mut text = sql.to_string();
     for &(i, w) in &words {
@@ -153,7 +154,13 @@ pub(super) fn cut_extensions(sql: &str) -> Result<(String, Extensions)> {
         // position, in this text and in error messages, stays valid.
         let blank: String = sql[b..e]
             .chars()
-            .map(|c| if c == '\n' { "\n".to_string() } else { " ".repeat(c.len_utf8()) })
+            .map(|c| {
+                if c == '\n' {
+                    "\n".to_string()
+                } else {
+                    " ".repeat(c.len_utf8())
+                }
+            })
             .collect();
         text.replace_range(b..e, &blank);
         ext.withins.push(Within { at, ms, emit_timeouts });
@@ -273,10 +280,16 @@ impl QueryPlanner<'_> {
         let column_of = |e: &Expr| -> Result<usize> {
             match e {
                 Expr::Identifier(id) => resolve(&input.columns, None, &ident_name(id), loc_of(e)),
-                Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
-                    resolve(&input.columns, Some(&ident_name(&ids[0])), &ident_name(&ids[1]), loc_of(e))
-                }
-                _ => Err(unsupported("an expression in PARTITION BY / ORDER BY (name a column)", loc_of(e))),
+                Expr::CompoundIdentifier(ids) if ids.len() == 2 => resolve(
+                    &input.columns,
+                    Some(&ident_name(&ids[0])),
+                    &ident_name(&ids[1]),
+                    loc_of(e),
+                ),
+                _ => Err(unsupported(
+                    "an expression in PARTITION BY / ORDER BY (name a column)",
+                    loc_of(e),
+                )),
             }
         };
         let partition: Vec<usize> = partition_by.iter().map(column_of).collect::<Result<_>>()?;
@@ -287,8 +300,15 @@ impl QueryPlanner<'_> {
                 order_by.first().map_or(at, |o| loc_of(&o.expr)),
             ));
         };
-        if matches!(order.options.sort, Some(ast::OrderBySort::Desc) | Some(ast::OrderBySort::Using(_))) || order.options.nulls_first.is_some() {
-            return Err(unsupported("ORDER BY … DESC / NULLS in MATCH_RECOGNIZE (rows are matched in event-time order)", loc_of(&order.expr)));
+        if matches!(
+            order.options.sort,
+            Some(ast::OrderBySort::Desc) | Some(ast::OrderBySort::Using(_))
+        ) || order.options.nulls_first.is_some()
+        {
+            return Err(unsupported(
+                "ORDER BY … DESC / NULLS in MATCH_RECOGNIZE (rows are matched in event-time order)",
+                loc_of(&order.expr),
+            ));
         }
         let time_col = column_of(&order.expr)?;
         let time_ty = input.columns[time_col].ty;
@@ -468,10 +488,15 @@ fn lower_pattern(p: &MatchRecognizePattern, vars: &mut Vec<(String, Ident)>, at:
                     vars.len() - 1
                 }
             };
-            Pattern::Var(VarId::try_from(i).map_err(|_| PlanError::new("invalid_pattern", "too many pattern variables", at))?)
+            Pattern::Var(
+                VarId::try_from(i).map_err(|_| PlanError::new("invalid_pattern", "too many pattern variables", at))?,
+            )
         }
         MatchRecognizePattern::Symbol(_) => {
-            return Err(unsupported("^ and $ in a PATTERN (a stream has no end to anchor to)", at))
+            return Err(unsupported(
+                "^ and $ in a PATTERN (a stream has no end to anchor to)",
+                at,
+            ))
         }
         MatchRecognizePattern::Exclude(_) => return Err(unsupported("{- … -} in a PATTERN", at)),
         MatchRecognizePattern::Permute(_) => return Err(unsupported("PERMUTE in a PATTERN", at)),
@@ -497,7 +522,11 @@ fn lower_pattern(p: &MatchRecognizePattern, vars: &mut Vec<(String, Ident)>, at:
                 RepetitionQuantifier::AtMost(n) => (0, Some(*n)),
                 RepetitionQuantifier::Range(n, m) => (*n, Some(*m)),
                 RepetitionQuantifier::Reluctant(_) => {
-                    return Err(PlanError::new("invalid_pattern", format!("quantifier {q} is doubled"), at))
+                    return Err(PlanError::new(
+                        "invalid_pattern",
+                        format!("quantifier {q} is doubled"),
+                        at,
+                    ))
                 }
             };
             if max.is_some_and(|m| m < min || m == 0) {
@@ -535,7 +564,15 @@ struct NavBinder<'a> {
 }
 
 /// Names the pattern functions weir knows.
-const NAV_FUNCTIONS: [&str; 7] = ["first", "last", "prev", "next", "match_number", "classifier", "timed_out"];
+const NAV_FUNCTIONS: [&str; 7] = [
+    "first",
+    "last",
+    "prev",
+    "next",
+    "match_number",
+    "classifier",
+    "timed_out",
+];
 
 impl NavBinder<'_> {
     fn var(&self, id: &Ident) -> Result<VarId> {
@@ -695,7 +732,9 @@ impl NavBinder<'_> {
                             _ => 1,
                         };
                         let (at_row, t) = match arg {
-                            Expr::Function(inner) if matches!(inner.name.to_string().to_lowercase().as_str(), "first" | "last") => {
+                            Expr::Function(inner)
+                                if matches!(inner.name.to_string().to_lowercase().as_str(), "first" | "last") =>
+                            {
                                 let inner_name = inner.name.to_string().to_lowercase();
                                 let inner_args = function_args(inner)?;
                                 let (Some(Some(a)), k) = (inner_args.first(), inner_args.get(1)) else {
@@ -747,7 +786,9 @@ impl NavBinder<'_> {
             return Err(type_err(format!("{name} takes one argument"), at));
         };
         let (func, var, expr, input_type) = match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Wildcard) if name == "count" => (AggFunc::CountRows, None, None, SqlType::BigInt),
+            FunctionArg::Unnamed(FunctionArgExpr::Wildcard) if name == "count" => {
+                (AggFunc::CountRows, None, None, SqlType::BigInt)
+            }
             FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(obj)) if name == "count" => {
                 let [ast::ObjectNamePart::Identifier(id)] = obj.0.as_slice() else {
                     return Err(type_err("count(v.*) names one pattern variable", at));
@@ -851,7 +892,10 @@ impl VisitorMut for Strip<'_, '_> {
             Expr::Function(f) => {
                 let name = f.name.to_string().to_lowercase();
                 if NAV_FUNCTIONS.contains(&name.as_str()) || AGGREGATES.contains(&name.as_str()) {
-                    Err(unsupported(format!("{}() inside {}", name.to_uppercase(), self.what), loc_of(f)))
+                    Err(unsupported(
+                        format!("{}() inside {}", name.to_uppercase(), self.what),
+                        loc_of(f),
+                    ))
                 } else {
                     Ok(None)
                 }

@@ -1,0 +1,334 @@
+//! The pattern-rule benchmark (issue 3): prints one JSON object per
+//! measurement.
+//!
+//! Workloads, each a job run in process on the real rendered dataflows with
+//! W workers (env `WEIR_BENCH_WORKERS`, default `1,2`):
+//! - `shop_rules`: the shop's sources and `examples/shop/05_rules.sql` over
+//!   the shop generator's stream.
+//! - `nexmark_abc`: `PATTERN (A B* C) WITHIN INTERVAL '5' SECOND` partitioned
+//!   by (auction, bidder) over the bids of the `nexmark` generator.
+//! - `nexmark_v`: `PATTERN (START DOWN+ UP)` (the V shape) partitioned by
+//!   auction over the same bids.
+//!
+//! For each, events are fed at ticks that follow their event time, in
+//! batches; the figures are events/s until the rule's view has caught up
+//! (event generation excluded), events/s per worker, the live partial
+//! matches and the process's RSS after each checkpoint of
+//! `WEIR_BENCH_EVENTS` (default `1000000,10000000`: the same stream goes
+//! on, so RSS must stay flat), and — on the first checkpoint's events — the
+//! naive reference matcher of the tests (backtracking over each partition's
+//! sorted rows) on the same input: `speedup` is the figure.
+//!
+//! Run: `cargo bench --bench cep`.
+
+#[allow(dead_code)]
+#[path = "../src/shop.rs"]
+mod shop;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use weir_connectors::decode::decode_json;
+use weir_dataflows::render::{render_job, ErrorSink, SourceInput};
+use weir_dataflows::sql::{plan_job, CatalogLookup, ObjectInfo};
+use weir_operators::repr::{Datum, Row, Schema, Tick};
+
+struct Empty;
+impl CatalogLookup for Empty {
+    fn lookup(&self, _: &str) -> Option<ObjectInfo> {
+        None
+    }
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// A stream of (table index, row, event time ms), generated on demand.
+trait Stream: Send {
+    fn next_event(&mut self) -> (usize, Row, i64);
+}
+
+struct ShopStream {
+    generator: shop::ShopGenerator,
+    tables: Vec<(String, Schema)>,
+}
+
+impl Stream for ShopStream {
+    fn next_event(&mut self) -> (usize, Row, i64) {
+        loop {
+            let (topic, event) = self.generator.next_event();
+            let Some(i) = self.tables.iter().position(|(n, _)| n == topic) else {
+                continue;
+            };
+            let payload = event.to_string();
+            let Ok(row) = decode_json(payload.as_bytes(), &self.tables[i].1) else {
+                continue;
+            };
+            let ts = match row.last() {
+                Some(Datum::Timestamp(t)) => *t,
+                _ => 0,
+            };
+            return (i, row, ts);
+        }
+    }
+}
+
+struct BidStream(nexmark::EventGenerator);
+
+impl Stream for BidStream {
+    fn next_event(&mut self) -> (usize, Row, i64) {
+        loop {
+            if let Some(nexmark::event::Event::Bid(b)) = self.0.next() {
+                let ts = b.date_time as i64;
+                return (
+                    0,
+                    vec![
+                        Datum::Int(b.auction as i64),
+                        Datum::Int(b.bidder as i64),
+                        Datum::Int(b.price as i64),
+                        Datum::Timestamp(ts),
+                    ],
+                    ts,
+                );
+            }
+        }
+    }
+}
+
+fn bids() -> Box<dyn Stream> {
+    let config = nexmark::config::NexmarkConfig::default();
+    Box::new(BidStream(
+        nexmark::EventGenerator::new(config).with_type_filter(nexmark::event::EventType::Bid),
+    ))
+}
+
+const BID_TABLE: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP)
+  WITH (connector = 'log', topic = 'bid', 'watermark.lateness' = '1 s', 'watermark.idle' = 'none');";
+
+const NEXMARK_ABC: &str = "CREATE MATERIALIZED VIEW m AS SELECT * FROM bid MATCH_RECOGNIZE (
+  PARTITION BY auction, bidder ORDER BY date_time
+  MEASURES A.price AS first_price, count(B.*) AS rises, C.price AS last_price
+  PATTERN (A B* C) WITHIN INTERVAL '5' SECOND
+  DEFINE B AS price >= PREV(price), C AS price < PREV(price)
+);";
+
+const NEXMARK_V: &str = "CREATE MATERIALIZED VIEW m AS SELECT * FROM bid MATCH_RECOGNIZE (
+  PARTITION BY auction ORDER BY date_time
+  MEASURES START.price AS start_price, LAST(DOWN.price) AS bottom, UP.price AS end_price
+  PATTERN (START DOWN+ UP) WITHIN INTERVAL '10' SECOND
+  DEFINE DOWN AS price < PREV(price), UP AS price > PREV(price)
+);";
+
+struct Workload {
+    name: &'static str,
+    script: String,
+    stream: fn() -> Box<dyn Stream>,
+}
+
+fn shop_workload() -> Workload {
+    let read = |f: &str| std::fs::read_to_string(format!("{}/examples/shop/{f}", env!("CARGO_MANIFEST_DIR")));
+    let script = format!(
+        "{}\n{}",
+        read("01_sources.sql").unwrap_or_default(),
+        read("05_rules.sql").unwrap_or_default()
+    );
+    Workload {
+        name: "shop_rules",
+        script,
+        stream: || {
+            let read = std::fs::read_to_string(format!("{}/examples/shop/01_sources.sql", env!("CARGO_MANIFEST_DIR")))
+                .unwrap_or_default();
+            let plan = plan_job(&read, &Empty).unwrap_or_else(|e| panic!("shop sources: {e}"));
+            let tables = plan.tables.iter().map(|t| (t.name.clone(), t.schema.clone())).collect();
+            Box::new(ShopStream {
+                generator: shop::ShopGenerator::new(7, 1_700_000_000_000, 1000).with_order_ids(50_000),
+                tables,
+            })
+        },
+    }
+}
+
+/// One checkpoint's figures.
+#[derive(Default, Clone)]
+struct Checkpoint {
+    events: u64,
+    busy: Duration,
+    partial_matches: usize,
+    partitions: usize,
+    matches: i64,
+    rss_mib: f64,
+}
+
+/// Runs `w` on `workers` workers through every checkpoint.
+fn run_engine(w: &Workload, workers: usize, checkpoints: &[u64]) -> Vec<Checkpoint> {
+    let plan = plan_job(&w.script, &Empty).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+    let checkpoints = checkpoints.to_vec();
+    let results: Arc<Mutex<Vec<Checkpoint>>> = Arc::default();
+    let partial = Arc::new(AtomicUsize::new(0));
+    let partitions = Arc::new(AtomicUsize::new(0));
+    let matches = Arc::new(AtomicU64::new(0));
+    let reported = Arc::new(std::sync::Barrier::new(workers));
+    let out = Arc::clone(&results);
+    let stream_of = w.stream;
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let errors: ErrorSink = Default::default();
+        let rendered =
+            worker.dataflow(|scope| render_job(scope, &plan.tables, &plan.views, &mut HashMap::new(), &errors));
+        let mut sources = rendered.sources;
+        let views = rendered.views;
+        let index = worker.index();
+        let mut stream = stream_of();
+        let mut fed = 0u64;
+        let mut busy = Duration::ZERO;
+        let mut tick: Tick = 1;
+        const BATCH: u64 = 10_000;
+        for &target in &checkpoints {
+            while fed < target {
+                // Every worker draws the same stream and feeds its share, so
+                // ticks agree; drawing is not counted as busy time.
+                let mut batch = Vec::with_capacity(BATCH as usize);
+                let mut last_ts = 0;
+                for i in 0..BATCH.min(target - fed) {
+                    let (table, row, ts) = stream.next_event();
+                    last_ts = ts;
+                    if (fed + i) % workers as u64 == index as u64 {
+                        batch.push((table, row));
+                    }
+                }
+                fed += BATCH.min(target - fed);
+                let started = Instant::now();
+                // The batch arrives when its last event happened.
+                tick = tick.max(last_ts as Tick);
+                for (_, input) in sources.iter_mut() {
+                    input.advance_to(tick);
+                }
+                for (table, row) in batch {
+                    if let SourceInput::Append(input) = &mut sources[table].1 {
+                        input.update(row, 1);
+                    }
+                }
+                for (_, input) in sources.iter_mut() {
+                    input.advance_to(tick + 1);
+                    input.flush();
+                }
+                worker.step();
+                busy += started.elapsed();
+            }
+            let started = Instant::now();
+            let through = tick + 1;
+            worker.step_while(|| views.iter().any(|v| v.probe.less_than(&through)));
+            busy += started.elapsed();
+            partial.fetch_add(
+                views
+                    .iter()
+                    .flat_map(|v| &v.patterns)
+                    .map(|s| s.partial_matches.get())
+                    .sum(),
+                Ordering::SeqCst,
+            );
+            partitions.fetch_add(
+                views.iter().flat_map(|v| &v.patterns).map(|s| s.partitions.get()).sum(),
+                Ordering::SeqCst,
+            );
+            matches.fetch_add(views.iter().map(|v| v.rows.get().max(0) as u64).sum(), Ordering::SeqCst);
+            if std::env::var_os("WEIR_BENCH_DEBUG").is_some() {
+                for v in &views {
+                    eprintln!(
+                        "{} {:?}",
+                        v.name,
+                        v.patterns
+                            .iter()
+                            .map(|s| (s.partitions.get(), s.partial_matches.get()))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                eprintln!("errors {:?}", errors.borrow().iter().take(3).collect::<Vec<_>>());
+            }
+            errors.borrow_mut().clear();
+            reported.wait();
+            if index == 0 {
+                out.lock().expect("results").push(Checkpoint {
+                    events: target,
+                    busy,
+                    partial_matches: partial.swap(0, Ordering::SeqCst),
+                    partitions: partitions.swap(0, Ordering::SeqCst),
+                    matches: matches.swap(0, Ordering::SeqCst) as i64,
+                    rss_mib: rss_mib(),
+                });
+            }
+            reported.wait();
+        }
+    })
+    .expect("timely runs");
+    let r = results.lock().expect("results").clone();
+    r
+}
+
+fn env_list(name: &str, default: &str) -> Vec<u64> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+fn main() {
+    let checkpoints = env_list("WEIR_BENCH_EVENTS", "1000000,10000000");
+    let workers = env_list("WEIR_BENCH_WORKERS", "1,2");
+    let workloads = [
+        shop_workload(),
+        Workload {
+            name: "nexmark_abc",
+            script: format!("{BID_TABLE}\n{NEXMARK_ABC}"),
+            stream: bids,
+        },
+        Workload {
+            name: "nexmark_v",
+            script: format!("{BID_TABLE}\n{NEXMARK_V}"),
+            stream: bids,
+        },
+    ];
+    for w in &workloads {
+        for &n in &workers {
+            let points = run_engine(w, n as usize, &checkpoints);
+            for p in &points {
+                let rate = p.events as f64 / p.busy.as_secs_f64().max(1e-9);
+                println!(
+                    "{}",
+                    json!({
+                        "bench": w.name,
+                        "workers": n,
+                        "events": p.events,
+                        "events_per_s": rate.round(),
+                        "events_per_s_per_worker": (rate / n as f64).round(),
+                        "live_partial_matches": p.partial_matches,
+                        "partitions_in_state": p.partitions,
+                        "output_rows": p.matches,
+                        "rss_mib": (p.rss_mib * 10.0).round() / 10.0,
+                    })
+                );
+            }
+            if let (Some(first), Some(last)) = (points.first(), points.last()) {
+                if points.len() > 1 {
+                    println!(
+                        "{}",
+                        json!({"bench": w.name, "workers": n, "rss_ratio": (last.rss_mib / first.rss_mib * 100.0).round() / 100.0,
+                               "from_events": first.events, "to_events": last.events})
+                    );
+                }
+            }
+        }
+    }
+}
