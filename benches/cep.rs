@@ -21,6 +21,8 @@
 //!
 //! Run: `cargo bench --bench cep`.
 
+#[path = "../tests/cep_reference/mod.rs"]
+mod cep_reference;
 #[allow(dead_code)]
 #[path = "../src/shop.rs"]
 mod shop;
@@ -35,6 +37,10 @@ use weir_connectors::decode::decode_json;
 use weir_dataflows::render::{render_job, ErrorSink, SourceInput};
 use weir_dataflows::sql::{plan_job, CatalogLookup, ObjectInfo};
 use weir_operators::repr::{Datum, Row, Schema, Tick};
+
+// The allocator the weir binary runs with.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 struct Empty;
 impl CatalogLookup for Empty {
@@ -85,20 +91,25 @@ impl Stream for ShopStream {
     }
 }
 
-struct BidStream(nexmark::EventGenerator);
+/// Nexmark bids as rows of the reference's table `ev (p, ts, v, tag)`:
+/// `p` the partition (`key` of the bid), `v` the price.
+struct BidStream {
+    bids: nexmark::EventGenerator,
+    key: fn(&nexmark::event::Bid) -> i64,
+}
 
 impl Stream for BidStream {
     fn next_event(&mut self) -> (usize, Row, i64) {
         loop {
-            if let Some(nexmark::event::Event::Bid(b)) = self.0.next() {
+            if let Some(nexmark::event::Event::Bid(b)) = self.bids.next() {
                 let ts = b.date_time as i64;
                 return (
                     0,
                     vec![
-                        Datum::Int(b.auction as i64),
-                        Datum::Int(b.bidder as i64),
-                        Datum::Int(b.price as i64),
+                        Datum::Int((self.key)(&b)),
                         Datum::Timestamp(ts),
+                        Datum::Int(b.price as i64),
+                        Datum::Text(String::new()),
                     ],
                     ts,
                 );
@@ -107,34 +118,92 @@ impl Stream for BidStream {
     }
 }
 
-fn bids() -> Box<dyn Stream> {
+fn bids(key: fn(&nexmark::event::Bid) -> i64) -> Box<dyn Stream> {
     let config = nexmark::config::NexmarkConfig::default();
-    Box::new(BidStream(
-        nexmark::EventGenerator::new(config).with_type_filter(nexmark::event::EventType::Bid),
-    ))
+    Box::new(BidStream {
+        bids: nexmark::EventGenerator::new(config).with_type_filter(nexmark::event::EventType::Bid),
+        key,
+    })
 }
 
-const BID_TABLE: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP)
-  WITH (connector = 'log', topic = 'bid', 'watermark.lateness' = '1 s', 'watermark.idle' = 'none');";
+/// (auction, bidder) as one partition value.
+fn by_auction_and_bidder(b: &nexmark::event::Bid) -> i64 {
+    ((b.auction as i64) << 24) | (b.bidder as i64 & 0xff_ffff)
+}
 
-const NEXMARK_ABC: &str = "CREATE MATERIALIZED VIEW m AS SELECT * FROM bid MATCH_RECOGNIZE (
-  PARTITION BY auction, bidder ORDER BY date_time
-  MEASURES A.price AS first_price, count(B.*) AS rises, C.price AS last_price
-  PATTERN (A B* C) WITHIN INTERVAL '5' SECOND
-  DEFINE B AS price >= PREV(price), C AS price < PREV(price)
-);";
+fn by_auction(b: &nexmark::event::Bid) -> i64 {
+    b.auction as i64
+}
 
-const NEXMARK_V: &str = "CREATE MATERIALIZED VIEW m AS SELECT * FROM bid MATCH_RECOGNIZE (
-  PARTITION BY auction ORDER BY date_time
-  MEASURES START.price AS start_price, LAST(DOWN.price) AS bottom, UP.price AS end_price
-  PATTERN (START DOWN+ UP) WITHIN INTERVAL '10' SECOND
-  DEFINE DOWN AS price < PREV(price), UP AS price > PREV(price)
-);";
+fn bid_abc() -> Box<dyn Stream> {
+    bids(by_auction_and_bidder)
+}
+
+fn bid_v() -> Box<dyn Stream> {
+    bids(by_auction)
+}
+
+const EV_TABLE: &str = "CREATE TABLE ev (p BIGINT, ts TIMESTAMP, v BIGINT, tag TEXT)
+  WITH (connector = 'log', topic = 'ev', 'watermark.lateness' = '1 s', 'watermark.idle' = 'none');";
+
+/// `v` of variable `x`, and the row before it.
+fn price(x: &str) -> cep_reference::Expr {
+    cep_reference::Expr::col(Some(x), cep_reference::Col::V)
+}
+
+fn prev_price(x: &str) -> cep_reference::Expr {
+    cep_reference::Expr::prev(price(x), 1)
+}
+
+/// `PATTERN (A B* C) WITHIN INTERVAL '5' SECOND`: a run of rising bids of
+/// one bidder on one auction that ends with a lower bid.
+fn abc_rule() -> cep_reference::Rule {
+    use cep_reference::{AggFunc, CmpOp, Cond, Expr, Pattern, Rule, Unit, Within};
+    let mut r = Rule::new(Pattern::Concat(vec![
+        Pattern::var("A"),
+        Pattern::repeat(Pattern::var("B"), 0, None, true),
+        Pattern::var("C"),
+    ]));
+    r.within = Some(Within {
+        amount: 5,
+        unit: Unit::Second,
+        emit_timeouts: false,
+    });
+    r.defines = vec![
+        ("B".into(), Cond::cmp(price("B"), CmpOp::Ge, prev_price("B"))),
+        ("C".into(), Cond::cmp(price("C"), CmpOp::Lt, prev_price("C"))),
+    ];
+    r.measures = vec![price("A"), Expr::agg(AggFunc::Count, Some("B"), None), price("C")];
+    r
+}
+
+/// `PATTERN (START DOWN+ UP)`: the V shape of an auction's bids.
+fn v_rule() -> cep_reference::Rule {
+    use cep_reference::{CmpOp, Col, Cond, Expr, Pattern, Rule, Unit, Within};
+    let mut r = Rule::new(Pattern::Concat(vec![
+        Pattern::var("START"),
+        Pattern::repeat(Pattern::var("DOWN"), 1, None, true),
+        Pattern::var("UP"),
+    ]));
+    r.within = Some(Within {
+        amount: 10,
+        unit: Unit::Second,
+        emit_timeouts: false,
+    });
+    r.defines = vec![
+        ("DOWN".into(), Cond::cmp(price("DOWN"), CmpOp::Lt, prev_price("DOWN"))),
+        ("UP".into(), Cond::cmp(price("UP"), CmpOp::Gt, prev_price("UP"))),
+    ];
+    r.measures = vec![price("START"), Expr::last(Some("DOWN"), Col::V, 0), price("UP")];
+    r
+}
 
 struct Workload {
     name: &'static str,
     script: String,
     stream: fn() -> Box<dyn Stream>,
+    /// The same rule for the reference matcher, over the same rows.
+    reference: Option<cep_reference::Rule>,
 }
 
 fn shop_workload() -> Workload {
@@ -157,6 +226,7 @@ fn shop_workload() -> Workload {
                 tables,
             })
         },
+        reference: None,
     }
 }
 
@@ -291,16 +361,19 @@ fn main() {
         shop_workload(),
         Workload {
             name: "nexmark_abc",
-            script: format!("{BID_TABLE}\n{NEXMARK_ABC}"),
-            stream: bids,
+            script: format!("{EV_TABLE}\n{}", abc_rule().view_sql("m", "ev", true)),
+            stream: bid_abc,
+            reference: Some(abc_rule()),
         },
         Workload {
             name: "nexmark_v",
-            script: format!("{BID_TABLE}\n{NEXMARK_V}"),
-            stream: bids,
+            script: format!("{EV_TABLE}\n{}", v_rule().view_sql("m", "ev", true)),
+            stream: bid_v,
+            reference: Some(v_rule()),
         },
     ];
     for w in &workloads {
+        let mut engine_rate_1 = None;
         for &n in &workers {
             let points = run_engine(w, n as usize, &checkpoints);
             for p in &points {
@@ -320,6 +393,11 @@ fn main() {
                     })
                 );
             }
+            if let Some(first) = points.first() {
+                if n == 1 {
+                    engine_rate_1 = Some(first.events as f64 / first.busy.as_secs_f64().max(1e-9));
+                }
+            }
             if let (Some(first), Some(last)) = (points.first(), points.last()) {
                 if points.len() > 1 {
                     println!(
@@ -329,6 +407,21 @@ fn main() {
                     );
                 }
             }
+        }
+        if let (Some(rule), Some(&n), Some(engine)) = (&w.reference, checkpoints.first(), engine_rate_1) {
+            let mut stream = (w.stream)();
+            let rows: Vec<Row> = (0..n).map(|_| stream.next_event().1).collect();
+            let started = Instant::now();
+            let out = rule.evaluate(&rows);
+            let took = started.elapsed().as_secs_f64().max(1e-9);
+            let rate = n as f64 / took;
+            println!(
+                "{}",
+                json!({"bench": w.name, "reference_events": n, "reference_events_per_s": rate.round(),
+                       "reference_output_rows": out.as_ref().map(|o| o.len()).ok(),
+                       "engine_events_per_s_1_worker": engine.round(),
+                       "speedup_over_reference": (engine / rate * 10.0).round() / 10.0})
+            );
         }
     }
 }

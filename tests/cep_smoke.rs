@@ -1,13 +1,21 @@
+//! A hand-checked pattern through the real dataflows, with 1 and 2
+//! workers: the quickest signal that pattern rules work at all.
+
 mod cep_harness;
+
 use cep_harness::{run, End, Event};
 use weir_operators::repr::Datum;
 
 fn ev(tick: u64, p: i64, ts: i64, v: i64) -> Event {
-    Event { tick, table: "ev".into(), row: vec![Datum::Int(p), Datum::Timestamp(ts), Datum::Int(v)] }
+    Event {
+        tick,
+        table: "ev".into(),
+        row: vec![Datum::Int(p), Datum::Timestamp(ts), Datum::Int(v)],
+    }
 }
 
 #[test]
-fn smoke() {
+fn falling_run_then_a_rise() {
     let script = "CREATE TABLE ev (p BIGINT, ts TIMESTAMP, v BIGINT) WITH (connector='log', topic='ev');
 CREATE MATERIALIZED VIEW m AS SELECT * FROM ev MATCH_RECOGNIZE (
   PARTITION BY p ORDER BY ts
@@ -15,10 +23,31 @@ CREATE MATERIALIZED VIEW m AS SELECT * FROM ev MATCH_RECOGNIZE (
   PATTERN (A B+ C) WITHIN INTERVAL '10' SECOND
   DEFINE A AS v > 5, B AS B.v < PREV(B.v), C AS C.v > PREV(C.v)
 );";
+    // 10 8 6 4 | 9 — then 7 3 | 8: two matches, the second after skipping
+    // past the first.
     let vals = [10, 8, 6, 4, 9, 7, 3, 8];
-    let events: Vec<Event> = vals.iter().enumerate().map(|(i, v)| ev(i as u64 + 1, 1, 1000 * i as i64, *v)).collect();
+    let events: Vec<Event> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ev(i as u64 + 1, 1, 1000 * i as i64, *v))
+        .collect();
+    let row = |a: i64, b: i64, nb: i64, n: i64| {
+        vec![
+            Datum::Int(1),
+            Datum::Int(a),
+            Datum::Int(b),
+            Datum::Int(nb),
+            Datum::Int(n),
+            Datum::Text("C".into()),
+        ]
+    };
     for workers in [1, 2] {
         let out = run(script, &events, workers, End::Close);
-        println!("{workers}: {:?}\n{:?}", out.views, out.dead_letters);
+        assert_eq!(
+            out.views["m"],
+            vec![row(7, 3, 1, 2), row(10, 4, 3, 1)],
+            "{workers} workers"
+        );
+        assert!(out.dead_letters.is_empty());
     }
 }

@@ -22,6 +22,8 @@ struct PlannedRule {
     order_by: usize,
     all_rows: bool,
     reads_bindings: bool,
+    /// `PREV` does not reach rows this much older than its starting row.
+    within: Option<i64>,
 }
 
 /// The navigation columns (indexes into `navs`) that `exprs` read.
@@ -59,6 +61,7 @@ impl PlannedRule {
             order_by: m.order_by,
             all_rows: m.all_rows,
             reads_bindings,
+            within: m.within_ms,
         }
     }
 
@@ -70,7 +73,18 @@ impl PlannedRule {
                     RowAt::Last { var, k } => ctx.last(var, k as usize),
                     RowAt::First { var, k } => ctx.first(var, k as usize),
                 };
-                match seq.and_then(|s| s.checked_sub(*prev)).and_then(|s| ctx.row(s)) {
+                let target = seq.and_then(|from| {
+                    let to = from.checked_sub(*prev)?;
+                    // Within WITHIN of the row it starts from (docs/cep.md):
+                    // state older than that can be forgotten.
+                    let reachable = *prev == 0
+                        || self.within.is_none_or(|w| match (ctx.ts(from), ctx.ts(to)) {
+                            (Some(a), Some(b)) => a.saturating_sub(b) < w,
+                            _ => false,
+                        });
+                    reachable.then_some(to)
+                });
+                match target.and_then(|s| ctx.row(s)) {
                     Some(row) => expr.eval(row)?,
                     None => Datum::Null,
                 }

@@ -252,6 +252,12 @@ impl Ctx<'_> {
         self.rows.get(usize::try_from(i).ok()?).map(|(_, r)| r)
     }
 
+    /// A row's event time, as [`Ctx::row`].
+    pub fn ts(&self, seq: u64) -> Option<i64> {
+        let i = seq.checked_sub(self.base)?;
+        self.rows.get(usize::try_from(i).ok()?).map(|(ts, _)| *ts)
+    }
+
     /// The position of the `k`-th row (from 0) bound to `var` (any variable
     /// when `None`), counted back from the newest.
     pub fn last(&self, var: Option<VarId>, k: usize) -> Option<u64> {
@@ -349,7 +355,6 @@ pub struct Emitted {
 }
 
 /// One partition's state.
-#[derive(Default)]
 pub struct Partition {
     /// Released rows (event time, row) from position `base` on.
     rows: VecDeque<(i64, Row)>,
@@ -365,6 +370,24 @@ pub struct Partition {
     matches: u64,
     /// The wake-up time this partition is indexed under.
     wake: Option<i64>,
+    /// The event time of the newest released row.
+    last_ts: i64,
+}
+
+impl Default for Partition {
+    fn default() -> Self {
+        Partition {
+            rows: VecDeque::new(),
+            base: 0,
+            pending: BTreeMap::new(),
+            start: 0,
+            cursor: 0,
+            attempt: None,
+            matches: 0,
+            wake: None,
+            last_ts: i64::MIN,
+        }
+    }
 }
 
 impl Partition {
@@ -378,7 +401,8 @@ impl Partition {
     }
 
     /// The watermark at which this partition has work: its oldest pending
-    /// row to release, or its attempt's `WITHIN` running out.
+    /// row to release, its attempt's `WITHIN` running out, or (with nothing
+    /// else left) its rows kept for `PREV` falling out of reach.
     fn next_wake<R>(&self, m: &Matcher<R>) -> Option<i64> {
         let release = self.pending.keys().next().map(|(ts, _)| ts.saturating_add(1));
         let timeout = match (&self.attempt, m.within) {
@@ -387,18 +411,28 @@ impl Partition {
         };
         match (release, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
+            // Only a wake that will let the partition go: anything else
+            // would wake it again and again.
+            (None, None) if self.quiet() && m.history > 0 && !m.numbers_matches => {
+                m.within.map(|w| self.last_ts.saturating_add(w))
+            }
             (a, b) => a.or(b),
         }
     }
 
-    /// Nothing to remember: no rows waiting, no attempt, nothing that later
-    /// matches need.
-    fn idle<R>(&self, m: &Matcher<R>) -> bool {
-        self.pending.is_empty()
-            && self.attempt.is_none()
-            && self.start == self.end()
-            && m.history == 0
+    /// No rows waiting and no attempt in progress.
+    fn quiet(&self) -> bool {
+        self.pending.is_empty() && self.attempt.is_none() && self.start == self.end()
+    }
+
+    /// Nothing to remember at watermark `w`: quiet, no match count to keep,
+    /// and no row `PREV` could still reach. `PREV` does not reach rows
+    /// `WITHIN` or more older than its starting row (docs/cep.md), and any
+    /// row still to come is at or past the watermark.
+    fn forgettable<R>(&self, m: &Matcher<R>, w: i64) -> bool {
+        self.quiet()
             && !m.numbers_matches
+            && (m.history == 0 || m.within.is_some_and(|within| w >= self.last_ts.saturating_add(within)))
     }
 
     /// Releases the rows below `watermark` (all of them when `None`: the
@@ -414,6 +448,7 @@ impl Partition {
                 self.rows.push_back((ts, row.clone()));
             }
             self.rows.push_back((ts, row));
+            self.last_ts = ts;
         }
         self.run(m, watermark, out);
         // Keep the rows `PREV` may reach from the next start.
@@ -757,6 +792,8 @@ struct State<R> {
     attempts: usize,
     /// Output waiting to be sent, with the tick it belongs to.
     outbox: Vec<(Tick, Emitted)>,
+    /// The watermark partitions were last worked at.
+    watermark: i64,
 }
 
 impl<R: Rule> State<R> {
@@ -768,8 +805,8 @@ impl<R: Rule> State<R> {
     /// and forgets it when it holds nothing.
     fn reindex(&mut self, key: Row) {
         let Some(p) = self.partitions.get_mut(&key) else { return };
-        let idle = p.idle(&self.matcher);
-        let wake = if idle { None } else { p.next_wake(&self.matcher) };
+        let forget = p.forgettable(&self.matcher, self.watermark);
+        let wake = if forget { None } else { p.next_wake(&self.matcher) };
         if p.wake != wake {
             if let Some(old) = p.wake {
                 self.wakes.remove(&(old, key.clone()));
@@ -779,7 +816,7 @@ impl<R: Rule> State<R> {
             }
             p.wake = wake;
         }
-        if idle {
+        if forget {
             self.partitions.remove(&key);
         }
     }
@@ -851,6 +888,7 @@ impl<R: Rule> State<R> {
         if let Some(m) = max_ts {
             self.clock.observe(now, m);
         }
+        self.watermark = self.watermark.max(self.clock.at(now));
         for key in touched {
             self.reindex(key);
         }
@@ -863,6 +901,7 @@ impl<R: Rule> State<R> {
 
     /// Works the partition with the earliest wake-up at watermark `w`.
     fn work_first(&mut self, w: i64, out: &mut Emitted) {
+        self.watermark = self.watermark.max(w);
         let Some((_, key)) = self.wakes.pop_first() else { return };
         if let Some(p) = self.partitions.get_mut(&key) {
             p.wake = None;
@@ -891,6 +930,11 @@ impl<R: Rule> State<R> {
     }
 }
 
+/// Output rows of a rule.
+pub type Rows<'s> = VecCollection<'s, Tick, Row, Diff>;
+/// Rows for the dead letters, with the reason.
+pub type Rejects<'s> = VecCollection<'s, Tick, (String, Row), Diff>;
+
 /// A rule's state on this worker, for metrics.
 #[derive(Clone, Debug, Default)]
 pub struct CepStats {
@@ -914,10 +958,7 @@ pub fn match_recognize<'s, R: Rule>(
     layout: Layout,
     matcher: Matcher<R>,
     stats: CepStats,
-) -> (
-    VecCollection<'s, Tick, Row, Diff>,
-    VecCollection<'s, Tick, (String, Row), Diff>,
-) {
+) -> (Rows<'s>, Rejects<'s>) {
     let order_by = layout.order_by;
     // Each worker's largest event time per tick, seen by every worker.
     let marks = input
@@ -962,6 +1003,7 @@ pub fn match_recognize<'s, R: Rule>(
         wakes: BTreeSet::new(),
         attempts: 0,
         outbox: Vec::new(),
+        watermark: i64::MIN,
     };
     /// A match (or time-out) row, or a row for the dead letters.
     type Out = (Result<Row, (String, Row)>, Tick, Diff);

@@ -9,6 +9,15 @@
 //! The input table is fixed: `ev (p BIGINT, ts TIMESTAMP, v BIGINT, tag TEXT)`
 //! ordered by `ts`. Test files include this with `mod cep_reference;`.
 //!
+//! Per partition, from each candidate start row: the first match in
+//! preferment order (depth-first, alternatives left to right, greedy tries
+//! one more iteration first, reluctant one fewer), using only rows with
+//! `ts < start.ts + within`. A match resumes per `AFTER MATCH SKIP` (a skip
+//! to an unbound variable or to the start row resumes at start + 1). No
+//! match: with `EMIT TIMEOUTS`, if some path consumed every usable row and
+//! wanted another (the window or the stream ended), the first such path the
+//! walk reaches (the most preferred) is emitted as a time-out; then start + 1.
+//!
 //! The decisions the reference takes where `docs/cep.md` leaves room:
 //! - A quantified group whose inner pattern can match no rows: an iteration
 //!   beyond the minimum must consume a row (ECMAScript's rule), so the search
@@ -623,7 +632,13 @@ impl Rule {
         Ok(out)
     }
 
-    fn partition(&self, key: &[Datum], rows: &[Row], budget: &mut Budget, out: &mut Vec<Row>) -> Result<(), TooExpensive> {
+    fn partition(
+        &self,
+        key: &[Datum],
+        rows: &[Row],
+        budget: &mut Budget,
+        out: &mut Vec<Row>,
+    ) -> Result<(), TooExpensive> {
         let vars = self.pattern.vars();
         let defines: Vec<Option<&Cond>> = vars
             .iter()
@@ -645,6 +660,7 @@ impl Rule {
             let mut search = Search {
                 rows,
                 vars: &vars,
+                within: self.within.map(|w| w.millis()),
                 defines: &defines,
                 start,
                 window_end,
@@ -673,7 +689,7 @@ impl Rule {
                         let id = vars.iter().position(|v| v == x);
                         let mut mapped = (0..path.len()).filter(|&i| Some(path[i]) == id).map(|i| start + i);
                         if want_last {
-                            mapped.last()
+                            mapped.next_back()
                         } else {
                             mapped.next()
                         }
@@ -715,9 +731,11 @@ impl Rule {
         number: Option<i64>,
         out: &mut Vec<Row>,
     ) {
+        let within = self.within.map(|w| w.millis());
         let frame = |len: usize| Frame {
             rows,
             vars,
+            within,
             start,
             path: &path[..len],
             match_number: number,
@@ -782,6 +800,7 @@ enum Flow {
 struct Search<'a> {
     rows: &'a [Row],
     vars: &'a [String],
+    within: Option<i64>,
     defines: &'a [Option<&'a Cond>],
     start: usize,
     /// Rows at or after this index are not available to a match from
@@ -909,6 +928,7 @@ impl<'a> Search<'a> {
                 let f = Frame {
                     rows: self.rows,
                     vars: self.vars,
+                    within: self.within,
                     start: self.start,
                     path: &self.path,
                     match_number: None,
@@ -932,6 +952,9 @@ impl<'a> Search<'a> {
 struct Frame<'a> {
     rows: &'a [Row],
     vars: &'a [String],
+    /// `WITHIN` in ms: `PREV` does not reach a row this much older than
+    /// the row it starts from (docs/cep.md).
+    within: Option<i64>,
     start: usize,
     path: &'a [usize],
     match_number: Option<i64>,
@@ -974,7 +997,14 @@ impl Frame<'_> {
             }
             Expr::Prev(nav, n) => {
                 let (row, col) = self.navigate(nav);
-                (row.and_then(|r| r.checked_sub(*n)), col)
+                let target = row.and_then(|r| {
+                    let t = r.checked_sub(*n)?;
+                    let too_old = self
+                        .within
+                        .is_some_and(|w| ts_of(&self.rows[r]) - ts_of(&self.rows[t]) >= w);
+                    (!too_old).then_some(t)
+                });
+                (target, col)
             }
             other => panic!("not a navigation: {other:?}"),
         }
