@@ -355,6 +355,11 @@ fn env_list(name: &str, default: &str) -> Vec<u64> {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries as tests, without
+    // `--bench`: the benchmark only runs under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     let checkpoints = env_list("WEIR_BENCH_EVENTS", "1000000,10000000");
     let workers = env_list("WEIR_BENCH_WORKERS", "1,2");
     let workloads = [
