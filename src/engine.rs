@@ -446,6 +446,7 @@ impl Engine {
         let m = &self.shared.metrics;
         m.view_rows.reset();
         m.freshness_lag_ms.reset();
+        m.partial_matches.reset();
         let now = now_ms();
         for (name, o) in cat
             .objects
@@ -454,6 +455,9 @@ impl Engine {
         {
             if let Some(rows) = self.shared.view_rows(o.df, name) {
                 m.view_rows.with_label_values(&[name.as_str()]).set(rows);
+            }
+            if let Some(live) = self.shared.view_partial_matches(o.df, name) {
+                m.partial_matches.with_label_values(&[name.as_str()]).set(live);
             }
             if let Some(t) = self.shared.complete_through(o.df, name) {
                 m.freshness_lag_ms

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub view_rows: IntGaugeVec,
     /// Milliseconds between now and the time a view is complete through.
     pub freshness_lag_ms: IntGaugeVec,
+    /// Partial matches in progress in a view's pattern rules.
+    pub partial_matches: IntGaugeVec,
     pub peeks: IntCounterVec,
     pub peek_seconds: HistogramVec,
 }
@@ -47,6 +49,13 @@ impl Metrics {
             ),
             &["view"],
         )?;
+        let partial_matches = IntGaugeVec::new(
+            Opts::new(
+                "weir_pattern_partial_matches",
+                "partitions of a view's pattern rules with a match in progress",
+            ),
+            &["view"],
+        )?;
         let peeks = IntCounterVec::new(Opts::new("weir_peeks_total", "reads of views"), &["view", "outcome"])?;
         let peek_seconds = HistogramVec::new(
             HistogramOpts::new("weir_peek_seconds", "latency of reads of views").buckets(vec![
@@ -59,6 +68,7 @@ impl Metrics {
         registry.register(Box::new(appended.clone()))?;
         registry.register(Box::new(view_rows.clone()))?;
         registry.register(Box::new(freshness_lag_ms.clone()))?;
+        registry.register(Box::new(partial_matches.clone()))?;
         registry.register(Box::new(peeks.clone()))?;
         registry.register(Box::new(peek_seconds.clone()))?;
         Ok(Metrics {
@@ -68,6 +78,7 @@ impl Metrics {
             appended,
             view_rows,
             freshness_lag_ms,
+            partial_matches,
             peeks,
             peek_seconds,
         })

@@ -56,6 +56,9 @@ pub struct ViewProgress {
     pub uppers: WorkerUppers,
     /// Each worker's row count of its part of the view.
     pub rows: Vec<i64>,
+    /// Each worker's partial matches in progress, when the view has pattern
+    /// rules (`None` otherwise).
+    pub partial_matches: Option<Vec<i64>>,
     /// Read time → readers holding it.
     holds: BTreeMap<Tick, usize>,
     /// The furthest any worker has been allowed to compact: reads before it
@@ -68,6 +71,7 @@ impl ViewProgress {
         ViewProgress {
             uppers: vec![None; workers],
             rows: vec![0; workers],
+            partial_matches: None,
             holds: BTreeMap::new(),
             since: 0,
         }
@@ -196,6 +200,13 @@ impl Shared {
     /// The view's rows, over all workers, as far as they have computed it.
     pub fn view_rows(&self, df: DataflowId, view: &str) -> Option<i64> {
         Some(lock(&self.frontiers).get(&(df, view.to_string()))?.rows.iter().sum())
+    }
+
+    /// The view's partial matches in progress, over all workers, when it
+    /// has pattern rules.
+    pub fn view_partial_matches(&self, df: DataflowId, view: &str) -> Option<i64> {
+        let fr = lock(&self.frontiers);
+        Some(fr.get(&(df, view.to_string()))?.partial_matches.as_ref()?.iter().sum())
     }
 
     /// The time through which a view is complete on every worker.

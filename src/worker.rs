@@ -18,6 +18,7 @@ use weir_connectors::dead_letters::{DeadLetter, Position};
 use weir_connectors::decode::{decode_json, is_delete};
 use weir_dataflows::plan::TablePlan;
 use weir_dataflows::render::{render_job, ErrorSink, SourceInput, ViewTrace};
+use weir_operators::cep::CepStats;
 use weir_operators::repr::{Schema, Tick};
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
@@ -116,6 +117,8 @@ struct Dataflow {
     views: Vec<(String, ViewTrace)>,
     /// Per view, this worker's row count (see `RenderedView::rows`).
     rows: Vec<Rc<std::cell::Cell<i64>>>,
+    /// Per view, the state gauges of its pattern rules.
+    patterns: Vec<Vec<CepStats>>,
     /// Per view, the upper of its trace (see `RenderedView::probe`).
     uppers: Vec<ProbeHandle<Tick>>,
     /// Per view, the compaction frontier already allowed (never regresses).
@@ -238,10 +241,12 @@ fn run_worker(
                     let mut views = Vec::new();
                     let mut rows = Vec::new();
                     let mut uppers = Vec::new();
+                    let mut patterns = Vec::new();
                     for v in rendered.views {
                         views.push((v.name, v.trace));
                         rows.push(v.rows);
                         uppers.push(v.probe);
+                        patterns.push(v.patterns);
                     }
                     {
                         let mut fr = lock(&shared.frontiers);
@@ -258,6 +263,7 @@ fn run_worker(
                             installed: since,
                             views,
                             rows,
+                            patterns,
                             uppers,
                             in_flight: Default::default(),
                         },
@@ -358,6 +364,10 @@ fn run_worker(
                     let since = &mut d.since[i];
                     progress.uppers[index] = upper(&d.uppers[i]);
                     progress.rows[index] = d.rows[i].get();
+                    if !d.patterns[i].is_empty() {
+                        let live: usize = d.patterns[i].iter().map(|s| s.partial_matches.get()).sum();
+                        progress.partial_matches.get_or_insert_with(|| vec![0; peers])[index] = live as i64;
+                    }
                     // Peeks are answered from this worker's trace as of their
                     // time; their readers hold it, so the bound covers them.
                     if let Some(bound) = progress.compaction_bound(d.installed) {

@@ -851,7 +851,6 @@ impl<R: Rule> State<R> {
         self.idle_until(now);
         let mut out = Emitted::default();
         let before = self.clock.at(now);
-        let mut touched = BTreeSet::new();
         for (row, diff) in rows {
             let Some(ts) = event_time(&row, self.layout.order_by) else {
                 out.errors
@@ -878,20 +877,24 @@ impl<R: Rule> State<R> {
                 continue;
             }
             let key = self.key(&row);
-            let p = self.partitions.entry(key.clone()).or_default();
+            let p = match self.partitions.get_mut(&key) {
+                Some(p) => p,
+                None => self.partitions.entry(key.clone()).or_default(),
+            };
             for _ in 1..diff {
                 p.insert(ts, row.clone());
             }
             p.insert(ts, row);
-            touched.insert(key);
+            // Re-filed only when the row moves its wake-up earlier (a
+            // partition with rows waiting is never forgotten).
+            if p.wake.is_none_or(|w| ts.saturating_add(1) < w) {
+                self.reindex(key);
+            }
         }
         if let Some(m) = max_ts {
             self.clock.observe(now, m);
         }
         self.watermark = self.watermark.max(self.clock.at(now));
-        for key in touched {
-            self.reindex(key);
-        }
         let w = self.clock.at(now);
         while self.wakes.first().is_some_and(|(wake, _)| *wake <= w) {
             self.work_first(w, &mut out);
@@ -943,6 +946,8 @@ pub struct CepStats {
     pub partitions: Rc<std::cell::Cell<usize>>,
     /// Partitions with a partial match in progress.
     pub partial_matches: Rc<std::cell::Cell<usize>>,
+    /// Rows emitted so far (matches, or their rows, and time-outs).
+    pub emitted: Rc<std::cell::Cell<u64>>,
 }
 
 /// Matches `matcher` over `input` (append-only rows). Returns the output
@@ -1060,6 +1065,7 @@ pub fn match_recognize<'s, R: Rule>(
                     let t = t.max(*held.time());
                     let at = held.delayed(&t);
                     let mut session = output.session(&at);
+                    stats.emitted.set(stats.emitted.get() + e.rows.len() as u64);
                     for row in e.rows {
                         session.give((Ok(row), t, 1));
                     }
