@@ -260,20 +260,9 @@ pub fn script_without(script: &str, names: &BTreeSet<String>) -> Result<Option<S
     let tokens = sqlparser::tokenizer::Tokenizer::new(&GenericDialect {}, script)
         .tokenize_with_location()
         .map_err(|e| PlanError::new("syntax_error", e.message, Loc(e.location.line, e.location.column)))?;
-    // Byte offset of each line's start, to turn (line, column) into offsets.
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(script.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let offset_after = |loc: sqlparser::tokenizer::Location| -> usize {
-        let start = line_starts
-            .get((loc.line as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(script.len());
-        let line = &script[start..];
-        // The token ends just before `loc` (columns count characters).
-        let chars = (loc.column as usize).saturating_sub(1);
-        start + line.char_indices().nth(chars).map_or(line.len(), |(i, _)| i)
-    };
+    let line_starts = pattern::line_starts(script);
+    // A token ends just before its end location.
+    let offset_after = |loc| pattern::byte_offset(script, &line_starts, loc);
     let mut cuts = Vec::new();
     let mut begin = 0;
     for t in &tokens {

@@ -41,7 +41,8 @@ fn within_span(at: Loc, span: sqlparser::tokenizer::Span) -> bool {
     !before(at, s) && !before(e, at)
 }
 
-/// Converts a token location to a byte offset in `sql`.
+/// Converts a token location (line and column, counting characters) to a
+/// byte offset in `sql`.
 pub(super) fn byte_offset(sql: &str, line_starts: &[usize], loc: sqlparser::tokenizer::Location) -> usize {
     let start = line_starts
         .get((loc.line as usize).saturating_sub(1))
@@ -849,18 +850,25 @@ struct Rewrite<'b, 'a> {
     error: Option<PlanError>,
 }
 
+/// Applies one visitor step's outcome: a replacement for `e`, nothing, or
+/// an error that stops the walk.
+fn replace(e: &mut Expr, outcome: Result<Option<Expr>>, error: &mut Option<PlanError>) -> ControlFlow<()> {
+    match outcome {
+        Ok(Some(new)) => *e = new,
+        Ok(None) => {}
+        Err(err) => {
+            *error = Some(err);
+            return ControlFlow::Break(());
+        }
+    }
+    ControlFlow::Continue(())
+}
+
 impl VisitorMut for Rewrite<'_, '_> {
     type Break = ();
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        match self.binder.rewrite(e) {
-            Ok(Some(new)) => *e = new,
-            Ok(None) => {}
-            Err(err) => {
-                self.error = Some(err);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
+        let outcome = self.binder.rewrite(e);
+        replace(e, outcome, &mut self.error)
     }
 }
 
@@ -902,14 +910,6 @@ impl VisitorMut for Strip<'_, '_> {
             }
             _ => Ok(None),
         };
-        match result {
-            Ok(Some(new)) => *e = new,
-            Ok(None) => {}
-            Err(err) => {
-                self.error = Some(err);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
+        replace(e, result, &mut self.error)
     }
 }
