@@ -290,7 +290,7 @@ fn run_engine(w: &Workload, workers: usize, checkpoints: &[u64]) -> Vec<Checkpoi
                     }
                     // An append of APPEND events is stamped with one tick,
                     // when its last event happened.
-                    if (fed + i + 1) % APPEND == 0 {
+                    if (fed + i + 1).is_multiple_of(APPEND) {
                         batch.extend(append.drain(..).map(|(table, row)| (table, row, tick)));
                     }
                 }
