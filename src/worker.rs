@@ -231,7 +231,7 @@ fn run_worker(
                         let parts = log.topic(table.topic()).map(|t| t.partitions).unwrap_or(0);
                         let partitions = (0..parts)
                             .filter(|p| *p as usize % peers == index)
-                            .map(|p| (p, 0, 0))
+                            .map(|p| (p, first_offset_from(&shared, table.topic(), p, skip_before), 0))
                             .collect();
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
                         let mut src = Source::new(table, input, feeds, partitions, &shared);
@@ -401,6 +401,24 @@ struct Read {
     frontier: Tick,
 }
 
+/// The first offset of a partition whose record was appended at or after
+/// `tick` (its end when none is): records come in tick order, so a binary
+/// search reads a handful of records instead of the whole history.
+fn first_offset_from(shared: &Shared, topic: &str, partition: u32, tick: Tick) -> u64 {
+    if tick == 0 {
+        return 0;
+    }
+    let (mut lo, mut hi) = (0, shared.log.end_offset(topic, partition));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match shared.appended_at(topic, partition, mid) {
+            Some(t) if t < tick => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    lo
+}
+
 /// Reads new records of `src`'s partitions into its input (when
 /// `may_read`; else only measures how far behind it is).
 fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, may_read: bool) -> Read {
@@ -422,6 +440,8 @@ fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, ma
                 Err(_) => continue,
             };
             for rec in &records {
+                // The start offset was sought by tick; this only guards
+                // against a clock that stepped back since.
                 if rec.tick < src.skip_before {
                     continue;
                 }

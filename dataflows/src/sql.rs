@@ -1967,14 +1967,7 @@ fn bind_aggregate(f: &ast::Function, name: &str, g: &mut GroupContext) -> Result
                 ));
             }
             let t = bind(a, g.input, None)?;
-            let func = match name {
-                "count" => AggFunc::Count,
-                "sum" => AggFunc::Sum,
-                "min" => AggFunc::Min,
-                "max" => AggFunc::Max,
-                _ => AggFunc::Avg,
-            };
-            (func, Some(t))
+            (aggregate_func(name), Some(t))
         }
         _ => return Err(type_err(format!("{name} takes exactly one argument"), at)),
     };
@@ -1993,6 +1986,17 @@ fn bind_aggregate(f: &ast::Function, name: &str, g: &mut GroupContext) -> Result
     };
     g.aggregates.push((text, agg, typed.clone()));
     Ok(typed)
+}
+
+/// The aggregate over a value called `name` (one of [`AGGREGATES`]).
+fn aggregate_func(name: &str) -> AggFunc {
+    match name {
+        "count" => AggFunc::Count,
+        "sum" => AggFunc::Sum,
+        "min" => AggFunc::Min,
+        "max" => AggFunc::Max,
+        _ => AggFunc::Avg,
+    }
 }
 
 /// The result type of aggregate `func` (called `name`) over `input_type`.

@@ -67,23 +67,13 @@ impl Pattern {
         }
     }
 
-    /// The first unbounded repetition whose body can match zero rows: such a
+    /// Whether some unbounded repetition's body can match zero rows: such a
     /// loop could iterate without consuming rows.
     pub fn has_nullable_loop(&self) -> bool {
         match self {
             Pattern::Var(_) => false,
             Pattern::Concat(ps) | Pattern::Alt(ps) => ps.iter().any(Pattern::has_nullable_loop),
             Pattern::Repeat { inner, max, .. } => (max.is_none() && inner.nullable()) || inner.has_nullable_loop(),
-        }
-    }
-
-    /// The largest number of rows a match can span, when bounded.
-    pub fn max_rows(&self) -> Option<u64> {
-        match self {
-            Pattern::Var(_) => Some(1),
-            Pattern::Concat(ps) => ps.iter().try_fold(0u64, |acc, p| Some(acc + p.max_rows()?)),
-            Pattern::Alt(ps) => ps.iter().try_fold(0u64, |acc, p| Some(acc.max(p.max_rows()?))),
-            Pattern::Repeat { inner, max, .. } => Some(inner.max_rows()? * u64::from((*max)?)),
         }
     }
 }

@@ -86,7 +86,7 @@ pub(super) fn cut_extensions(sql: &str) -> Result<(String, Extensions)> {
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
         .collect();
     let next = |i: usize, n: usize| -> Option<&sqlparser::tokenizer::TokenWithSpan> {
-        let pos = significant.iter().position(|&j| j == i)?;
+        let pos = significant.binary_search(&i).ok()?;
         significant.get(pos + n).map(|&j| &tokens[j])
     };
     let is_word = |t: Option<&sqlparser::tokenizer::TokenWithSpan>, kw: &str| matches!(t, Some(t) if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(kw)));
@@ -594,16 +594,20 @@ impl NavBinder<'_> {
             })
     }
 
-    /// The input columns, unqualified, then one column per navigation.
-    fn scope(&self) -> Vec<ScopeColumn> {
-        let mut cols: Vec<ScopeColumn> = self
-            .input
+    /// The input columns, unqualified (variables qualify them in a rule).
+    fn input_scope(&self) -> Vec<ScopeColumn> {
+        self.input
             .iter()
             .map(|c| ScopeColumn {
                 qualifier: None,
                 ..c.clone()
             })
-            .collect();
+            .collect()
+    }
+
+    /// The input columns, unqualified, then one column per navigation.
+    fn scope(&self) -> Vec<ScopeColumn> {
+        let mut cols = self.input_scope();
         for (i, (_, t)) in self.navs.iter().enumerate() {
             cols.push(ScopeColumn {
                 qualifier: None,
@@ -648,15 +652,7 @@ impl NavBinder<'_> {
             return Err(err);
         }
         let var = strip.var;
-        let scope: Vec<ScopeColumn> = self
-            .input
-            .iter()
-            .map(|c| ScopeColumn {
-                qualifier: None,
-                ..c.clone()
-            })
-            .collect();
-        Ok((var, bind(&e, &scope, None)?))
+        Ok((var, bind(&e, &self.input_scope(), None)?))
     }
 
     /// Where a row expression over `var` starts, `k` rows from the newest
@@ -798,14 +794,7 @@ impl NavBinder<'_> {
             }
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
                 let (var, t) = self.row_expr(e, &format!("{name}()"))?;
-                let func = match name {
-                    "count" => AggFunc::Count,
-                    "sum" => AggFunc::Sum,
-                    "min" => AggFunc::Min,
-                    "max" => AggFunc::Max,
-                    _ => AggFunc::Avg,
-                };
-                (func, var, Some(t.expr), t.ty)
+                (aggregate_func(name), var, Some(t.expr), t.ty)
             }
             _ => return Err(type_err(format!("{name} takes one argument"), at)),
         };
