@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use weir_connectors::decode::encode_json;
+use weir_connectors::kafka::{start_ingest, Ingest, SourceConfig, Startup};
 use weir_connectors::log::DEFAULT_PARTITIONS;
 use weir_dataflows::expr::{cast, sql_cmp};
-use weir_dataflows::plan::{JobPlan, StartFrom, TablePlan, ViewPlan};
+use weir_dataflows::plan::{JobPlan, KafkaStartup, StartFrom, TablePlan, ViewPlan};
 use weir_dataflows::sql::{
     plan_drops, plan_job, plan_peek, script_without, CatalogLookup, DropKind, ObjectInfo, PlanError,
 };
@@ -303,6 +304,11 @@ impl Engine {
             }
         }
         for t in &sources {
+            if t.kafka().is_some() {
+                // Its mirror is created by the ingest, with the topic's partitions.
+                self.ensure_ingest(t)?;
+                continue;
+            }
             self.shared
                 .log
                 .create_topic(t.topic(), DEFAULT_PARTITIONS)
@@ -367,6 +373,103 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts copying a Kafka table's topic into its mirror, unless that
+    /// runs already (another job, or an earlier version, reads the table).
+    fn ensure_ingest(&self, t: &TablePlan) -> Result<(), EngineError> {
+        let Some(k) = t.kafka() else { return Ok(()) };
+        let mut ingests = lock(&self.shared.ingests);
+        if ingests.contains_key(&k.mirror) {
+            return Ok(());
+        }
+        let config = SourceConfig {
+            table: t.name.clone(),
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            group_id: k.group_id.clone(),
+            startup: match &k.startup {
+                KafkaStartup::Earliest => Startup::Earliest,
+                KafkaStartup::Latest => Startup::Latest,
+                KafkaStartup::Timestamp(ms) => Startup::Timestamp(*ms),
+                KafkaStartup::Offsets(given) => Startup::Offsets(given.iter().copied().collect()),
+            },
+            properties: k.properties.clone(),
+            mirror: k.mirror.clone(),
+        };
+        let shared = Arc::downgrade(&self.shared);
+        let wake = Arc::new(move || {
+            if let Some(s) = shared.upgrade() {
+                s.wake_workers();
+            }
+        });
+        let ingest = start_ingest(config, self.shared.log.clone(), self.shared.store.meta(), wake)
+            .map_err(|e| EngineError::Internal(format!("cannot start the Kafka source of table {}: {e}", t.name)))?;
+        ingests.insert(k.mirror.clone(), ingest);
+        Ok(())
+    }
+
+    /// Stops the Kafka sources no table of the catalog (or of a replacement
+    /// being built) reads any more.
+    fn prune_ingests(&self, cat: &Catalog) {
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        for o in cat.objects.values() {
+            if let ObjectKind::Table(t) = &o.kind {
+                used.insert(t.topic());
+            }
+        }
+        for j in cat.jobs.values() {
+            for t in j.replacing.iter().flat_map(|(_, p)| &p.tables) {
+                used.insert(t.topic());
+            }
+        }
+        let stopped: Vec<Ingest> = {
+            let mut ingests = lock(&self.shared.ingests);
+            let gone: Vec<String> = ingests.keys().filter(|m| !used.contains(m.as_str())).cloned().collect();
+            gone.iter().filter_map(|m| ingests.remove(m)).collect()
+        };
+        // Dropping an ingest waits for its thread: outside the lock.
+        drop(stopped);
+    }
+
+    /// The state of the Kafka sources: `Err` names those that cannot reach
+    /// their broker.
+    pub fn kafka_health(&self) -> Result<(), String> {
+        let ingests = lock(&self.shared.ingests);
+        let down: Vec<String> = ingests
+            .values()
+            .filter(|i| !i.status.connected.load(Ordering::SeqCst))
+            .map(|i| {
+                let why = lock(&i.status.last_error).clone().unwrap_or_else(|| "connecting".into());
+                format!("table {} (Kafka topic {}): {why}", i.config.table, i.config.topic)
+            })
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("Kafka sources not connected: {}", down.join("; ")))
+        }
+    }
+
+    /// A Kafka table's source, as shown in job status.
+    fn kafka_status(&self, t: &TablePlan) -> Option<Value> {
+        let k = t.kafka()?;
+        let ingests = lock(&self.shared.ingests);
+        let i = ingests.get(&k.mirror)?;
+        let st = &i.status;
+        let partitions: Vec<Value> = lock(&st.partitions)
+            .iter()
+            .map(|(p, (next, high))| json!({"partition": p, "next_offset": next, "high_watermark": high, "lag": (high - next).max(0)}))
+            .collect();
+        Some(json!({
+            "topic": k.topic,
+            "bootstrap.servers": k.brokers,
+            "connected": st.connected.load(Ordering::SeqCst),
+            "retries": st.retries.load(Ordering::Relaxed),
+            "ingested": st.ingested.load(Ordering::Relaxed),
+            "last_error": *lock(&st.last_error),
+            "partitions": partitions,
+        }))
+    }
+
     /// Waits until the replacement dataflow has read the log and its views
     /// are complete past the time it was installed, then swaps atomically.
     async fn finish_replace(
@@ -401,6 +504,7 @@ impl Engine {
                 job.plan = plan.clone();
                 cat.objects.retain(|_, o| o.job != name);
                 register(&mut cat, &name, &plan, new_df, &closure);
+                self.prune_ingests(&cat);
                 old_df
             };
             let _ = self.send(Command::Drop { df: old });
@@ -433,6 +537,7 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cannot update the catalog: {e}")))?;
         cat.jobs.remove(name);
         cat.objects.retain(|_, o| o.job != name);
+        self.prune_ingests(cat);
         for df in dfs {
             self.send(Command::Drop { df })?;
         }
@@ -447,6 +552,28 @@ impl Engine {
         m.view_rows.reset();
         m.freshness_lag_ms.reset();
         m.partial_matches.reset();
+        m.kafka_connected.reset();
+        m.kafka_lag.reset();
+        m.kafka_retries.reset();
+        m.kafka_ingested.reset();
+        for i in lock(&self.shared.ingests).values() {
+            let labels = [i.config.table.as_str(), i.config.topic.as_str()];
+            let st = &i.status;
+            m.kafka_connected
+                .with_label_values(&labels)
+                .set(i64::from(st.connected.load(Ordering::SeqCst)));
+            m.kafka_retries
+                .with_label_values(&labels)
+                .set(st.retries.load(Ordering::Relaxed) as i64);
+            m.kafka_ingested
+                .with_label_values(&labels)
+                .set(st.ingested.load(Ordering::Relaxed) as i64);
+            for (p, lag) in st.lag() {
+                m.kafka_lag
+                    .with_label_values(&[labels[0], labels[1], &p.to_string()])
+                    .set(lag);
+            }
+        }
         let now = now_ms();
         for (name, o) in cat
             .objects
@@ -581,6 +708,12 @@ impl Engine {
             .chain(job.plan.views.iter().map(|v| v.name.clone()))
             .collect();
         let dead_letters: BTreeMap<&String, &u64> = dlq.iter().filter(|(k, _)| objects.contains(*k)).collect();
+        let kafka: BTreeMap<&String, Value> = job
+            .plan
+            .tables
+            .iter()
+            .filter_map(|t| Some((&t.name, self.kafka_status(t)?)))
+            .collect();
         let status = if job.replacing.is_some() {
             "replacing"
         } else if self.shared.caught_up(job.df, 0) {
@@ -596,6 +729,7 @@ impl Engine {
             "tables": job.plan.tables.iter().map(|t| json!({"name": t.name, "topic": t.topic(), "primary_key": t.primary_key.as_ref().map(|k| k.iter().map(|&i| t.schema.columns[i].name.clone()).collect::<Vec<_>>())})).collect::<Vec<_>>(),
             "views": job.plan.views.iter().map(|v| json!({"name": v.name, "complete_through": self.shared.complete_through(job.df, &v.name)})).collect::<Vec<_>>(),
             "dead_letters": dead_letters,
+            "kafka_sources": kafka,
         }))
     }
 
@@ -792,7 +926,7 @@ impl Engine {
         let hold = loop {
             for (tick, t) in appended.iter_mut().zip(&opts.after) {
                 if tick.is_none() {
-                    *tick = self.shared.appended_at(&t.topic, t.partition, t.offset);
+                    *tick = self.shared.written_at(&t.topic, t.partition, t.offset);
                 }
             }
             let required = appended.iter().try_fold(0, |r: Tick, tick| {

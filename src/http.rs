@@ -192,6 +192,13 @@ async fn append_events(
             }
         },
     };
+    if topic.starts_with("__") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_topic",
+            format!("topic {topic} is the engine's own (names starting with __ are reserved: Kafka sources are copied into them)"),
+        );
+    }
     let events = match split_events(&bytes) {
         Ok(e) => e,
         Err(e) => {
@@ -426,6 +433,9 @@ async fn metrics(State(api): State<Api>) -> Response {
 }
 
 async fn readyz(State(api): State<Api>) -> Response {
+    if let Err(why) = api.engine.kafka_health() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "source_disconnected", why);
+    }
     if api.engine.ready() {
         Json(json!({"status": "ready"})).into_response()
     } else {

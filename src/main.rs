@@ -16,7 +16,7 @@ mod shared;
 mod shop;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +27,7 @@ use serde_json::Value;
 use weir_connectors::store::StateStore;
 
 use crate::engine::Engine;
-use crate::shared::{now_ms, Shared};
+use crate::shared::{lock, now_ms, Shared};
 
 #[derive(Parser)]
 #[command(
@@ -85,15 +85,19 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
-    /// Appends NDJSON (FILE, or standard input) to a topic of a running engine's log.
+    /// Appends NDJSON (FILE, or standard input) to a topic of a running
+    /// engine's log, or with --brokers to a Kafka topic; prints a token
+    /// (topic:partition:offset) per batch and partition, for `after=`.
     Produce {
         topic: String,
         file: Option<PathBuf>,
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
-        /// Events per request.
+        /// Events per request (embedded log) or per flush (Kafka).
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
     /// Writes the shop's synthetic events straight into a data directory's
     /// log (the engine must not be running on it), for loading volume.
@@ -111,7 +115,28 @@ enum Cmd {
         /// order gets a new id).
         #[arg(long)]
         order_ids: Option<i64>,
+        /// Write to these Kafka brokers' topics (created with
+        /// --partitions if missing) instead of the data directory's log.
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
     },
+}
+
+/// Where `weir produce` writes when it writes to Kafka.
+#[derive(Args, Clone)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers: produce to Kafka instead of the engine's log.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Key each record by these fields (comma-separated), as a JSON object;
+    /// an event with `"__op": "delete"` is then sent as a tombstone.
+    #[arg(long)]
+    key: Option<String>,
+    /// Create the topic with this many partitions if it does not exist.
+    #[arg(long)]
+    partitions: Option<i32>,
 }
 
 #[derive(Args, Clone)]
@@ -167,13 +192,27 @@ fn main() -> Result<()> {
             file,
             url,
             batch,
-        } => produce(&topic, file, &url, batch),
+            kafka,
+        } => match kafka.brokers.clone() {
+            Some(brokers) => produce_kafka(&topic, file, &brokers, &kafka, batch),
+            None => produce(&topic, file, &url, batch),
+        },
+        Cmd::Generate {
+            events,
+            seed,
+            order_ids,
+            brokers: Some(brokers),
+            partitions,
+            ..
+        } => generate_kafka(events, &brokers, partitions, seed, order_ids),
         Cmd::Generate {
             events,
             data_dir,
             seed,
             batch,
             order_ids,
+            brokers: None,
+            ..
         } => generate(events, &data_dir, seed, batch, order_ids),
     }
 }
@@ -240,6 +279,7 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
         peek_replies: Mutex::new(HashMap::new()),
         dead_letters: Mutex::new(dlq_tx),
         worker_threads: Mutex::new(Vec::new()),
+        ingests: Mutex::new(BTreeMap::new()),
     });
     // Dead letters are written durably off the workers' threads.
     let dlq_store = store.dead_letters();
@@ -308,6 +348,9 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
     });
     rt.shutdown_timeout(Duration::from_secs(2));
     let workers_done = timely.join();
+    // Kafka sources stop before the store closes (each finishes its last
+    // append; what it had not appended is read again at the next start).
+    drop(std::mem::take(&mut *lock(&shared.ingests)));
     // The dead letters still queued are written once nothing can add more:
     // the last holder of `shared` (and so of the queue's sender) is gone.
     if Arc::strong_count(&shared) == 1 {
@@ -485,5 +528,96 @@ fn produce(topic: &str, file: Option<PathBuf>, url: &str, batch: usize) -> Resul
                 .send(body),
         )?;
     }
+    Ok(())
+}
+
+/// `weir produce --brokers`: NDJSON to a Kafka topic, keyed by `--key`.
+fn produce_kafka(topic: &str, file: Option<PathBuf>, brokers: &str, args: &KafkaArgs, batch: usize) -> Result<()> {
+    use weir_connectors::kafka::{ensure_topic, Producer};
+    let text = match file {
+        Some(f) => std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        None => std::io::read_to_string(std::io::stdin())?,
+    };
+    if let Some(n) = args.partitions {
+        ensure_topic(brokers, topic, n)?;
+    }
+    let key_fields: Vec<&str> = args
+        .key
+        .as_deref()
+        .map(|k| k.split(',').map(str::trim).filter(|f| !f.is_empty()).collect())
+        .unwrap_or_default();
+    let mut producer = Producer::new(brokers)?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    for chunk in lines.chunks(batch.max(1)) {
+        for (n, line) in chunk {
+            let event: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
+            let (key, value) = kafka_record(&event, line, &key_fields).with_context(|| format!("line {}", n + 1))?;
+            producer.send(topic, key.as_deref(), value)?;
+        }
+        let delivered = producer.flush(Duration::from_secs(60))?;
+        for (partition, (first, last)) in delivered {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "topic": topic, "partition": partition, "first_offset": first, "last_offset": last,
+                    "token": format!("{topic}:{partition}:{last}"),
+                })
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The key and value of one event: the key is a JSON object of
+/// `key_fields` (none: no key); a keyed `"__op": "delete"` event is a
+/// tombstone.
+fn kafka_record<'a>(
+    event: &serde_json::Value,
+    line: &'a str,
+    key_fields: &[&str],
+) -> Result<(Option<Vec<u8>>, Option<&'a [u8]>)> {
+    if key_fields.is_empty() {
+        return Ok((None, Some(line.as_bytes())));
+    }
+    let obj = event.as_object().context("an event must be a JSON object")?;
+    let mut key = serde_json::Map::new();
+    for f in key_fields {
+        let v = obj.get(*f).with_context(|| format!("the event has no key field \"{f}\""))?;
+        key.insert(f.to_string(), v.clone());
+    }
+    let key = serde_json::to_vec(&key)?;
+    let delete = obj.get("__op").and_then(|v| v.as_str()) == Some("delete");
+    Ok((Some(key), (!delete).then_some(line.as_bytes())))
+}
+
+/// `weir generate --brokers`: the shop's events into Kafka topics.
+fn generate_kafka(events: u64, brokers: &str, partitions: i32, seed: u64, order_ids: Option<i64>) -> Result<()> {
+    use weir_connectors::kafka::{ensure_topic, Producer};
+    let start = now_ms() as i64 - events as i64;
+    let mut gen = shop::ShopGenerator::new(seed, start, 1000);
+    if let Some(n) = order_ids {
+        gen = gen.with_order_ids(n);
+    }
+    let mut producer = Producer::new(brokers)?;
+    let mut created: HashMap<&'static str, i32> = HashMap::new();
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for i in 0..events {
+        let (topic, event) = gen.next_event();
+        if !created.contains_key(topic) {
+            created.insert(topic, ensure_topic(brokers, topic, partitions)?);
+        }
+        producer.send(topic, None, Some(event.to_string().as_bytes()))?;
+        *counts.entry(topic).or_default() += 1;
+        if i % 100_000 == 99_999 {
+            producer.flush(Duration::from_secs(120))?;
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    println!("{}", serde_json::json!({"events": events, "brokers": brokers, "topics": counts}));
     Ok(())
 }

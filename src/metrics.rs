@@ -18,6 +18,14 @@ pub struct Metrics {
     pub partial_matches: IntGaugeVec,
     pub peeks: IntCounterVec,
     pub peek_seconds: HistogramVec,
+    /// Per Kafka source table: 1 while the broker answers.
+    pub kafka_connected: IntGaugeVec,
+    /// Per Kafka source partition: records on the broker not yet ingested.
+    pub kafka_lag: IntGaugeVec,
+    /// Per Kafka source table: attempts made again after an error.
+    pub kafka_retries: IntGaugeVec,
+    /// Per Kafka source table: records copied into the embedded log.
+    pub kafka_ingested: IntGaugeVec,
 }
 
 impl Metrics {
@@ -63,6 +71,35 @@ impl Metrics {
             ]),
             &["view"],
         )?;
+        let kafka_connected = IntGaugeVec::new(
+            Opts::new("weir_kafka_source_connected", "1 while the Kafka source's broker answers"),
+            &["table", "topic"],
+        )?;
+        let kafka_lag = IntGaugeVec::new(
+            Opts::new(
+                "weir_kafka_consumer_lag",
+                "records of a Kafka partition not yet ingested (high watermark minus next offset)",
+            ),
+            &["table", "topic", "partition"],
+        )?;
+        let kafka_retries = IntGaugeVec::new(
+            Opts::new(
+                "weir_kafka_source_retries",
+                "attempts a Kafka source made again after an error",
+            ),
+            &["table", "topic"],
+        )?;
+        let kafka_ingested = IntGaugeVec::new(
+            Opts::new(
+                "weir_kafka_source_records",
+                "records a Kafka source copied into the embedded log since the engine started",
+            ),
+            &["table", "topic"],
+        )?;
+        registry.register(Box::new(kafka_connected.clone()))?;
+        registry.register(Box::new(kafka_lag.clone()))?;
+        registry.register(Box::new(kafka_retries.clone()))?;
+        registry.register(Box::new(kafka_ingested.clone()))?;
         registry.register(Box::new(ingested.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(appended.clone()))?;
@@ -81,6 +118,10 @@ impl Metrics {
             partial_matches,
             peeks,
             peek_seconds,
+            kafka_connected,
+            kafka_lag,
+            kafka_retries,
+            kafka_ingested,
         })
     }
 

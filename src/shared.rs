@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use weir_connectors::dead_letters::DeadLetter;
+use weir_connectors::kafka::{mirrored_at, Ingest};
 use weir_connectors::log::EventLog;
 use weir_connectors::store::StateStore;
 use weir_dataflows::plan::{TablePlan, ViewPlan};
@@ -161,6 +162,8 @@ pub struct Shared {
     pub dead_letters: Mutex<std::sync::mpsc::Sender<DeadLetter>>,
     /// The timely worker threads, to wake them when there is work.
     pub worker_threads: Mutex<Vec<std::thread::Thread>>,
+    /// The running Kafka sources, by the log topic they copy into.
+    pub ingests: Mutex<BTreeMap<String, Ingest>>,
 }
 
 /// Locks a mutex, recovering from poisoning: the data behind these locks
@@ -189,6 +192,23 @@ impl Shared {
     /// `None` while the log has no such record.
     pub fn appended_at(&self, topic: &str, partition: u32, offset: u64) -> Option<Tick> {
         Some(self.log.read(topic, partition, offset, 1).ok()?.first()?.tick)
+    }
+
+    /// The tick at which the write a token names is in the log: a Kafka
+    /// position when a Kafka source reads the token's topic (then every
+    /// source reading it must hold it), else a position of the embedded log.
+    pub fn written_at(&self, topic: &str, partition: u32, offset: u64) -> Option<Tick> {
+        let mirrors: Vec<String> = lock(&self.ingests)
+            .values()
+            .filter(|i| i.config.topic == topic)
+            .map(|i| i.config.mirror.clone())
+            .collect();
+        if mirrors.is_empty() {
+            return self.appended_at(topic, partition, offset);
+        }
+        mirrors.iter().try_fold(0, |t: Tick, m| {
+            Some(t.max(mirrored_at(&self.log, m, partition, offset)?))
+        })
     }
 
     /// The time at which dataflow `df` processes a record appended at `tick`:

@@ -16,10 +16,12 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::synchronization::Sequencer;
 use weir_connectors::dead_letters::{DeadLetter, Position};
 use weir_connectors::decode::{decode_json, is_delete};
+use weir_connectors::kafka::{decode_key, Mirrored, MAX_MESSAGE_BYTES};
+use weir_connectors::log::LogRecord;
 use weir_dataflows::plan::TablePlan;
 use weir_dataflows::render::{render_job, ErrorSink, SourceInput, ViewTrace};
 use weir_operators::cep::CepStats;
-use weir_operators::repr::{Schema, Tick};
+use weir_operators::repr::{Row, Schema, Tick};
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
 use crate::shared::{fed_time, lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
@@ -48,19 +50,32 @@ struct Source {
     /// Owned partitions: (partition, next offset to read, the time the last
     /// record read was fed at). The partition's records come in tick order.
     partitions: Vec<(u32, u64, Tick)>,
+    /// The topic's partitions known so far: a topic may gain partitions (a
+    /// Kafka source's mirror grows with its topic), which are then owned as
+    /// the first ones were.
+    known_partitions: u32,
+    /// For a Kafka table: its topic. The records are then mirrored Kafka
+    /// records ([`Mirrored`]), and dead letters name Kafka positions.
+    kafka_topic: Option<String>,
     /// Records appended before this are not read (`'auto.offset.reset' =
     /// 'latest'`).
     skip_before: Tick,
+    /// (this worker, workers): a worker owns the partitions `p` with
+    /// `p % workers == this worker`.
+    owner: (usize, usize),
     ingested: IntCounter,
     rejected: IntCounter,
 }
 
 impl Source {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         table: TablePlan,
         input: SourceInput,
         feeds: bool,
-        partitions: Vec<(u32, u64, Tick)>,
+        owner: (usize, usize),
+        skip_before: Tick,
+        known_partitions: u32,
         shared: &Shared,
     ) -> Source {
         let key_schema = table.primary_key.as_ref().map(|cols| Schema {
@@ -70,19 +85,90 @@ impl Source {
         Source {
             ingested: shared.metrics.ingested.with_label_values(&name),
             rejected: shared.metrics.dead_letters.with_label_values(&name),
-            table,
             key_schema,
             input,
             feeds,
-            partitions,
-            skip_before: 0,
+            partitions: Vec::new(),
+            known_partitions: 0,
+            kafka_topic: table.kafka().map(|k| k.topic.clone()),
+            table,
+            owner,
+            skip_before,
         }
+        .with_partitions(known_partitions, shared)
+    }
+
+    /// Takes up the topic's partitions `known_partitions..count` that are
+    /// this worker's, read from `skip_before` on.
+    fn with_partitions(mut self, count: u32, shared: &Shared) -> Source {
+        self.discover(count, shared);
+        self
+    }
+
+    fn discover(&mut self, count: u32, shared: &Shared) {
+        let (index, peers) = self.owner;
+        for p in self.known_partitions..count {
+            if p as usize % peers == index {
+                let from = first_offset_from(shared, self.table.topic(), p, self.skip_before);
+                self.partitions.push((p, from, 0));
+            }
+        }
+        self.known_partitions = self.known_partitions.max(count);
+    }
+
+    /// Feeds one record of the log; for a Kafka table, a mirrored record.
+    /// The reason and the position to report if it does not fit the table.
+    fn feed_record(&mut self, partition: u32, rec: &LogRecord, at: Tick) -> Result<(), (Position, String, String)> {
+        let Some(kafka_topic) = &self.kafka_topic else {
+            return self.feed(&rec.payload, None, rec.seq, at).map_err(|reason| {
+                let position = Position {
+                    topic: self.table.topic().to_string(),
+                    partition,
+                    offset: rec.offset,
+                };
+                (position, String::from_utf8_lossy(&rec.payload).into_owned(), reason)
+            });
+        };
+        let Some(m) = Mirrored::decode(&rec.payload) else {
+            let position = Position {
+                topic: self.table.topic().to_string(),
+                partition,
+                offset: rec.offset,
+            };
+            return Err((position, String::new(), "unreadable mirrored record".into()));
+        };
+        let position = Position {
+            topic: kafka_topic.clone(),
+            partition,
+            offset: m.offset.max(0) as u64,
+        };
+        let shown = |m: &Mirrored| String::from_utf8_lossy(m.value.unwrap_or_default()).into_owned();
+        if let Some(size) = m.oversized {
+            let reason = format!("oversized: the record has {size} bytes, more than {MAX_MESSAGE_BYTES}");
+            return Err((position, shown(&m), reason));
+        }
+        let key = match (m.key, &self.key_schema) {
+            (Some(k), Some(schema)) => Some(decode_key(k, schema).map_err(|r| (position.clone(), shown(&m), r))?),
+            _ => None,
+        };
+        match m.value {
+            Some(value) => self.feed(value, key, rec.seq, at),
+            None if self.table.primary_key.is_none() => {
+                Err("a null value (tombstone) deletes a key only in a table with a PRIMARY KEY".into())
+            }
+            None => match key {
+                Some(key) => self.delete(key, rec.seq, at),
+                None => Err("a tombstone needs a key".into()),
+            },
+        }
+        .map_err(|reason| (position, shown(&m), reason))
     }
 
     /// Decodes one record and feeds it to the input; the reason if it does
     /// not fit the table. Key columns are NOT NULL, so decoding rejects a
-    /// record without its key.
-    fn feed(&mut self, payload: &[u8], seq: u64, at: Tick) -> Result<(), String> {
+    /// record without its key. `key`, a Kafka record's key, gives an upsert
+    /// table's key columns (over the value's).
+    fn feed(&mut self, payload: &[u8], key: Option<Row>, seq: u64, at: Tick) -> Result<(), String> {
         match (&mut self.input, &self.table.primary_key, &self.key_schema) {
             (SourceInput::Append(input), _, _) => {
                 let row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
@@ -91,20 +177,40 @@ impl Source {
                     input.update_at(row, at, 1);
                 }
             }
-            (SourceInput::Upsert(input), Some(key_cols), Some(key_schema)) => {
-                let update = if is_delete(payload) {
-                    let key = decode_json(payload, key_schema).map_err(|e| e.to_string())?;
-                    (key, seq, None)
-                } else {
-                    let row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
-                    (key_cols.iter().map(|&i| row[i].clone()).collect(), seq, Some(row))
+            (SourceInput::Upsert(_), Some(_), Some(key_schema)) if is_delete(payload) => {
+                let key = decode_json(payload, key_schema).map_err(|e| e.to_string())?;
+                return self.delete(key, seq, at);
+            }
+            (SourceInput::Upsert(input), Some(key_cols), Some(_)) => {
+                let mut row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
+                let key = match key {
+                    Some(key) => {
+                        for (&i, d) in key_cols.iter().zip(&key) {
+                            row[i] = d.clone();
+                        }
+                        key
+                    }
+                    None => key_cols.iter().map(|&i| row[i].clone()).collect(),
                 };
                 if self.feeds {
                     let at = at.max(*input.time());
-                    input.update_at(update, at, 1);
+                    input.update_at((key, seq, Some(row)), at, 1);
                 }
             }
             (SourceInput::Upsert(_), _, _) => return Err("upsert input for a table without a key".into()),
+        }
+        self.ingested.inc();
+        Ok(())
+    }
+
+    /// Deletes a key of an upsert table.
+    fn delete(&mut self, key: Row, seq: u64, at: Tick) -> Result<(), String> {
+        let SourceInput::Upsert(input) = &mut self.input else {
+            return Err("a delete needs a table with a PRIMARY KEY".into());
+        };
+        if self.feeds {
+            let at = at.max(*input.time());
+            input.update_at((key, seq, None), at, 1);
         }
         self.ingested.inc();
         Ok(())
@@ -228,15 +334,9 @@ fn run_worker(
                         let Some(table) = sources.iter().find(|t| t.name == name).cloned() else {
                             continue;
                         };
-                        let parts = log.topic(table.topic()).map(|t| t.partitions).unwrap_or(0);
-                        let partitions = (0..parts)
-                            .filter(|p| *p as usize % peers == index)
-                            .map(|p| (p, first_offset_from(&shared, table.topic(), p, skip_before), 0))
-                            .collect();
+                        let parts = log.partitions(table.topic());
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
-                        let mut src = Source::new(table, input, feeds, partitions, &shared);
-                        src.skip_before = skip_before;
-                        srcs.push(src);
+                        srcs.push(Source::new(table, input, feeds, (index, peers), skip_before, parts, &shared));
                     }
                     let mut views = Vec::new();
                     let mut rows = Vec::new();
@@ -425,6 +525,12 @@ fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, ma
     let topic = src.table.topic().to_string();
     // Before the end offsets: records past them come at or after `sealed`.
     let sealed = fed_time(shared.log.sealed(&topic), installed);
+    // After `sealed`: a partition added later holds only records appended
+    // after it.
+    let count = shared.log.partitions(&topic);
+    if count > src.known_partitions {
+        src.discover(count, shared);
+    }
     let mut out = Read {
         records: 0,
         fed_until: 0,
@@ -449,17 +555,16 @@ fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, ma
                 let at = fed_time(rec.tick, installed);
                 out.fed_until = out.fed_until.max(at);
                 src.partitions[p].2 = at;
-                if let Err(reason) = src.feed(&rec.payload, rec.seq, at) {
+                if let Err((position, payload, reason)) = src.feed_record(partition, rec, at) {
                     src.rejected.inc();
                     let _ = lock(&shared.dead_letters).send(DeadLetter {
-                        id: format!("{}:{}:{}:{}", src.table.name, topic, partition, rec.offset),
+                        id: format!(
+                            "{}:{}:{}:{}",
+                            src.table.name, position.topic, position.partition, position.offset
+                        ),
                         source: src.table.name.clone(),
-                        position: Some(Position {
-                            topic: topic.clone(),
-                            partition,
-                            offset: rec.offset,
-                        }),
-                        payload: String::from_utf8_lossy(&rec.payload).into_owned(),
+                        position: Some(position),
+                        payload,
                         reason,
                         at_ms: now as i64,
                     });

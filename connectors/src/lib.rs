@@ -17,6 +17,8 @@
 //! - [`ingest`]: [`split_events`] splits an HTTP ingest body (object, array
 //!   or NDJSON) into events, rejecting the whole batch with a line and
 //!   column on any error.
+//! - [`kafka`]: Kafka sources, copied exactly once into the log, and
+//!   changelog sinks.
 //! - [`decode`]: JSON event ↔ [`Row`](weir_operators::repr::Row) of a table
 //!   schema ([`decode_json`], [`encode_json`], [`datum_to_json`]) and upsert
 //!   deletes ([`is_delete`]).
@@ -25,6 +27,7 @@ pub mod catalog;
 pub mod dead_letters;
 pub mod decode;
 pub mod ingest;
+pub mod kafka;
 pub mod log;
 pub mod store;
 
@@ -33,4 +36,4 @@ pub use dead_letters::{DeadLetter, DeadLetters, Position};
 pub use decode::{datum_to_json, decode_json, encode_json, is_delete, DecodeError};
 pub use ingest::{split_events, IngestError};
 pub use log::{Appended, EventLog, LogError, LogRecord, TopicInfo, DEFAULT_PARTITIONS};
-pub use store::{StateStore, StoreError};
+pub use store::{Meta, StateStore, StoreError};

@@ -108,11 +108,15 @@ struct LogInner {
 
 struct Topic {
     name: String,
-    partitions: u32,
-    /// Per partition, the next offset. Written only by the appender holding
-    /// `next_seq`, and only after its batch is durable, so a reader that
-    /// stays below it reads complete batches.
-    end_offsets: Vec<AtomicU64>,
+    /// The partitions in use; only grows ([`EventLog::grow_partitions`]),
+    /// under `next_seq`, after the new count is durable.
+    partitions: AtomicU32,
+    /// Per partition, the next offset; [`MAX_PARTITIONS`] slots, of which
+    /// the first `partitions` are in use, so that growing a topic moves
+    /// nothing. Written only by the appender holding `next_seq`, and only
+    /// after its batch is durable, so a reader that stays below it reads
+    /// complete batches.
+    end_offsets: Box<[AtomicU64]>,
     /// Round-robin cursor for appends that name no partition.
     next_partition: AtomicU32,
     /// The next topic-wide seq. Held for the whole of an append: appends to
@@ -127,22 +131,43 @@ struct Topic {
 }
 
 impl Topic {
+    fn new(name: &str, partitions: u32) -> Topic {
+        Topic {
+            name: name.to_string(),
+            partitions: AtomicU32::new(partitions),
+            end_offsets: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            next_partition: AtomicU32::new(0),
+            next_seq: Mutex::new(0),
+            last_tick: AtomicU64::new(0),
+            appending: AtomicU64::new(NONE_APPENDING),
+        }
+    }
+
+    fn partitions(&self) -> u32 {
+        self.partitions.load(Ordering::Acquire)
+    }
+
     fn info(&self) -> TopicInfo {
+        let partitions = self.partitions();
         TopicInfo {
             name: self.name.clone(),
-            partitions: self.partitions,
-            end_offsets: self.end_offsets.iter().map(|o| o.load(Ordering::Acquire)).collect(),
+            partitions,
+            end_offsets: self.end_offsets[..partitions as usize]
+                .iter()
+                .map(|o| o.load(Ordering::Acquire))
+                .collect(),
         }
     }
 
     fn check_partition(&self, partition: u32) -> Result<usize, LogError> {
-        if partition < self.partitions {
+        let partitions = self.partitions();
+        if partition < partitions {
             Ok(partition as usize)
         } else {
             Err(LogError::NoSuchPartition {
                 topic: self.name.clone(),
                 partition,
-                partitions: self.partitions,
+                partitions,
             })
         }
     }
@@ -226,29 +251,19 @@ impl EventLog {
         })?;
         let mut topics = HashMap::with_capacity(metas.len());
         for (name, partitions) in metas {
-            let mut end_offsets = Vec::with_capacity(partitions as usize);
+            let topic = Topic::new(&name, partitions);
             let mut next_seq = 0;
             let mut last_tick = 0;
             for partition in 0..partitions {
-                match last_with_prefix(&db, &partition_prefix(&name, partition))? {
-                    Some((key, value)) => {
-                        let last = decode_record(&key, &value)?;
-                        end_offsets.push(AtomicU64::new(last.offset + 1));
-                        next_seq = next_seq.max(last.seq + 1);
-                        last_tick = last_tick.max(last.tick);
-                    }
-                    None => end_offsets.push(AtomicU64::new(0)),
+                if let Some((key, value)) = last_with_prefix(&db, &partition_prefix(&name, partition))? {
+                    let last = decode_record(&key, &value)?;
+                    topic.end_offsets[partition as usize].store(last.offset + 1, Ordering::Release);
+                    next_seq = next_seq.max(last.seq + 1);
+                    last_tick = last_tick.max(last.tick);
                 }
             }
-            let topic = Topic {
-                name: name.clone(),
-                partitions,
-                end_offsets,
-                next_partition: AtomicU32::new(0),
-                next_seq: Mutex::new(next_seq),
-                last_tick: AtomicU64::new(last_tick),
-                appending: AtomicU64::new(NONE_APPENDING),
-            };
+            *lock(&topic.next_seq) = next_seq;
+            topic.last_tick.store(last_tick, Ordering::SeqCst);
             topics.insert(name, Arc::new(topic));
         }
         Ok(EventLog {
@@ -280,17 +295,34 @@ impl EventLog {
         let mut batch = WriteBatch::default();
         batch.put(topic_key(name), partitions.to_be_bytes());
         write_durably(&self.inner.db, batch)?;
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            partitions,
-            end_offsets: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
-            next_partition: AtomicU32::new(0),
-            next_seq: Mutex::new(0),
-            last_tick: AtomicU64::new(0),
-            appending: AtomicU64::new(NONE_APPENDING),
-        });
+        let topic = Arc::new(Topic::new(name, partitions));
         topics.insert(name.to_string(), topic.clone());
         Ok(topic)
+    }
+
+    /// Grows `topic` to `partitions` partitions (creating it if missing);
+    /// never shrinks it. Returns the partitions it has now. The new ones
+    /// start empty; records already written keep their partitions.
+    pub fn grow_partitions(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
+        let t = self.get_or_create(topic, partitions)?;
+        if t.partitions() >= partitions {
+            return Ok(t.partitions());
+        }
+        if partitions > MAX_PARTITIONS {
+            return Err(LogError::InvalidPartitionCount(partitions));
+        }
+        // Serialised with appends, so none picks a partition meanwhile.
+        let _appends = lock(&t.next_seq);
+        let mut batch = WriteBatch::default();
+        batch.put(topic_key(topic), partitions.to_be_bytes());
+        write_durably(&self.inner.db, batch)?;
+        t.partitions.fetch_max(partitions, Ordering::AcqRel);
+        Ok(t.partitions())
+    }
+
+    /// The partitions of `topic`: 0 when it does not exist. Cheap.
+    pub fn partitions(&self, topic: &str) -> u32 {
+        self.get(topic).map_or(0, |t| t.partitions())
     }
 
     /// Creates a topic with `partitions` partitions (1 to [`MAX_PARTITIONS`]).
@@ -310,7 +342,7 @@ impl EventLog {
             return Err(LogError::EmptyBatch);
         }
         let t = self.get_or_create(topic, DEFAULT_PARTITIONS)?;
-        let partition = partition.unwrap_or_else(|| t.next_partition.fetch_add(1, Ordering::Relaxed) % t.partitions);
+        let partition = partition.unwrap_or_else(|| t.next_partition.fetch_add(1, Ordering::Relaxed) % t.partitions());
         let index = t.check_partition(partition)?;
 
         let mut next_seq = lock(&t.next_seq);
@@ -400,6 +432,7 @@ impl EventLog {
     /// empty or unknown partition. Cheap (an atomic load).
     pub fn end_offset(&self, topic: &str, partition: u32) -> u64 {
         self.get(topic)
+            .filter(|t| partition < t.partitions())
             .and_then(|t| t.end_offsets.get(partition as usize).map(|o| o.load(Ordering::Acquire)))
             .unwrap_or(0)
     }

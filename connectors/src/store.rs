@@ -43,6 +43,7 @@ pub(crate) const TAG_JOB: u8 = b'J';
 pub(crate) const TAG_DEAD_LETTER: u8 = b'D';
 pub(crate) const TAG_DEAD_LETTER_ID: u8 = b'I';
 pub(crate) const TAG_DEAD_LETTER_COUNT: u8 = b'C';
+pub(crate) const TAG_META: u8 = b'M';
 
 /// Errors of the state store itself: RocksDB failures and records that
 /// cannot be decoded.
@@ -141,6 +142,12 @@ impl StateStore {
     /// The dead-letter list.
     pub fn dead_letters(&self) -> DeadLetters {
         self.dead_letters.clone()
+    }
+
+    /// Small durable settings of the connectors (e.g. where a Kafka source
+    /// started), by key.
+    pub fn meta(&self) -> Meta {
+        Meta { db: self.db.clone() }
     }
 }
 
@@ -265,5 +272,30 @@ mod tests {
         assert_eq!(prefix_end(b"L"), Some(b"M".to_vec()));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
+    }
+}
+
+/// Small durable values by key (see [`StateStore::meta`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Meta {
+    db: Arc<DB>,
+}
+
+impl Meta {
+    fn key(key: &str) -> Vec<u8> {
+        let mut k = vec![TAG_META];
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(Self::key(key))?)
+    }
+
+    /// Writes durably: on disk when this returns.
+    pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put(Self::key(key), value);
+        write_durably(&self.db, batch)
     }
 }

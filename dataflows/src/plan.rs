@@ -374,6 +374,37 @@ pub struct ViewPlan {
 pub enum Connector {
     /// weir's embedded event log.
     Log { topic: String },
+    /// A Kafka topic, ingested exactly once into the embedded log topic
+    /// `mirror`, which the dataflows read as they read any log topic.
+    Kafka(KafkaSource),
+}
+
+/// A Kafka source table's settings (`connector = 'kafka'`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSource {
+    pub brokers: String,
+    pub topic: String,
+    pub startup: KafkaStartup,
+    /// The consumer group offsets are committed to, for lag monitoring only.
+    pub group_id: String,
+    /// Further librdkafka settings (`'properties.<name>'` options).
+    pub properties: Vec<(String, String)>,
+    /// The embedded log topic the records are ingested into: derived from
+    /// the table's name and the settings above, so that a changed source
+    /// starts a new copy.
+    pub mirror: String,
+}
+
+/// Where a Kafka source starts reading a partition the first time
+/// (`'scan.startup.mode'`); afterwards it resumes where it left off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KafkaStartup {
+    Earliest,
+    Latest,
+    /// The first record with a timestamp at or after this (ms since the epoch).
+    Timestamp(i64),
+    /// (partition, offset); partitions not listed start at the earliest.
+    Offsets(Vec<(i32, i64)>),
 }
 
 /// A planned source table.
@@ -390,9 +421,19 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
+    /// The embedded log topic the table is read from.
     pub fn topic(&self) -> &str {
         match &self.connector {
             Connector::Log { topic } => topic,
+            Connector::Kafka(k) => &k.mirror,
+        }
+    }
+
+    /// The Kafka source, for a Kafka table.
+    pub fn kafka(&self) -> Option<&KafkaSource> {
+        match &self.connector {
+            Connector::Kafka(k) => Some(k),
+            Connector::Log { .. } => None,
         }
     }
 }

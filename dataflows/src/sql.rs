@@ -23,6 +23,7 @@ use weir_operators::cep::Watermark;
 
 use crate::expr::{ArithOp, CmpOp, Func, ScalarExpr};
 
+mod kafka;
 mod pattern;
 use crate::plan::{
     AggFunc, Aggregate, Connector, JobPlan, JoinKind, OrderKey, RelPlan, StartFrom, TablePlan, ViewPlan,
@@ -542,6 +543,7 @@ fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
     let mut topic = None;
     let mut format = None;
     let mut watermark = Watermark::default();
+    let mut kafka = kafka::Options::default();
     for opt in &options {
         let ast::SqlOption::KeyValue { key, value } = opt else {
             return Err(unsupported(format!("option {opt}"), at));
@@ -550,14 +552,16 @@ fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
         let v = option_value(value)?;
         match k.as_str() {
             "connector" => connector = Some(v),
-            "topic" => topic = Some(v),
+            "topic" => topic = Some((v, loc_of(value))),
             "format" => format = Some(v),
             "watermark.lateness" | "watermark.idle" => pattern::watermark_option(&mut watermark, &k, &v, loc_of(value))?,
+            _ if kafka.accepts(&k) => kafka.set(&k, v, loc_of(value)),
             other => {
                 return Err(PlanError::new(
                     "invalid_option",
                     format!(
-                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle)"
+                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle; for Kafka: {})",
+                        kafka::KNOWN
                     ),
                     loc_of(value),
                 ))
@@ -565,14 +569,23 @@ fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
         }
     }
     let connector = match connector.as_deref() {
-        None | Some("log") => Connector::Log {
-            topic: topic.unwrap_or_else(|| name.clone()),
-        },
-        Some("kafka") => return Err(unsupported("connector 'kafka' (not yet available in this build)", at)),
+        None | Some("log") => {
+            if let Some((k, _, at)) = kafka.first() {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!("option '{k}' is for connector 'kafka'"),
+                    at,
+                ));
+            }
+            Connector::Log {
+                topic: topic.map_or_else(|| name.clone(), |(t, _)| t),
+            }
+        }
+        Some("kafka") => Connector::Kafka(kafka.source(&name, topic, at)?),
         Some(other) => {
             return Err(PlanError::new(
                 "invalid_option",
-                format!("unknown connector '{other}' (known: log)"),
+                format!("unknown connector '{other}' (known: log, kafka)"),
                 at,
             ))
         }

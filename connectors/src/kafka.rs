@@ -1,0 +1,871 @@
+//! Kafka sources, ingested exactly once into the embedded log.
+//!
+//! A Kafka table is read by one ingest thread per table, which copies the
+//! topic's records, in offset order per partition, into an embedded log
+//! topic (the *mirror*) with one partition per Kafka partition. Each
+//! mirrored record carries its Kafka offset, key, value and timestamp
+//! ([`Mirrored`]), and is written in the same atomic, synced append as the
+//! rest of its batch. So the mirror itself says how far each partition has
+//! been read: after a crash or a broker outage the ingest resumes at the
+//! record after the last one mirrored, and no record is lost or copied
+//! twice. Offsets are committed to the consumer group only so that the
+//! usual tools can show the lag.
+//!
+//! The dataflows read a mirror as they read any log topic: every dataflow
+//! processes a Kafka record at the same engine time, history can be
+//! replayed into a new version of a job without touching the broker, and
+//! read-your-writes tokens naming a Kafka position resolve through the
+//! mirror ([`mirrored_at`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use weir_operators::repr::{Datum, Row, Schema, SqlType};
+
+use crate::decode::{decode_json, DecodeError};
+use crate::log::{EventLog, LogError};
+use crate::store::{lock, read_u32, read_u64, Meta, StoreError};
+
+/// The prefix of mirror topics in the embedded log; names starting with
+/// `__` are the engine's own, and refused for ingest over HTTP.
+pub const MIRROR_PREFIX: &str = "__kafka.";
+/// The largest key plus value a record may have; larger ones go to the dead
+/// letters (Kafka's own default limit for a message).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// How much of an oversized record is kept, for the dead letter.
+const OVERSIZED_PREVIEW_BYTES: usize = 1024;
+/// Records buffered before they are appended to the mirror.
+const FLUSH_RECORDS: usize = 20_000;
+/// How long a record may wait in the buffer before it is appended.
+const FLUSH_AFTER: Duration = Duration::from_millis(5);
+/// How often the high watermarks (lag) and the partitions of the topic are
+/// looked up while connected.
+const WATERMARKS_EVERY: Duration = Duration::from_secs(1);
+const DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// How often offsets are committed to the consumer group.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Timeout of one metadata or watermark request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Exponential backoff between attempts after an error.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {0} does not exist on the broker (weir does not create source topics)")]
+    NoSuchTopic(String),
+    #[error("cannot write the mirror of the topic: {0}")]
+    Log(#[from] LogError),
+    #[error("cannot read or write the source's start offsets: {0}")]
+    Store(#[from] StoreError),
+    #[error("mirror record {0} is unreadable")]
+    Corrupt(String),
+}
+
+/// Where a source starts reading a partition the first time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Startup {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+    Offsets(BTreeMap<i32, i64>),
+}
+
+/// What a Kafka source reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The table it feeds (for messages and metrics).
+    pub table: String,
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub startup: Startup,
+    /// Further librdkafka settings.
+    pub properties: Vec<(String, String)>,
+    /// The embedded log topic the records are copied into.
+    pub mirror: String,
+}
+
+/// One Kafka record as kept in a mirror.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrored<'a> {
+    pub offset: i64,
+    /// The record's timestamp (ms), if it has one.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    /// `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// For a record over [`MAX_MESSAGE_BYTES`]: its size; key and value
+    /// then hold only their first bytes.
+    pub oversized: Option<u64>,
+}
+
+const NULL_LEN: u32 = u32::MAX;
+
+impl<'a> Mirrored<'a> {
+    /// Layout: offset (8), timestamp (8, `i64::MIN` for none), full size
+    /// (8, 0 unless oversized), key and value each as a length (4,
+    /// `u32::MAX` for null) and bytes. All big-endian.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.unwrap_or(i64::MIN).to_be_bytes());
+        out.extend_from_slice(&self.oversized.unwrap_or(0).to_be_bytes());
+        for part in [self.key, self.value] {
+            match part {
+                Some(bytes) => {
+                    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                None => out.extend_from_slice(&NULL_LEN.to_be_bytes()),
+            }
+        }
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Option<Mirrored<'a>> {
+        let offset = read_u64(bytes.get(0..8)?)? as i64;
+        let timestamp = read_u64(bytes.get(8..16)?)? as i64;
+        let size = read_u64(bytes.get(16..24)?)?;
+        let mut rest = bytes.get(24..)?;
+        let mut part = || -> Option<Option<&'a [u8]>> {
+            let len = read_u32(rest.get(0..4)?)?;
+            rest = &rest[4..];
+            if len == NULL_LEN {
+                return Some(None);
+            }
+            let (value, tail) = rest.split_at_checked(len as usize)?;
+            rest = tail;
+            Some(Some(value))
+        };
+        let key = part()?;
+        let value = part()?;
+        Some(Mirrored {
+            offset,
+            timestamp: (timestamp != i64::MIN).then_some(timestamp),
+            key,
+            value,
+            oversized: (size > 0).then_some(size),
+        })
+    }
+}
+
+/// A Kafka record's key as the key columns of an upsert table: a JSON
+/// object holding them; for a one-column key also the bare JSON value
+/// (`42`, `"a"`), or for a TEXT key the key's text as it is (Kafka's
+/// string serializer).
+pub fn decode_key(bytes: &[u8], schema: &Schema) -> Result<Row, String> {
+    let describe = |e: DecodeError| format!("key: {e}");
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return decode_json(bytes, schema).map_err(describe);
+    }
+    let [column] = schema.columns.as_slice() else {
+        return Err(format!(
+            "key: expected a JSON object with the key columns {}",
+            schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    };
+    if serde_json::from_slice::<&serde_json::value::RawValue>(bytes).is_ok() {
+        let mut wrapped = Vec::with_capacity(bytes.len() + column.name.len() + 8);
+        wrapped.extend_from_slice(serde_json::to_string(&column.name).unwrap_or_default().as_bytes());
+        wrapped.push(b':');
+        wrapped.extend_from_slice(bytes);
+        let object = [b"{".as_slice(), &wrapped, b"}"].concat();
+        return decode_json(&object, schema).map_err(describe);
+    }
+    match (column.ty, std::str::from_utf8(bytes)) {
+        (SqlType::Text, Ok(text)) => Ok(vec![Datum::Text(text.to_string())]),
+        _ => Err(format!("key: expected {} as JSON, got {:?}", column.ty, String::from_utf8_lossy(bytes))),
+    }
+}
+
+/// The engine time at which the mirror holds the record at `offset` of a
+/// Kafka partition, or a later one (the offset may have been a
+/// transaction marker or compacted away); `None` while it holds none.
+pub fn mirrored_at(log: &EventLog, mirror: &str, partition: u32, offset: u64) -> Option<u64> {
+    let end = log.end_offset(mirror, partition);
+    let at = |i: u64| -> Option<(i64, u64)> {
+        let rec = log.read(mirror, partition, i, 1).ok()?.into_iter().next()?;
+        Some((Mirrored::decode(&rec.payload)?.offset, rec.tick))
+    };
+    // Mostly a recent write: is it there at all?
+    let (last, _) = at(end.checked_sub(1)?)?;
+    if last < offset as i64 {
+        return None;
+    }
+    // The first mirrored record at or past `offset`: Kafka offsets grow
+    // with the mirror's.
+    let (mut lo, mut hi) = (0, end - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at(mid)?.0 < offset as i64 {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    at(lo).map(|(_, tick)| tick)
+}
+
+/// What an ingest reports, for `/readyz`, `/metrics` and job status.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    /// Whether the broker answered the last request.
+    pub connected: AtomicBool,
+    /// Attempts made again after an error.
+    pub retries: AtomicU64,
+    /// Records copied into the mirror.
+    pub ingested: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// Per partition: the next offset to copy and the partition's high
+    /// watermark (the offset the next record written to it will get).
+    pub partitions: Mutex<BTreeMap<i32, (i64, i64)>>,
+}
+
+impl SourceStatus {
+    /// Records of the topic not yet copied, per partition.
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        lock(&self.partitions)
+            .iter()
+            .map(|(p, (next, high))| (*p, (high - next).max(0)))
+            .collect()
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) {
+        self.connected.store(false, Ordering::SeqCst);
+        *lock(&self.last_error) = Some(e.to_string());
+    }
+}
+
+/// librdkafka reports connection loss through the client context.
+struct Context {
+    status: Arc<SourceStatus>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        ) {
+            self.status.failed(format!("{error}: {reason}"));
+        }
+    }
+
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {
+        // Connection problems surface through `error` and the status;
+        // librdkafka's own log lines would only repeat them on stderr.
+    }
+}
+
+impl ConsumerContext for Context {}
+
+/// A running ingest; stops (and waits for its thread) when dropped.
+pub struct Ingest {
+    pub config: SourceConfig,
+    pub status: Arc<SourceStatus>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts copying `config.topic` into `config.mirror`. `on_append` runs
+/// after every append (to wake the readers of the log).
+pub fn start_ingest(
+    config: SourceConfig,
+    log: EventLog,
+    meta: Meta,
+    on_append: Arc<dyn Fn() + Send + Sync>,
+) -> std::io::Result<Ingest> {
+    let status = Arc::new(SourceStatus::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut worker = IngestThread {
+        config: config.clone(),
+        log,
+        meta,
+        on_append,
+        status: Arc::clone(&status),
+        stop: Arc::clone(&stop),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("kafka-{}", config.table))
+        .spawn(move || worker.run())?;
+    Ok(Ingest {
+        config,
+        status,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Doubling waits, from [`BACKOFF_FIRST`] up to [`BACKOFF_MAX`].
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(BACKOFF_FIRST)
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        d
+    }
+    fn reset(&mut self) {
+        self.0 = BACKOFF_FIRST;
+    }
+}
+
+struct IngestThread {
+    config: SourceConfig,
+    log: EventLog,
+    meta: Meta,
+    on_append: Arc<dyn Fn() + Send + Sync>,
+    status: Arc<SourceStatus>,
+    stop: Arc<AtomicBool>,
+}
+
+/// One partition being copied.
+struct Part {
+    /// The next Kafka offset to copy: records before it are in the mirror.
+    next: i64,
+    /// Encoded records waiting for the next append.
+    buffer: Vec<Vec<u8>>,
+}
+
+impl IngestThread {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps `d`, waking early when stopped.
+    fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while !self.stopped() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
+        }
+    }
+
+    fn run(&mut self) {
+        let mut backoff = Backoff::new();
+        while !self.stopped() {
+            if let Err(e) = self.session(&mut backoff) {
+                self.status.failed(&e);
+                self.status.retries.fetch_add(1, Ordering::Relaxed);
+                self.pause(backoff.next());
+            }
+        }
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer<Context>, KafkaError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed")
+            // Only where a mirrored offset no longer exists (deleted by
+            // retention): nothing older is left to read.
+            .set("auto.offset.reset", "earliest")
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "10000")
+            .set("socket.connection.setup.timeout.ms", "5000")
+            .set("fetch.wait.max.ms", "10")
+            .set("message.max.bytes", "100000000")
+            .set("fetch.max.bytes", "52428800");
+        for (k, v) in &self.config.properties {
+            cfg.set(k, v);
+        }
+        cfg.create_with_context(Context {
+            status: Arc::clone(&self.status),
+        })
+    }
+
+    /// The topic's partitions, from the broker.
+    fn partition_count(&self, consumer: &BaseConsumer<Context>) -> Result<i32, KafkaSourceError> {
+        let md = consumer.fetch_metadata(Some(&self.config.topic), REQUEST_TIMEOUT)?;
+        let topic = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.config.topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .ok_or_else(|| KafkaSourceError::NoSuchTopic(self.config.topic.clone()))?;
+        Ok(topic.partitions().len() as i32)
+    }
+
+    fn start_key(&self, partition: i32) -> String {
+        format!("kafka-start/{}/{partition}", self.config.mirror)
+    }
+
+    /// Where partition `p` is read from: after its last mirrored record;
+    /// for an empty mirror, where the source was first started (resolved
+    /// once, and kept, so that a restart before the first record does not
+    /// move it); a partition found later is read from its start.
+    fn start_offset(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        p: i32,
+        discovered: bool,
+    ) -> Result<i64, KafkaSourceError> {
+        let partition = p as u32;
+        let end = self.log.end_offset(&self.config.mirror, partition);
+        if end > 0 {
+            let rec = self
+                .log
+                .read(&self.config.mirror, partition, end - 1, 1)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| KafkaSourceError::Corrupt(format!("{}:{partition}", self.config.mirror)))?;
+            let m = Mirrored::decode(&rec.payload)
+                .ok_or_else(|| KafkaSourceError::Corrupt(format!("{}:{partition}:{}", self.config.mirror, rec.offset)))?;
+            return Ok(m.offset + 1);
+        }
+        if let Some(bytes) = self.meta.get(&self.start_key(p))? {
+            if let Some(o) = read_u64(&bytes) {
+                return Ok(o as i64);
+            }
+        }
+        let (low, high) = consumer.fetch_watermarks(&self.config.topic, p, REQUEST_TIMEOUT)?;
+        let start = match (&self.config.startup, discovered) {
+            (_, true) | (Startup::Earliest, _) => return Ok(low),
+            (Startup::Latest, _) => high,
+            (Startup::Offsets(given), _) => given.get(&p).copied().unwrap_or(low).clamp(low, high),
+            (Startup::Timestamp(ms), _) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&self.config.topic, p, Offset::Offset(*ms))?;
+                let found = consumer.offsets_for_times(tpl, REQUEST_TIMEOUT)?;
+                match found.find_partition(&self.config.topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    // No record that late: start at the end.
+                    _ => high,
+                }
+            }
+        };
+        self.meta.put(&self.start_key(p), &(start as u64).to_be_bytes())?;
+        Ok(start)
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Context>, parts: &BTreeMap<i32, Part>) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, part) in parts {
+            tpl.add_partition_offset(&self.config.topic, *p, Offset::Offset(part.next))?;
+        }
+        consumer.assign(&tpl)
+    }
+
+    /// Adds the partitions `from..count` (the mirror grows to match).
+    fn add_partitions(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        parts: &mut BTreeMap<i32, Part>,
+        count: i32,
+        discovered: bool,
+    ) -> Result<(), KafkaSourceError> {
+        self.log.grow_partitions(&self.config.mirror, count as u32)?;
+        for p in 0..count {
+            if parts.contains_key(&p) {
+                continue;
+            }
+            let next = self.start_offset(consumer, p, discovered)?;
+            parts.insert(
+                p,
+                Part {
+                    next,
+                    buffer: Vec::new(),
+                },
+            );
+        }
+        let mut status = lock(&self.status.partitions);
+        for (p, part) in parts.iter() {
+            status.entry(*p).or_insert((part.next, part.next));
+        }
+        Ok(())
+    }
+
+    /// Appends every buffered record to the mirror, one atomic append per
+    /// partition.
+    fn flush(&self, parts: &mut BTreeMap<i32, Part>) -> Result<usize, KafkaSourceError> {
+        let mut n = 0;
+        for (p, part) in parts.iter_mut() {
+            if part.buffer.is_empty() {
+                continue;
+            }
+            self.log.append(&self.config.mirror, Some(*p as u32), &part.buffer)?;
+            n += part.buffer.len();
+            part.buffer.clear();
+        }
+        if n > 0 {
+            self.status.ingested.fetch_add(n as u64, Ordering::Relaxed);
+            let mut status = lock(&self.status.partitions);
+            for (p, part) in parts.iter() {
+                let e = status.entry(*p).or_insert((part.next, part.next));
+                e.0 = part.next;
+                e.1 = e.1.max(part.next);
+            }
+            drop(status);
+            (self.on_append)();
+        }
+        Ok(n)
+    }
+
+    fn session(&mut self, backoff: &mut Backoff) -> Result<(), KafkaSourceError> {
+        let consumer = self.consumer()?;
+        let count = self.partition_count(&consumer)?;
+        let mut parts: BTreeMap<i32, Part> = BTreeMap::new();
+        self.add_partitions(&consumer, &mut parts, count, false)?;
+        self.assign(&consumer, &parts)?;
+        self.status.connected.store(true, Ordering::SeqCst);
+        backoff.reset();
+
+        let mut probe_backoff = Backoff::new();
+        let mut next_watermarks = Instant::now();
+        let mut next_discovery = Instant::now() + DISCOVER_EVERY;
+        let mut next_commit = Instant::now() + COMMIT_EVERY;
+        let mut buffered = 0usize;
+        let mut first_buffered: Option<Instant> = None;
+        while !self.stopped() {
+            let wait = if buffered > 0 {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(50)
+            };
+            match consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    self.status.connected.store(true, Ordering::Relaxed);
+                    let p = m.partition();
+                    let Some(part) = parts.get_mut(&p) else { continue };
+                    // Already mirrored (a fetch may repeat after a reconnect).
+                    if m.offset() < part.next {
+                        continue;
+                    }
+                    let key = m.key();
+                    let value = m.payload();
+                    let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+                    let oversized = size > MAX_MESSAGE_BYTES;
+                    let cut = |b: &'_ [u8]| -> usize {
+                        if oversized {
+                            b.len().min(OVERSIZED_PREVIEW_BYTES)
+                        } else {
+                            b.len()
+                        }
+                    };
+                    let mut record = Vec::with_capacity(40 + size.min(OVERSIZED_PREVIEW_BYTES * 2));
+                    Mirrored {
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: key.map(|k| &k[..cut(k)]),
+                        value: value.map(|v| &v[..cut(v)]),
+                        oversized: oversized.then_some(size as u64),
+                    }
+                    .encode(&mut record);
+                    part.buffer.push(record);
+                    part.next = m.offset() + 1;
+                    buffered += 1;
+                    first_buffered.get_or_insert_with(Instant::now);
+                }
+                Some(Err(e)) => {
+                    // Consumption errors are transient (librdkafka keeps
+                    // fetching and reconnecting); they are reported.
+                    self.status.failed(&e);
+                }
+                None => {}
+            }
+            let due = first_buffered.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
+            if buffered >= FLUSH_RECORDS || (buffered > 0 && due) {
+                self.flush(&mut parts)?;
+                buffered = 0;
+                first_buffered = None;
+            }
+            let now = Instant::now();
+            if now >= next_watermarks {
+                match self.watermarks(&consumer, &parts) {
+                    Ok(()) => {
+                        self.status.connected.store(true, Ordering::SeqCst);
+                        probe_backoff.reset();
+                        next_watermarks = now + WATERMARKS_EVERY;
+                    }
+                    Err(e) => {
+                        self.status.failed(&e);
+                        self.status.retries.fetch_add(1, Ordering::Relaxed);
+                        next_watermarks = now + probe_backoff.next();
+                    }
+                }
+            }
+            if now >= next_discovery && self.status.connected.load(Ordering::SeqCst) {
+                next_discovery = now + DISCOVER_EVERY;
+                if let Ok(n) = self.partition_count(&consumer) {
+                    if n > parts.len() as i32 {
+                        self.flush(&mut parts)?;
+                        buffered = 0;
+                        first_buffered = None;
+                        self.add_partitions(&consumer, &mut parts, n, true)?;
+                        self.assign(&consumer, &parts)?;
+                    }
+                }
+            }
+            if now >= next_commit {
+                next_commit = now + COMMIT_EVERY;
+                let mut tpl = TopicPartitionList::new();
+                for (p, part) in &parts {
+                    // Nothing buffered is committed: only what is mirrored.
+                    let mirrored = part.next - part.buffer.len() as i64;
+                    let _ = tpl.add_partition_offset(&self.config.topic, *p, Offset::Offset(mirrored.max(0)));
+                }
+                // Only for monitoring: failures are not worth a retry.
+                let _ = consumer.commit(&tpl, CommitMode::Async);
+            }
+        }
+        self.flush(&mut parts)?;
+        Ok(())
+    }
+
+    /// Looks up each partition's high watermark, for the lag.
+    fn watermarks(&self, consumer: &BaseConsumer<Context>, parts: &BTreeMap<i32, Part>) -> Result<(), KafkaError> {
+        for p in parts.keys() {
+            let (_, high) = consumer.fetch_watermarks(&self.config.topic, *p, REQUEST_TIMEOUT)?;
+            if let Some(e) = lock(&self.status.partitions).get_mut(p) {
+                e.1 = high;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{failed} of {sent} records were not delivered; first error: {first}")]
+    Undelivered { sent: usize, failed: usize, first: String },
+    #[error("cannot create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+}
+
+/// Where each partition's delivered records landed: (first, last) offset.
+pub type Delivered = BTreeMap<i32, (i64, i64)>;
+
+#[derive(Default)]
+struct DeliveryState {
+    delivered: Delivered,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+/// Collects delivery reports.
+struct Deliveries(Arc<Mutex<DeliveryState>>);
+
+impl ClientContext for Deliveries {
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        let mut st = lock(&self.0);
+        match result {
+            Ok(m) => {
+                let e = st.delivered.entry(m.partition()).or_insert((m.offset(), m.offset()));
+                e.0 = e.0.min(m.offset());
+                e.1 = e.1.max(m.offset());
+            }
+            Err((e, _)) => {
+                st.failed += 1;
+                st.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// A producer for `weir produce`: idempotent (no record written twice by
+/// its retries), every record acknowledged by all in-sync replicas.
+pub struct Producer {
+    inner: rdkafka::producer::BaseProducer<Deliveries>,
+    state: Arc<Mutex<DeliveryState>>,
+    sent: usize,
+}
+
+impl Producer {
+    pub fn new(brokers: &str) -> Result<Producer, ProduceError> {
+        let state = Arc::new(Mutex::new(DeliveryState::default()));
+        let inner = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("message.timeout.ms", "60000")
+            .create_with_context(Deliveries(Arc::clone(&state)))?;
+        Ok(Producer { inner, state, sent: 0 })
+    }
+
+    /// Queues one record (`value: None` is a tombstone); waits while the
+    /// local queue is full.
+    pub fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), ProduceError> {
+        use rdkafka::producer::BaseRecord;
+        loop {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            match self.inner.send(record) {
+                Ok(()) => {
+                    self.sent += 1;
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.inner.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits until every queued record is acknowledged; where they landed,
+    /// or why some were not delivered.
+    pub fn flush(&mut self, timeout: Duration) -> Result<Delivered, ProduceError> {
+        use rdkafka::producer::Producer as _;
+        self.inner.flush(timeout)?;
+        let mut st = lock(&self.state);
+        let out = std::mem::take(&mut *st);
+        let sent = std::mem::take(&mut self.sent);
+        if out.failed > 0 {
+            return Err(ProduceError::Undelivered {
+                sent,
+                failed: out.failed,
+                first: out.first_error.unwrap_or_default(),
+            });
+        }
+        Ok(out.delivered)
+    }
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists; returns
+/// the partitions it has.
+pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<i32, ProduceError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let probe: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let existing = |c: &BaseConsumer| -> Result<Option<i32>, KafkaError> {
+        let md = c.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32))
+    };
+    if let Some(n) = existing(&probe)? {
+        return Ok(n);
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let runtime = block_on(admin.create_topics([&new], &opts));
+    match runtime?.into_iter().next() {
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | Some(Ok(_)) | None => {}
+        Some(Err((_, code))) => {
+            return Err(ProduceError::CreateTopic {
+                topic: topic.to_string(),
+                reason: code.to_string(),
+            })
+        }
+    }
+    Ok(existing(&probe)?.unwrap_or(partitions))
+}
+
+/// Runs a future to completion on this thread (the admin client's calls
+/// are futures; their work happens on librdkafka's threads).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context as TaskContext, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_as_objects_bare_values_or_text() {
+        use weir_operators::repr::Column;
+        let one = |ty| Schema {
+            columns: vec![Column {
+                name: "id".into(),
+                ty,
+                nullable: false,
+            }],
+        };
+        assert_eq!(decode_key(b"{\"id\": 7}", &one(SqlType::BigInt)), Ok(vec![Datum::Int(7)]));
+        assert_eq!(decode_key(b"7", &one(SqlType::BigInt)), Ok(vec![Datum::Int(7)]));
+        assert_eq!(decode_key(b"\"a\"", &one(SqlType::Text)), Ok(vec![Datum::Text("a".into())]));
+        assert_eq!(decode_key(b"abc", &one(SqlType::Text)), Ok(vec![Datum::Text("abc".into())]));
+        assert!(decode_key(b"abc", &one(SqlType::BigInt)).is_err());
+        assert!(decode_key(b"\"x\"", &one(SqlType::BigInt)).is_err());
+    }
+
+    #[test]
+    fn mirrored_records_round_trip() {
+        for m in [
+            Mirrored {
+                offset: 42,
+                timestamp: Some(1_700_000_000_000),
+                key: Some(b"{\"id\":1}"),
+                value: Some(b"{\"id\":1,\"x\":2}"),
+                oversized: None,
+            },
+            Mirrored {
+                offset: 0,
+                timestamp: None,
+                key: None,
+                value: None,
+                oversized: Some(5 << 20),
+            },
+            Mirrored {
+                offset: i64::MAX,
+                timestamp: Some(-1),
+                key: Some(b""),
+                value: Some(b""),
+                oversized: None,
+            },
+        ] {
+            let mut buf = Vec::new();
+            m.encode(&mut buf);
+            assert_eq!(Mirrored::decode(&buf), Some(m.clone()));
+            assert_eq!(Mirrored::decode(&buf[..buf.len() - 1]), None);
+        }
+    }
+}
