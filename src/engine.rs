@@ -95,8 +95,22 @@ struct Job {
     plan: JobPlan,
     df: DataflowId,
     created_ms: u64,
-    /// A replacement being built: its dataflow and plan.
-    replacing: Option<(DataflowId, JobPlan)>,
+    /// A replacement (or rebuild) being built.
+    replacing: Option<Replacing>,
+    /// Records appended before this are skipped (a rebuild `--from` a time,
+    /// or `'auto.offset.reset' = 'latest'`); 0 reads all of history.
+    skip_before: Tick,
+}
+
+/// A new version of a job, built in the background while the old one serves.
+struct Replacing {
+    df: DataflowId,
+    plan: JobPlan,
+    started: Instant,
+    /// The log topics its sources read, and the records before where they
+    /// start reading: what the progress is measured against.
+    topics: Vec<String>,
+    skipped: u64,
 }
 
 #[derive(Default)]
@@ -149,6 +163,10 @@ impl CatalogLookup for Without<'_> {
 struct StoredJob {
     sql: String,
     created_ms: u64,
+    /// Set by a rebuild: where its sources start (see `Job::skip_before`),
+    /// kept so that a restart rebuilds the same views.
+    #[serde(default)]
+    from_ms: Option<u64>,
 }
 
 /// How a read chooses its time.
@@ -205,7 +223,7 @@ impl Engine {
         for (name, bytes) in jobs {
             let stored: StoredJob = serde_json::from_slice(&bytes)
                 .map_err(|e| EngineError::Internal(format!("catalog entry for job {name} is unreadable: {e}")))?;
-            self.install(&name, &stored.sql, false, Some(stored.created_ms))?;
+            self.install(&name, &stored.sql, false, Some(stored.created_ms), stored.from_ms)?;
         }
         Ok(n)
     }
@@ -220,7 +238,7 @@ impl Engine {
                 message: format!("\"{name}\" is not a valid job name: 1-200 of letters, digits, _ - ."),
             });
         }
-        self.install(name, sql, replace, None)?;
+        self.install(name, sql, replace, None, None)?;
         self.job(name)
     }
 
@@ -230,9 +248,26 @@ impl Engine {
         sql: &str,
         replace: bool,
         created: Option<u64>,
+        from: Option<Tick>,
     ) -> Result<(), EngineError> {
         let mut cat = lock(&self.catalog);
-        self.install_in(&mut cat, name, sql, replace, created)
+        self.install_in(&mut cat, name, sql, replace, created, from)
+    }
+
+    /// Rebuilds a job's views from its sources' history, from `from` (0:
+    /// all of it), into a new version while the old one serves; they swap
+    /// once the new one has caught up (`GET /v1/jobs/{name}` shows how far).
+    pub fn rebuild(self: &Arc<Self>, name: &str, from: Tick) -> Result<Value, EngineError> {
+        {
+            let mut cat = lock(&self.catalog);
+            let sql = cat
+                .jobs
+                .get(name)
+                .map(|j| j.sql.clone())
+                .ok_or_else(|| EngineError::NotFound(format!("no job named {name}")))?;
+            self.install_in(&mut cat, name, &sql, true, None, Some(from))?;
+        }
+        self.job(name)
     }
 
     /// [`Engine::install`] under the caller's hold of the catalog, so that
@@ -244,6 +279,7 @@ impl Engine {
         sql: &str,
         replace: bool,
         created: Option<u64>,
+        from: Option<Tick>,
     ) -> Result<(), EngineError> {
         let exists = cat.jobs.contains_key(name);
         if replace && !exists {
@@ -323,6 +359,7 @@ impl Engine {
         let stored = serde_json::to_vec(&StoredJob {
             sql: sql.to_string(),
             created_ms,
+            from_ms: from,
         })
         .map_err(|e| EngineError::Internal(e.to_string()))?;
         if created.is_none() {
@@ -336,6 +373,16 @@ impl Engine {
         // ones are history, replayed at coarser times up to now.
         let since = weir_connectors::log::clock();
         lock(&self.shared.since).insert(df, since);
+        let skip_before = from.unwrap_or(match plan.start {
+            StartFrom::Earliest => 0,
+            StartFrom::Latest => created_ms,
+        });
+        let topics: Vec<String> = sources.iter().map(|t| t.topic().to_string()).collect();
+        let skipped = topics
+            .iter()
+            .flat_map(|t| (0..self.shared.log.partitions(t)).map(move |p| (t, p)))
+            .map(|(t, p)| self.shared.first_offset_from(t, p, skip_before))
+            .sum();
         self.send(Command::Install {
             df,
             job: name.to_string(),
@@ -343,15 +390,19 @@ impl Engine {
             views: plan.views.clone(),
             imports,
             since,
-            skip_before: match plan.start {
-                StartFrom::Earliest => 0,
-                StartFrom::Latest => created_ms,
-            },
+            skip_before,
         })?;
         if replace {
             if let Some(j) = cat.jobs.get_mut(name) {
-                j.replacing = Some((df, plan));
+                j.replacing = Some(Replacing {
+                    df,
+                    plan,
+                    started: Instant::now(),
+                    topics,
+                    skipped,
+                });
                 j.sql = sql.to_string();
+                j.skip_before = skip_before;
             }
             let engine = Arc::clone(self);
             let name = name.to_string();
@@ -367,6 +418,7 @@ impl Engine {
                     df,
                     created_ms,
                     replacing: None,
+                    skip_before,
                 },
             );
         }
@@ -417,7 +469,7 @@ impl Engine {
             }
         }
         for j in cat.jobs.values() {
-            for t in j.replacing.iter().flat_map(|(_, p)| &p.tables) {
+            for t in j.replacing.iter().flat_map(|r| &r.plan.tables) {
                 used.insert(t.topic());
             }
         }
@@ -486,7 +538,7 @@ impl Engine {
                 .jobs
                 .get(&name)
                 .and_then(|j| j.replacing.as_ref())
-                .is_some_and(|(d, _)| *d == df);
+                .is_some_and(|r| r.df == df);
             if !still_replacing {
                 return;
             }
@@ -496,7 +548,7 @@ impl Engine {
             let old = {
                 let mut cat = lock(&self.catalog);
                 let Some(job) = cat.jobs.get_mut(&name) else { return };
-                let Some((new_df, plan)) = job.replacing.take() else {
+                let Some(Replacing { df: new_df, plan, .. }) = job.replacing.take() else {
                     return;
                 };
                 let old_df = job.df;
@@ -527,7 +579,7 @@ impl Engine {
             )));
         }
         let mut dfs = vec![job.df];
-        if let Some((d, _)) = &job.replacing {
+        if let Some(Replacing { df: d, .. }) = &job.replacing {
             dfs.push(*d);
         }
         self.shared
@@ -676,7 +728,8 @@ impl Engine {
         for (job, rest) in changes {
             match rest {
                 Some(sql) => {
-                    self.install_in(&mut cat, &job, &sql, true, None)?;
+                    let from = cat.jobs.get(&job).map(|j| j.skip_before);
+                    self.install_in(&mut cat, &job, &sql, true, None, from)?;
                     rebuilt.push(job);
                 }
                 None => {
@@ -721,16 +774,50 @@ impl Engine {
         } else {
             "catching_up"
         };
+        let rebuild = job.replacing.as_ref().map(|r| self.progress(r));
         Ok(json!({
             "name": name,
             "sql": job.sql,
             "status": status,
+            "rebuild": rebuild,
+            "skip_before_ms": job.skip_before,
             "created_ms": job.created_ms,
             "tables": job.plan.tables.iter().map(|t| json!({"name": t.name, "topic": t.topic(), "primary_key": t.primary_key.as_ref().map(|k| k.iter().map(|&i| t.schema.columns[i].name.clone()).collect::<Vec<_>>())})).collect::<Vec<_>>(),
             "views": job.plan.views.iter().map(|v| json!({"name": v.name, "complete_through": self.shared.complete_through(job.df, &v.name)})).collect::<Vec<_>>(),
             "dead_letters": dead_letters,
             "kafka_sources": kafka,
         }))
+    }
+
+    /// How far a replacement has read its sources' history: events read of
+    /// those to read (new events count as they arrive), rate and ETA.
+    fn progress(&self, r: &Replacing) -> Value {
+        let end: u64 = r
+            .topics
+            .iter()
+            .flat_map(|t| (0..self.shared.log.partitions(t)).map(move |p| (t, p)))
+            .map(|(t, p)| self.shared.log.end_offset(t, p))
+            .sum();
+        let total = end.saturating_sub(r.skipped);
+        let lag = {
+            let lag = lock(&self.shared.lag);
+            (0..self.shared.workers)
+                .map(|w| lag.get(&(r.df, w)).copied())
+                .collect::<Option<Vec<u64>>>()
+                .map(|l| l.iter().sum::<u64>())
+        };
+        // Until every worker has reported, nothing is known to be read.
+        let done = lag.map_or(0, |l| total.saturating_sub(l));
+        let secs = r.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = (rate > 0.0).then(|| (total - done) as f64 / rate);
+        json!({
+            "events_done": done,
+            "events_total": total,
+            "elapsed_s": (secs * 10.0).round() / 10.0,
+            "rate_per_s": rate.round(),
+            "eta_s": eta.map(|e| (e * 10.0).round() / 10.0),
+        })
     }
 
     /// True once every installed job has caught up with the log.

@@ -34,6 +34,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/jobs", post(create_job).get(list_jobs))
         .route("/v1/jobs/{name}", get(get_job).put(replace_job).delete(delete_job))
+        .route("/v1/jobs/{name}/rebuild", post(rebuild_job))
         .route("/v1/topics", get(list_topics))
         .route("/v1/topics/{topic}/events", post(append_events).get(read_events))
         .route("/v1/views", get(list_views))
@@ -128,6 +129,50 @@ async fn replace_job(State(api): State<Api>, Path(name): Path<String>, body: Bod
     };
     match api.engine.submit(&name, &sql, true) {
         Ok(job) => Json(job).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /v1/jobs/{name}/rebuild` with an optional `{"from": "earliest" |
+/// milliseconds | "RFC 3339 time"}`: rebuilds the job's views from its
+/// sources' history in the background; the old views serve until then.
+async fn rebuild_job(State(api): State<Api>, Path(name): Path<String>, body: Body) -> Response {
+    let bytes = match body_bytes(body, api.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let from = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => v.get("from").cloned().unwrap_or(Value::Null),
+            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_json", format!("invalid JSON body: {e}")),
+        }
+    };
+    let from = match &from {
+        Value::Null => 0,
+        Value::String(s) if s == "earliest" => 0,
+        Value::Number(n) if n.as_u64().is_some() => n.as_u64().unwrap_or(0),
+        Value::String(s) => match weir_operators::repr::parse_timestamp(s) {
+            Some(ms) if ms >= 0 => ms as u64,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_parameter",
+                    format!("from={s} is neither 'earliest', milliseconds since the epoch, nor an RFC 3339 time"),
+                )
+            }
+        },
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_parameter",
+                format!("from={other} is neither 'earliest', milliseconds since the epoch, nor an RFC 3339 time"),
+            )
+        }
+    };
+    match api.engine.rebuild(&name, from) {
+        Ok(job) => (StatusCode::ACCEPTED, Json(job)).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -99,6 +99,17 @@ enum Cmd {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+    /// Rebuilds a job's views from its sources' history (Kafka and the
+    /// embedded log alike) while the old views keep serving; shows progress
+    /// until the new views are swapped in.
+    Replay {
+        job: String,
+        /// `earliest`, milliseconds since the epoch, or an RFC 3339 time.
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Writes the shop's synthetic events straight into a data directory's
     /// log (the engine must not be running on it), for loading volume.
     Generate {
@@ -197,6 +208,7 @@ fn main() -> Result<()> {
             Some(brokers) => produce_kafka(&topic, file, &brokers, &kafka, batch),
             None => produce(&topic, file, &url, batch),
         },
+        Cmd::Replay { job, from, url } => replay(&job, &from, &url),
         Cmd::Generate {
             events,
             seed,
@@ -619,5 +631,62 @@ fn generate_kafka(events: u64, brokers: &str, partitions: i32, seed: u64, order_
     }
     producer.flush(Duration::from_secs(120))?;
     println!("{}", serde_json::json!({"events": events, "brokers": brokers, "topics": counts}));
+    Ok(())
+}
+
+/// `weir replay`: starts a rebuild and draws its progress on stderr.
+fn replay(job: &str, from: &str, url: &str) -> Result<()> {
+    use std::io::Write as _;
+    let from = match from.parse::<u64>() {
+        Ok(ms) => serde_json::json!(ms),
+        Err(_) => serde_json::json!(from),
+    };
+    let agent = agent();
+    let started: serde_json::Value = agent
+        .post(format!("{url}/v1/jobs/{job}/rebuild"))
+        .send_json(serde_json::json!({ "from": from }))
+        .map_err(client_error)?
+        .body_mut()
+        .read_json()?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = String::new();
+    let mut status = started;
+    loop {
+        if status["status"] != "replacing" {
+            break;
+        }
+        let p = &status["rebuild"];
+        let done = p["events_done"].as_u64().unwrap_or(0);
+        let total = p["events_total"].as_u64().unwrap_or(0).max(1);
+        let width = 30;
+        let filled = ((done as f64 / total as f64) * width as f64).round() as usize;
+        let eta = p["eta_s"].as_f64().map_or("?".to_string(), |e| format!("{e:.0}s"));
+        let line = format!(
+            "[{}{}] {:>3}% {done}/{total} events, {} events/s, ETA {eta}",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+            done * 100 / total,
+            p["rate_per_s"].as_f64().unwrap_or(0.0) as u64,
+        );
+        if interactive {
+            eprint!("\r{line}");
+        } else if line != last_line {
+            eprintln!("{line}");
+        }
+        last_line = line;
+        let _ = std::io::stderr().flush();
+        std::thread::sleep(Duration::from_millis(200));
+        status = agent
+            .get(format!("{url}/v1/jobs/{job}"))
+            .call()
+            .map_err(client_error)?
+            .body_mut()
+            .read_json()?;
+    }
+    if interactive {
+        eprintln!();
+    }
+    eprintln!("weir: job {job} rebuilt; its new views are serving");
+    println!("{status}");
     Ok(())
 }

@@ -194,6 +194,25 @@ impl Shared {
         Some(self.log.read(topic, partition, offset, 1).ok()?.first()?.tick)
     }
 
+    /// The first offset of a partition whose record was appended at or
+    /// after `tick` (its end when none is): records come in tick order, so
+    /// a binary search reads a handful of records instead of the whole
+    /// history.
+    pub fn first_offset_from(&self, topic: &str, partition: u32, tick: Tick) -> u64 {
+        if tick == 0 {
+            return 0;
+        }
+        let (mut lo, mut hi) = (0, self.log.end_offset(topic, partition));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.appended_at(topic, partition, mid) {
+                Some(t) if t < tick => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+
     /// The tick at which the write a token names is in the log: a Kafka
     /// position when a Kafka source reads the token's topic (then every
     /// source reading it must hold it), else a position of the embedded log.

@@ -109,7 +109,7 @@ impl Source {
         let (index, peers) = self.owner;
         for p in self.known_partitions..count {
             if p as usize % peers == index {
-                let from = first_offset_from(shared, self.table.topic(), p, self.skip_before);
+                let from = shared.first_offset_from(self.table.topic(), p, self.skip_before);
                 self.partitions.push((p, from, 0));
             }
         }
@@ -499,24 +499,6 @@ struct Read {
     /// The time the source's input may move on to: no record it will still
     /// read is fed before it.
     frontier: Tick,
-}
-
-/// The first offset of a partition whose record was appended at or after
-/// `tick` (its end when none is): records come in tick order, so a binary
-/// search reads a handful of records instead of the whole history.
-fn first_offset_from(shared: &Shared, topic: &str, partition: u32, tick: Tick) -> u64 {
-    if tick == 0 {
-        return 0;
-    }
-    let (mut lo, mut hi) = (0, shared.log.end_offset(topic, partition));
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match shared.appended_at(topic, partition, mid) {
-            Some(t) if t < tick => lo = mid + 1,
-            _ => hi = mid,
-        }
-    }
-    lo
 }
 
 /// Reads new records of `src`'s partitions into its input (when
