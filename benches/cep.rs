@@ -266,7 +266,7 @@ fn run_engine(w: &Workload, workers: usize, checkpoints: &[u64]) -> Vec<Checkpoi
     timely::execute(timely::Config::process(workers), move |worker| {
         let errors: ErrorSink = Default::default();
         let rendered =
-            worker.dataflow(|scope| render_job(scope, &plan.tables, &plan.views, &mut HashMap::new(), &errors));
+            worker.dataflow(|scope| render_job(scope, &plan.tables, &plan.views, &mut HashMap::new(), &errors, &[], &mut |_| Box::new(|_| {})));
         let mut sources = rendered.sources;
         let mut views = rendered.views;
         let index = worker.index();

@@ -12,14 +12,15 @@ use serde_json::{json, Value};
 use weir_connectors::decode::encode_json;
 use weir_connectors::kafka::{start_ingest, Ingest, SourceConfig, Startup};
 use weir_connectors::log::DEFAULT_PARTITIONS;
+use weir_connectors::sink::{start_sink, Sink, SinkConfig, SinkEnvelope, SinkMsg, SinkProgress};
 use weir_dataflows::expr::{cast, sql_cmp};
-use weir_dataflows::plan::{JobPlan, KafkaStartup, StartFrom, TablePlan, ViewPlan};
+use weir_dataflows::plan::{Envelope, JobPlan, KafkaStartup, SinkPlan, StartFrom, TablePlan, ViewPlan};
 use weir_dataflows::sql::{
     plan_drops, plan_job, plan_peek, script_without, CatalogLookup, DropKind, ObjectInfo, PlanError,
 };
 use weir_operators::repr::{Datum, Diff, Row, Schema, Tick};
 
-use crate::shared::{lock, now_ms, Command, DataflowId, PeekCommand, Shared};
+use crate::shared::{lock, now_ms, sink_key, Command, DataflowId, Feeding, PeekCommand, Shared};
 
 /// Why a control-plane request failed; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -318,8 +319,13 @@ impl Engine {
         let mut sources: Vec<TablePlan> = plan.tables.clone();
         let mut imports: Vec<(String, DataflowId)> = Vec::new();
         let mut closure = BTreeSet::new();
-        for v in &plan.views {
-            for dep in &v.depends_on {
+        let reads = plan
+            .views
+            .iter()
+            .map(|v| v.depends_on.as_slice())
+            .chain(plan.sinks.iter().map(|s| std::slice::from_ref(&s.from)));
+        for deps in reads {
+            for dep in deps {
                 if own_tables.contains(dep.as_str()) || own_views.contains(dep.as_str()) {
                     continue;
                 }
@@ -372,7 +378,16 @@ impl Engine {
         // Records appended from now on are fed at their own tick; earlier
         // ones are history, replayed at coarser times up to now.
         let since = weir_connectors::log::clock();
-        lock(&self.shared.since).insert(df, since);
+        // Sinks first: a restarted sink resumes after the time it recorded,
+        // which the replay must then feed exactly.
+        let mut pins = Vec::new();
+        for s in &plan.sinks {
+            pins.extend(self.ensure_sink(s, df)?);
+        }
+        pins.sort_unstable();
+        pins.dedup();
+        let feeding = Feeding { since, pins };
+        lock(&self.shared.since).insert(df, feeding.clone());
         let skip_before = from.unwrap_or(match plan.start {
             StartFrom::Earliest => 0,
             StartFrom::Latest => created_ms,
@@ -389,7 +404,8 @@ impl Engine {
             sources,
             views: plan.views.clone(),
             imports,
-            since,
+            feeding,
+            sinks: plan.sinks.clone(),
             skip_before,
         })?;
         if replace {
@@ -457,6 +473,72 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cannot start the Kafka source of table {}: {e}", t.name)))?;
         ingests.insert(k.mirror.clone(), ingest);
         Ok(())
+    }
+
+    /// Starts the writer of a sink unless it runs (an earlier version of
+    /// the job has it: the new version takes over at the swap). Returns the
+    /// times to replay exactly (see [`Feeding`]).
+    fn ensure_sink(&self, s: &SinkPlan, df: DataflowId) -> Result<Vec<Tick>, EngineError> {
+        let config = SinkConfig {
+            name: s.name.clone(),
+            brokers: s.brokers.clone(),
+            topic: s.topic.clone(),
+            envelope: match s.envelope {
+                Envelope::Upsert => SinkEnvelope::Upsert,
+                Envelope::Debezium => SinkEnvelope::Debezium,
+            },
+            exactly_once: s.exactly_once,
+            partitions: s.partitions,
+            properties: s.properties.clone(),
+            schema: s.schema.clone(),
+            key: s.key.clone(),
+        };
+        let pins = SinkProgress::new(self.shared.store.meta(), &config).pins();
+        let mut writers = lock(&self.shared.sinks);
+        if !writers.contains_key(&sink_key(s)) {
+            let w = start_sink(config, self.shared.store.meta(), df)
+                .map_err(|e| EngineError::Internal(format!("cannot start sink {}: {e}", s.name)))?;
+            writers.insert(sink_key(s), w);
+        }
+        Ok(pins)
+    }
+
+    /// Stops the writers of sinks no job (or replacement) has any more.
+    fn prune_sinks(&self, cat: &Catalog) {
+        let used: BTreeSet<String> = cat
+            .jobs
+            .values()
+            .flat_map(|j| j.plan.sinks.iter().chain(j.replacing.iter().flat_map(|r| &r.plan.sinks)))
+            .map(sink_key)
+            .collect();
+        let stopped: Vec<Sink> = {
+            let mut writers = lock(&self.shared.sinks);
+            let gone: Vec<String> = writers.keys().filter(|k| !used.contains(*k)).cloned().collect();
+            gone.iter().filter_map(|k| writers.remove(k)).collect()
+        };
+        drop(stopped);
+    }
+
+    /// A sink, as shown in job status.
+    fn sink_status(&self, s: &SinkPlan) -> Value {
+        let writers = lock(&self.shared.sinks);
+        let Some(w) = writers.get(&sink_key(s)) else {
+            return json!({"name": s.name, "topic": s.topic, "state": "stopped"});
+        };
+        let st = &w.status;
+        json!({
+            "name": s.name,
+            "from": s.from,
+            "topic": s.topic,
+            "envelope": format!("{:?}", s.envelope).to_lowercase(),
+            "semantic": if s.exactly_once { "exactly-once" } else { "at-least-once" },
+            "state": if st.failing.load(Ordering::SeqCst) { "retrying" } else { "running" },
+            "written_as_of": st.written_as_of.load(Ordering::SeqCst),
+            "records": st.records.load(Ordering::Relaxed),
+            "queued_times": st.queued.load(Ordering::Relaxed),
+            "errors": st.errors.load(Ordering::Relaxed),
+            "last_error": *lock(&st.last_error),
+        })
     }
 
     /// Stops the Kafka sources no table of the catalog (or of a replacement
@@ -557,6 +639,15 @@ impl Engine {
                 cat.objects.retain(|_, o| o.job != name);
                 register(&mut cat, &name, &plan, new_df, &closure);
                 self.prune_ingests(&cat);
+                // The new version's sinks take over where the old ones end.
+                let writers = lock(&self.shared.sinks);
+                for s in &plan.sinks {
+                    if let Some(w) = writers.get(&sink_key(s)) {
+                        let _ = w.sender().send(SinkMsg::Activate { version: new_df });
+                    }
+                }
+                drop(writers);
+                self.prune_sinks(&cat);
                 old_df
             };
             let _ = self.send(Command::Drop { df: old });
@@ -590,6 +681,7 @@ impl Engine {
         cat.jobs.remove(name);
         cat.objects.retain(|_, o| o.job != name);
         self.prune_ingests(cat);
+        self.prune_sinks(cat);
         for df in dfs {
             self.send(Command::Drop { df })?;
         }
@@ -786,6 +878,7 @@ impl Engine {
             "views": job.plan.views.iter().map(|v| json!({"name": v.name, "complete_through": self.shared.complete_through(job.df, &v.name)})).collect::<Vec<_>>(),
             "dead_letters": dead_letters,
             "kafka_sources": kafka,
+            "sinks": job.plan.sinks.iter().map(|s| self.sink_status(s)).collect::<Vec<_>>(),
         }))
     }
 

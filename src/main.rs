@@ -292,6 +292,7 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
         dead_letters: Mutex::new(dlq_tx),
         worker_threads: Mutex::new(Vec::new()),
         ingests: Mutex::new(BTreeMap::new()),
+        sinks: Mutex::new(BTreeMap::new()),
     });
     // Dead letters are written durably off the workers' threads.
     let dlq_store = store.dead_letters();
@@ -363,6 +364,7 @@ fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
     // Kafka sources stop before the store closes (each finishes its last
     // append; what it had not appended is read again at the next start).
     drop(std::mem::take(&mut *lock(&shared.ingests)));
+    drop(std::mem::take(&mut *lock(&shared.sinks)));
     // The dead letters still queued are written once nothing can add more:
     // the last holder of `shared` (and so of the queue's sender) is gone.
     if Arc::strong_count(&shared) == 1 {

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use weir_connectors::dead_letters::DeadLetter;
 use weir_connectors::kafka::{mirrored_at, Ingest};
 use weir_connectors::log::EventLog;
+use weir_connectors::sink::Sink;
 use weir_connectors::store::StateStore;
-use weir_dataflows::plan::{TablePlan, ViewPlan};
+use weir_dataflows::plan::{SinkPlan, TablePlan, ViewPlan};
 use weir_operators::repr::{Diff, Row, Tick};
 
 use crate::metrics::Metrics;
@@ -27,18 +28,42 @@ pub const READABLE_HISTORY_MS: Tick = 2_000;
 /// History is replayed at times rounded up to this many milliseconds.
 const HISTORY_GRANULE_MS: Tick = 100;
 
-/// The time a record appended at `tick` is fed at in a dataflow installed at
-/// `since`. History (appended before `since`) is fed at coarser times, never
-/// later than `since`: a replay passes through few distinct times, and from
-/// `since` on every dataflow agrees on every record's time.
-pub fn fed_time(tick: Tick, since: Tick) -> Tick {
-    if tick >= since {
-        tick
-    } else {
-        (tick / HISTORY_GRANULE_MS + 1)
+/// How a dataflow installed at `since` times the records it reads.
+///
+/// A record appended at or after `since` is fed at its own tick. History
+/// (appended before `since`) is fed at coarser times, never later than
+/// `since`: a replay passes through few distinct times, and from `since` on
+/// every dataflow agrees on every record's time. History is never fed
+/// across a pin: a time a sink wrote through before a restart stays a time
+/// of the replayed views, so the sink resumes exactly after it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Feeding {
+    pub since: Tick,
+    /// Sorted.
+    pub pins: Vec<Tick>,
+}
+
+impl Feeding {
+    pub fn time(&self, tick: Tick) -> Tick {
+        if tick >= self.since {
+            return tick;
+        }
+        let coarse = (tick / HISTORY_GRANULE_MS + 1)
             .saturating_mul(HISTORY_GRANULE_MS)
-            .min(since)
+            .min(self.since);
+        // The first pin at or after the tick, if it comes before `coarse`.
+        let i = self.pins.partition_point(|&p| p < tick);
+        match self.pins.get(i) {
+            Some(&p) if p < coarse => p,
+            _ => coarse,
+        }
     }
+}
+
+/// The key of a sink's writer: a sink defined again with another topic
+/// is another writer.
+pub fn sink_key(s: &SinkPlan) -> String {
+    format!("{}/{}", s.name, s.topic)
 }
 
 /// Each worker's trace upper of one view (`None` until reported).
@@ -114,8 +139,10 @@ pub enum Command {
         views: Vec<ViewPlan>,
         /// Views of other dataflows this one reads: (view, its dataflow).
         imports: Vec<(String, DataflowId)>,
-        /// Records appended before this time are history (see [`fed_time`]).
-        since: Tick,
+        /// How records are timed (see [`Feeding`]).
+        feeding: Feeding,
+        /// The job's changelog sinks.
+        sinks: Vec<SinkPlan>,
         /// Records appended before this time are skipped (a job that starts
         /// from the latest events); 0 reads the whole history.
         skip_before: Tick,
@@ -154,8 +181,8 @@ pub struct Shared {
     pub frontiers: Mutex<HashMap<(DataflowId, String), ViewProgress>>,
     /// Per (dataflow, worker): the latest time its sources fed a record at.
     pub read_through: Mutex<HashMap<(DataflowId, usize), Tick>>,
-    /// Per dataflow: its install time (see [`fed_time`]).
-    pub since: Mutex<HashMap<DataflowId, Tick>>,
+    /// Per dataflow: how it times records (see [`Feeding`]).
+    pub since: Mutex<HashMap<DataflowId, Feeding>>,
     /// Per (dataflow, worker): records in the log not yet read by its sources.
     pub lag: Mutex<HashMap<(DataflowId, usize), u64>>,
     pub peek_replies: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<PeekReply>>>,
@@ -164,6 +191,8 @@ pub struct Shared {
     pub worker_threads: Mutex<Vec<std::thread::Thread>>,
     /// The running Kafka sources, by the log topic they copy into.
     pub ingests: Mutex<BTreeMap<String, Ingest>>,
+    /// The running sink writers, by sink name and topic.
+    pub sinks: Mutex<BTreeMap<String, Sink>>,
 }
 
 /// Locks a mutex, recovering from poisoning: the data behind these locks
@@ -233,7 +262,7 @@ impl Shared {
     /// The time at which dataflow `df` processes a record appended at `tick`:
     /// it reflects the record once its views are complete through it.
     pub fn fed_in(&self, df: DataflowId, tick: Tick) -> Tick {
-        fed_time(tick, lock(&self.since).get(&df).copied().unwrap_or(0))
+        lock(&self.since).get(&df).map_or(tick, |f| f.time(tick))
     }
 
     /// The view's rows, over all workers, as far as they have computed it.

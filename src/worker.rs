@@ -18,13 +18,15 @@ use weir_connectors::dead_letters::{DeadLetter, Position};
 use weir_connectors::decode::{decode_json, is_delete};
 use weir_connectors::kafka::{decode_key, Mirrored, MAX_MESSAGE_BYTES};
 use weir_connectors::log::LogRecord;
-use weir_dataflows::plan::TablePlan;
-use weir_dataflows::render::{render_job, ErrorSink, SourceInput, ViewTrace};
+use weir_connectors::sink::SinkMsg;
+use weir_dataflows::plan::{SinkPlan, TablePlan};
+use weir_dataflows::render::{render_job, ErrorSink, SinkOutput, SourceInput, ViewTrace};
+use weir_operators::sink::Delivery;
 use weir_operators::cep::CepStats;
 use weir_operators::repr::{Row, Schema, Tick};
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
-use crate::shared::{fed_time, lock, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
+use crate::shared::{lock, sink_key, Feeding, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
 
 /// How long an idle worker parks: how often time moves on with nothing to
 /// read (new records and commands wake the workers at once).
@@ -229,9 +231,9 @@ struct Dataflow {
     uppers: Vec<ProbeHandle<Tick>>,
     /// Per view, the compaction frontier already allowed (never regresses).
     since: Vec<Tick>,
-    /// When it was installed: records appended before are history (see
-    /// [`fed_time`]).
-    installed: Tick,
+    /// How it times records: those appended before its install are
+    /// history (see [`Feeding`]).
+    feeding: Feeding,
     /// Per read, the latest time a record was fed at, until every view has
     /// passed it.
     in_flight: Vec<Tick>,
@@ -312,7 +314,8 @@ fn run_worker(
                     sources,
                     views,
                     imports,
-                    since,
+                    feeding,
+                    sinks,
                     skip_before,
                 } => {
                     let mut import_traces = HashMap::new();
@@ -326,8 +329,36 @@ fn run_worker(
                     }
                     let sink = Rc::clone(&errors);
                     let index_before = worker.next_dataflow_index();
+                    // The writers of the job's sinks, on worker 0 (where the
+                    // changes are delivered).
+                    let mut senders: HashMap<String, std::sync::mpsc::Sender<SinkMsg>> = HashMap::new();
+                    if index == 0 {
+                        let writers = lock(&shared.sinks);
+                        for s in &sinks {
+                            if let Some(w) = writers.get(&sink_key(s)) {
+                                senders.insert(s.name.clone(), w.sender());
+                            }
+                        }
+                    }
+                    let mut sink_output = |s: &SinkPlan| -> SinkOutput {
+                        let Some(tx) = senders.remove(&s.name) else {
+                            return Box::new(|_| {});
+                        };
+                        Box::new(move |d| {
+                            let msg = match d {
+                                Delivery::Changes(as_of, changes) => SinkMsg::Changes {
+                                    version: df,
+                                    as_of,
+                                    changes,
+                                },
+                                Delivery::Frontier(frontier) => SinkMsg::Frontier { version: df, frontier },
+                            };
+                            // A stopped writer (its sink dropped) takes nothing.
+                            let _ = tx.send(msg);
+                        })
+                    };
                     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
-                        render_job(scope, &sources, &views, &mut import_traces, &sink)
+                        render_job(scope, &sources, &views, &mut import_traces, &sink, &sinks, &mut sink_output)
                     });
                     let mut srcs = Vec::new();
                     for (name, input) in rendered.sources {
@@ -360,7 +391,7 @@ fn run_worker(
                             index: index_before,
                             sources: srcs,
                             since: vec![0; views.len()],
-                            installed: since,
+                            feeding,
                             views,
                             rows,
                             patterns,
@@ -409,7 +440,7 @@ fn run_worker(
             let may_read = d.may_read();
             let mut fed_until = None;
             for src in d.sources.iter_mut() {
-                let read = read_source(&shared, src, d.installed, now, may_read);
+                let read = read_source(&shared, src, &d.feeding, now, may_read);
                 if read.records > 0 {
                     fed_until = fed_until.max(Some(read.fed_until));
                 }
@@ -470,7 +501,7 @@ fn run_worker(
                     }
                     // Peeks are answered from this worker's trace as of their
                     // time; their readers hold it, so the bound covers them.
-                    if let Some(bound) = progress.compaction_bound(d.installed) {
+                    if let Some(bound) = progress.compaction_bound(d.feeding.since) {
                         if bound > *since {
                             *since = bound;
                             allow_compaction(trace, bound);
@@ -503,10 +534,10 @@ struct Read {
 
 /// Reads new records of `src`'s partitions into its input (when
 /// `may_read`; else only measures how far behind it is).
-fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, may_read: bool) -> Read {
+fn read_source(shared: &Shared, src: &mut Source, feeding: &Feeding, now: Tick, may_read: bool) -> Read {
     let topic = src.table.topic().to_string();
     // Before the end offsets: records past them come at or after `sealed`.
-    let sealed = fed_time(shared.log.sealed(&topic), installed);
+    let sealed = feeding.time(shared.log.sealed(&topic));
     // After `sealed`: a partition added later holds only records appended
     // after it.
     let count = shared.log.partitions(&topic);
@@ -534,7 +565,7 @@ fn read_source(shared: &Shared, src: &mut Source, installed: Tick, now: Tick, ma
                     continue;
                 }
                 out.records += 1;
-                let at = fed_time(rec.tick, installed);
+                let at = feeding.time(rec.tick);
                 out.fed_until = out.fed_until.max(at);
                 src.partitions[p].2 = at;
                 if let Err((position, payload, reason)) = src.feed_record(partition, rec, at) {

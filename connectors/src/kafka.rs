@@ -704,22 +704,75 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(brokers: &str) -> Result<Producer, ProduceError> {
+        Producer::with_settings(brokers, &[], None)
+    }
+
+    /// A producer with further librdkafka `settings`, and transactional
+    /// with `transactional_id` (then [`Producer::init_transactions`] first).
+    pub fn with_settings(
+        brokers: &str,
+        settings: &[(String, String)],
+        transactional_id: Option<&str>,
+    ) -> Result<Producer, ProduceError> {
         let state = Arc::new(Mutex::new(DeliveryState::default()));
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "1000000")
-            .set("message.timeout.ms", "60000")
-            .create_with_context(Deliveries(Arc::clone(&state)))?;
+            .set("message.timeout.ms", "60000");
+        if let Some(id) = transactional_id {
+            cfg.set("transactional.id", id);
+        }
+        for (k, v) in settings {
+            cfg.set(k, v);
+        }
+        let inner = cfg.create_with_context(Deliveries(Arc::clone(&state)))?;
         Ok(Producer { inner, state, sent: 0 })
+    }
+
+    pub fn init_transactions(&self, timeout: Duration) -> Result<(), KafkaError> {
+        use rdkafka::producer::Producer as _;
+        self.inner.init_transactions(timeout)
+    }
+
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        use rdkafka::producer::Producer as _;
+        self.inner.begin_transaction()
+    }
+
+    /// Commits the transaction (flushing its records first).
+    pub fn commit_transaction(&mut self, timeout: Duration) -> Result<(), ProduceError> {
+        use rdkafka::producer::Producer as _;
+        self.inner.commit_transaction(timeout)?;
+        self.flush(timeout).map(|_| ())
+    }
+
+    pub fn abort_transaction(&mut self, timeout: Duration) -> Result<(), KafkaError> {
+        use rdkafka::producer::Producer as _;
+        let aborted = self.inner.abort_transaction(timeout);
+        // Reports of an aborted transaction's records say nothing.
+        *lock(&self.state) = DeliveryState::default();
+        self.sent = 0;
+        aborted
     }
 
     /// Queues one record (`value: None` is a tombstone); waits while the
     /// local queue is full.
     pub fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), ProduceError> {
+        self.send_with_headers(topic, key, value, None)
+    }
+
+    /// [`Producer::send`] with headers.
+    pub fn send_with_headers(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<&rdkafka::message::OwnedHeaders>,
+    ) -> Result<(), ProduceError> {
         use rdkafka::producer::BaseRecord;
         loop {
             let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
@@ -728,6 +781,9 @@ impl Producer {
             }
             if let Some(v) = value {
                 record = record.payload(v);
+            }
+            if let Some(h) = headers {
+                record = record.headers(h.clone());
             }
             match self.inner.send(record) {
                 Ok(()) => {

@@ -29,6 +29,7 @@ pub mod decode;
 pub mod ingest;
 pub mod kafka;
 pub mod log;
+pub mod sink;
 pub mod store;
 
 pub use catalog::Catalog;

@@ -438,11 +438,43 @@ impl TablePlan {
     }
 }
 
+/// A changelog sink: every change of a view, written to a Kafka topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SinkPlan {
+    pub name: String,
+    /// The view whose changes are written.
+    pub from: String,
+    pub schema: Schema,
+    /// The view's key columns: the records' key.
+    pub key: Option<Vec<usize>>,
+    pub brokers: String,
+    pub topic: String,
+    pub envelope: Envelope,
+    /// Kafka transactions, one per engine time written.
+    pub exactly_once: bool,
+    /// Partitions of the topic when weir creates it.
+    pub partitions: i32,
+    /// Further librdkafka settings (`'properties.<name>'`).
+    pub properties: Vec<(String, String)>,
+}
+
+/// How a sink's records describe a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// Keyed by the view's key: the key's new row, or a tombstone when the
+    /// key is gone (a compacted topic then holds exactly the view).
+    Upsert,
+    /// `{"before", "after", "op"}`: each change with the row it replaced.
+    Debezium,
+}
+
 /// The objects one job creates, in definition order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobPlan {
     pub tables: Vec<TablePlan>,
     pub views: Vec<ViewPlan>,
+    #[serde(default)]
+    pub sinks: Vec<SinkPlan>,
     /// Where the job's sources start (`SET 'auto.offset.reset' = …`).
     #[serde(default)]
     pub start: StartFrom,

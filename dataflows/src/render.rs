@@ -22,10 +22,11 @@ use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, SqlType, Tick};
 use weir_operators::topk::{MonotonicTopK, RowOrder};
+use weir_operators::sink::{deliver_changes, Delivery};
 use weir_operators::upsert::{Upsert, UpsertRecord};
 
 use crate::expr::{eval_all, order_cmp, ScalarExpr};
-use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan, TablePlan, ViewPlan};
+use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan, SinkPlan, TablePlan, ViewPlan};
 
 /// The arrangement a view is kept in, for peeks and for other dataflows:
 /// key columns (or the whole row) → the row (or an empty row).
@@ -94,12 +95,18 @@ pub struct RenderedJob {
 /// `sources` are the tables this dataflow reads (its own and other jobs'):
 /// each gets an input here. `imports` are the traces of views of other jobs
 /// that the job reads; they are imported, not recomputed.
+///
+/// Each of `sinks` gets the changes of its view through the function
+/// `sink_output` returns for it (called on worker 0 only; see
+/// [`deliver_changes`]).
 pub fn render_job<'s>(
     scope: Scope<'s, Tick>,
     sources: &[TablePlan],
     views: &[ViewPlan],
     imports: &mut HashMap<String, ViewTrace>,
     errors: &ErrorSink,
+    sinks: &[SinkPlan],
+    sink_output: &mut dyn FnMut(&SinkPlan) -> SinkOutput,
 ) -> RenderedJob {
     let mut ctx = Context {
         scope,
@@ -158,11 +165,19 @@ pub fn render_job<'s>(
             patterns,
         });
     }
+    for sink in sinks {
+        if let Some(coll) = ctx.collections.get(&sink.from) {
+            deliver_changes(coll.clone(), &format!("Sink: {}", sink.name), sink_output(sink));
+        }
+    }
     RenderedJob {
         sources: inputs,
         views: rendered,
     }
 }
+
+/// Where a sink's changes go (see [`render_job`]).
+pub type SinkOutput = Box<dyn FnMut(Delivery)>;
 
 struct Context<'s> {
     scope: Scope<'s, Tick>,

@@ -99,8 +99,8 @@ fn unsupported(what: impl std::fmt::Display, at: Loc) -> PlanError {
 /// Plans a job: a script of `CREATE TABLE` and `CREATE [MATERIALIZED] VIEW`
 /// statements. Later statements may use objects of earlier ones.
 pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
-    let (statements, ext) = parse_extended(sql)?;
-    if statements.is_empty() {
+    let (statements, ext, sinks) = parse_with_sinks(sql)?;
+    if statements.is_empty() && sinks.is_empty() {
         return Err(PlanError::new("empty_job", "the job contains no statements", Loc(1, 1)));
     }
     let mut job = JobPlan::default();
@@ -130,11 +130,15 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
                 let kind: String = kind.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
                 return Err(PlanError::new(
                     "unsupported",
-                    format!("{kind} is not supported in a job: a job holds CREATE TABLE and CREATE VIEW statements"),
+                    format!("{kind} is not supported in a job: a job holds CREATE TABLE, CREATE VIEW and CREATE SINK statements"),
                     loc_of(other),
                 ));
             }
         }
+    }
+    for st in &sinks {
+        let sink = kafka::plan_sink(st, &job, catalog)?;
+        job.sinks.push(sink);
     }
     Ok(job)
 }
@@ -311,7 +315,12 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 }
 
 fn parse_extended(sql: &str) -> Result<(Vec<Statement>, pattern::Extensions)> {
-    let (text, ext) = pattern::cut_extensions(sql)?;
+    parse_with_sinks(sql).map(|(statements, ext, _)| (statements, ext))
+}
+
+fn parse_with_sinks(sql: &str) -> Result<(Vec<Statement>, pattern::Extensions, Vec<kafka::SinkStatement>)> {
+    let (text, sinks) = kafka::cut_sinks(sql)?;
+    let (text, ext) = pattern::cut_extensions(&text)?;
     let statements = Parser::parse_sql(&GenericDialect {}, &text).map_err(|e| {
         let msg = e.to_string();
         let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg).to_string();
@@ -323,7 +332,7 @@ fn parse_extended(sql: &str) -> Result<(Vec<Statement>, pattern::Extensions)> {
         };
         PlanError::new("syntax_error", clean, Loc(line, column))
     })?;
-    Ok((statements, ext))
+    Ok((statements, ext, sinks))
 }
 
 /// The position just after the last character of `sql`.

@@ -6,11 +6,13 @@
 //! - [`upsert`]: keyed, sequenced upserts → one row per key.
 //! - [`topk`]: top-k per group over append-only input, state bounded by k.
 //! - [`cep`]: row pattern recognition (MATCH_RECOGNIZE) behind a watermark.
+//! - [`sink`]: a collection's changes handed out per complete time.
 //!
 //! Nothing here does I/O or knows about tokio.
 
 pub mod by_time;
 pub mod cep;
 pub mod repr;
+pub mod sink;
 pub mod topk;
 pub mod upsert;

@@ -1,8 +1,10 @@
 //! The options of Kafka tables (`connector = 'kafka'`), in Flink SQL's
 //! spelling, and of Kafka sinks (`CREATE SINK … WITH (connector = 'kafka')`).
 
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
 use super::*;
-use crate::plan::{KafkaSource, KafkaStartup};
+use crate::plan::{Envelope, KafkaSource, KafkaStartup, SinkPlan};
 
 /// The Kafka options of a table, as listed in error messages.
 pub(super) const KNOWN: &str = "'bootstrap.servers', 'scan.startup.mode', 'scan.startup.timestamp-millis', \
@@ -135,6 +137,258 @@ impl Options {
             mirror,
         })
     }
+}
+
+/// A `CREATE SINK name FROM view WITH (…)` statement, cut out of a job's
+/// text before the rest is parsed (sqlparser has no such statement).
+pub(super) struct SinkStatement {
+    name: String,
+    at: Loc,
+    from: String,
+    from_at: Loc,
+    options: Vec<(String, String, Loc)>,
+}
+
+/// Cuts every `CREATE SINK` statement out of `sql` (blanked, so that other
+/// positions stay), and returns them.
+pub(super) fn cut_sinks(sql: &str) -> Result<(String, Vec<SinkStatement>)> {
+    if !sql.to_ascii_uppercase().contains("SINK") {
+        return Ok((sql.to_string(), Vec::new()));
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| PlanError::new("syntax_error", e.message, Loc(e.location.line, e.location.column)))?;
+    let sig: Vec<&TokenWithSpan> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let loc = |t: &TokenWithSpan| Loc(t.span.start.line, t.span.start.column);
+    let word = |t: &TokenWithSpan, kw: &str| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(kw));
+    let starts = pattern::line_starts(sql);
+    let mut text = sql.to_string();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < sig.len() {
+        // A statement starts the text or follows a semicolon.
+        let starts_statement = i == 0 || matches!(sig[i - 1].token, Token::SemiColon);
+        if !(starts_statement && word(sig[i], "CREATE") && word(sig[i + 1], "SINK")) {
+            i += 1;
+            continue;
+        }
+        let begin = sig[i];
+        let mut j = i + 2;
+        let expect = |what: &str, j: &mut usize| -> Result<&TokenWithSpan> {
+            let t = sig.get(*j).copied().ok_or_else(|| {
+                let (line, column) = end_of(sql);
+                PlanError::new("syntax_error", format!("expected {what}, found the end of the job"), Loc(line, column))
+            })?;
+            *j += 1;
+            Ok(t)
+        };
+        let ident = |t: &TokenWithSpan, what: &str| -> Result<String> {
+            match &t.token {
+                Token::Word(w) => Ok(if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() }),
+                other => Err(PlanError::new("syntax_error", format!("expected {what}, found {other}"), loc(t))),
+            }
+        };
+        let t = expect("the sink's name", &mut j)?;
+        let (name, at) = (ident(t, "the sink's name")?, loc(t));
+        let t = expect("FROM", &mut j)?;
+        if !word(t, "FROM") {
+            return Err(PlanError::new("syntax_error", format!("expected FROM, found {}", t.token), loc(t)));
+        }
+        let t = expect("a view's name", &mut j)?;
+        let (from, from_at) = (ident(t, "a view's name")?, loc(t));
+        let t = expect("WITH (…)", &mut j)?;
+        if !word(t, "WITH") {
+            return Err(PlanError::new("syntax_error", format!("expected WITH (…), found {}", t.token), loc(t)));
+        }
+        let t = expect("(", &mut j)?;
+        if t.token != Token::LParen {
+            return Err(PlanError::new("syntax_error", format!("expected (, found {}", t.token), loc(t)));
+        }
+        let mut options = Vec::new();
+        let end = loop {
+            let k = expect("an option", &mut j)?;
+            let key = match &k.token {
+                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s.to_lowercase(),
+                Token::Word(w) => w.value.to_lowercase(),
+                other => return Err(PlanError::new("syntax_error", format!("expected an option, found {other}"), loc(k))),
+            };
+            let eq = expect("=", &mut j)?;
+            if eq.token != Token::Eq {
+                return Err(PlanError::new("syntax_error", format!("expected =, found {}", eq.token), loc(eq)));
+            }
+            let v = expect("a value", &mut j)?;
+            let value = match &v.token {
+                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s.clone(),
+                Token::Number(n, _) => n.clone(),
+                Token::Word(w) => w.value.clone(),
+                other => return Err(PlanError::new("syntax_error", format!("expected a value, found {other}"), loc(v))),
+            };
+            options.push((key, value, loc(v)));
+            let sep = expect(", or )", &mut j)?;
+            match sep.token {
+                Token::Comma => continue,
+                Token::RParen => break sep,
+                ref other => return Err(PlanError::new("syntax_error", format!("expected , or ), found {other}"), loc(sep))),
+            }
+        };
+        if let Some(t) = sig.get(j).filter(|t| t.token != Token::SemiColon && t.token != Token::EOF) {
+            return Err(PlanError::new("syntax_error", format!("expected ; after CREATE SINK, found {}", t.token), loc(t)));
+        }
+        let (b, e) = (
+            pattern::byte_offset(sql, &starts, begin.span.start),
+            pattern::byte_offset(sql, &starts, end.span.end),
+        );
+        pattern::blank(sql, &mut text, b, e);
+        out.push(SinkStatement {
+            name,
+            at,
+            from,
+            from_at,
+            options,
+        });
+        i = j;
+    }
+    Ok((text, out))
+}
+
+/// Plans a sink of a job: its view must be one of the job's (`job`) or of
+/// the catalog.
+pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn CatalogLookup) -> Result<SinkPlan> {
+    if job.tables.iter().any(|t| t.name == st.name)
+        || job.views.iter().any(|v| v.name == st.name)
+        || job.sinks.iter().any(|s| s.name == st.name)
+        || catalog.lookup(&st.name).is_some()
+    {
+        return Err(PlanError::new(
+            "duplicate_name",
+            format!("\"{}\" is already the name of a table, view or sink", st.name),
+            st.at,
+        ));
+    }
+    let (schema, key) = match job.views.iter().find(|v| v.name == st.from) {
+        Some(v) => (v.schema.clone(), v.key.clone()),
+        None => match catalog.lookup(&st.from) {
+            Some(info) if !job.tables.iter().any(|t| t.name == st.from) => (info.schema, info.key),
+            _ => {
+                return Err(PlanError::new(
+                    "unknown_view",
+                    format!("unknown view \"{}\" (a sink writes the changes of a view)", st.from),
+                    st.from_at,
+                ))
+            }
+        },
+    };
+    let get = |k: &str| st.options.iter().rev().find(|(key, _, _)| key == k);
+    let mut properties = Vec::new();
+    for (k, v, at) in &st.options {
+        match k.as_str() {
+            "connector" | "bootstrap.servers" | "topic" | "format" | "envelope" | "sink.semantic" | "topic.partitions" => {}
+            k if k.starts_with("properties.") => {
+                let name = &k["properties.".len()..];
+                if matches!(name, "transactional.id" | "enable.idempotence" | "bootstrap.servers") {
+                    return Err(PlanError::new(
+                        "invalid_option",
+                        format!("'{k}' is set by weir (see 'sink.semantic')"),
+                        *at,
+                    ));
+                }
+                properties.push((name.to_string(), v.clone()));
+            }
+            other => {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!(
+                        "unknown sink option '{other}' (known: connector, 'bootstrap.servers', topic, format, envelope, 'sink.semantic', 'topic.partitions', 'properties.<librdkafka setting>')"
+                    ),
+                    *at,
+                ))
+            }
+        }
+    }
+    match get("connector") {
+        Some((_, c, _)) if c.eq_ignore_ascii_case("kafka") => {}
+        Some((_, c, at)) => {
+            return Err(PlanError::new("invalid_option", format!("unknown sink connector '{c}' (known: kafka)"), *at))
+        }
+        None => return Err(PlanError::new("invalid_option", "a sink needs connector = 'kafka'", st.at)),
+    }
+    if let Some((_, f, at)) = get("format").filter(|(_, f, _)| !f.eq_ignore_ascii_case("json")) {
+        return Err(PlanError::new("invalid_option", format!("unknown format '{f}' (known: json)"), *at));
+    }
+    let brokers = get("bootstrap.servers")
+        .map(|(_, v, _)| v.clone())
+        .ok_or_else(|| PlanError::new("invalid_option", "a Kafka sink needs 'bootstrap.servers'", st.at))?;
+    let (topic, topic_at) = get("topic")
+        .map(|(_, v, at)| (v.clone(), *at))
+        .ok_or_else(|| PlanError::new("invalid_option", "a Kafka sink needs 'topic'", st.at))?;
+    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(PlanError::new(
+            "invalid_option",
+            format!("\"{topic}\" is not a valid Kafka topic name: 1-249 of letters, digits, . _ -"),
+            topic_at,
+        ));
+    }
+    let envelope = match get("envelope") {
+        None => return Err(PlanError::new("invalid_option", "a sink needs envelope = 'upsert' or 'debezium'", st.at)),
+        Some((_, e, at)) => match e.to_lowercase().as_str() {
+            "upsert" => {
+                if key.is_none() {
+                    return Err(PlanError::new(
+                        "invalid_option",
+                        format!(
+                            "envelope 'upsert' needs a view with a key (GROUP BY columns); view {} has none: use envelope 'debezium'",
+                            st.from
+                        ),
+                        *at,
+                    ));
+                }
+                Envelope::Upsert
+            }
+            "debezium" => Envelope::Debezium,
+            other => {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!("unknown envelope '{other}' (known: upsert, debezium)"),
+                    *at,
+                ))
+            }
+        },
+    };
+    let exactly_once = match get("sink.semantic") {
+        None => false,
+        Some((_, v, at)) => match v.to_lowercase().as_str() {
+            "at-least-once" => false,
+            "exactly-once" => true,
+            other => {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!("unknown 'sink.semantic' '{other}' (known: at-least-once, exactly-once)"),
+                    *at,
+                ))
+            }
+        },
+    };
+    let partitions = match get("topic.partitions") {
+        None => 1,
+        Some((_, v, at)) => v.parse::<i32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+            PlanError::new("invalid_option", format!("'topic.partitions' must be 1 to 10000, not {v}"), *at)
+        })?,
+    };
+    Ok(SinkPlan {
+        name: st.name.clone(),
+        from: st.from.clone(),
+        schema,
+        key,
+        brokers,
+        topic,
+        envelope,
+        exactly_once,
+        partitions,
+        properties,
+    })
 }
 
 /// `partition:0,offset:42;partition:1,offset:300` (Flink's syntax).

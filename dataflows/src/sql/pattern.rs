@@ -60,6 +60,23 @@ pub(super) fn line_starts(sql: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Replaces `sql[b..e]` in `text` (a copy of `sql`) with spaces. Same
+/// length in bytes and the same line breaks: every later position, in this
+/// text and in error messages, stays valid.
+pub(super) fn blank(sql: &str, text: &mut String, b: usize, e: usize) {
+    let blank: String = sql[b..e]
+        .chars()
+        .map(|c| {
+            if c == '\n' {
+                "\n".to_string()
+            } else {
+                " ".repeat(c.len_utf8())
+            }
+        })
+        .collect();
+    text.replace_range(b..e, &blank);
+}
+
 /// Cuts `WITHIN INTERVAL '…' [unit] [EMIT TIMEOUTS]` out of `sql`
 /// (replacing it with spaces, so every other position stays) and notes
 /// where each `PATTERN` keyword is.
@@ -151,19 +168,7 @@ pub(super) fn cut_extensions(sql: &str) -> Result<(String, Extensions)> {
             byte_offset(sql, &starts, tokens[i].span.start),
             byte_offset(sql, &starts, last.span.end),
         );
-        // Same length in bytes and the same line breaks: every later
-        // position, in this text and in error messages, stays valid.
-        let blank: String = sql[b..e]
-            .chars()
-            .map(|c| {
-                if c == '\n' {
-                    "\n".to_string()
-                } else {
-                    " ".repeat(c.len_utf8())
-                }
-            })
-            .collect();
-        text.replace_range(b..e, &blank);
+        blank(sql, &mut text, b, e);
         ext.withins.push(Within { at, ms, emit_timeouts });
     }
     Ok((text, ext))

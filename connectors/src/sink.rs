@@ -1,0 +1,558 @@
+//! Kafka changelog sinks: every change of a view, written to a topic.
+//!
+//! The dataflow hands a sink's changes to its writer one engine time at a
+//! time, in time order ([`SinkMsg`]). The writer encodes them (upsert or
+//! Debezium envelope, the time in a `weir.as_of` header) and writes them:
+//!
+//! - **at-least-once** (default): an idempotent producer; a time's records
+//!   are flushed and acknowledged before the time is recorded as written.
+//!   After a crash the times after the recorded one are written again.
+//! - **exactly-once**: one Kafka transaction per group of times. The last
+//!   time of the group is recorded as *pending* before the commit and as
+//!   *committed* after it; at the next start, once `init_transactions` has
+//!   settled any open transaction, the topic itself says whether the
+//!   pending one committed. Readers with `isolation.level=read_committed`
+//!   see every change once.
+//!
+//! Either way a restarted engine replays history into views whose times
+//! include the recorded ones exactly (see [`SinkProgress::pins`]), so the
+//! writer resumes precisely after what the topic holds.
+//!
+//! Errors are retried with exponential backoff, forever; they show in the
+//! sink's [`SinkStatus`]. Nothing is dropped: changes wait in the queue.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use weir_operators::repr::{Diff, Row, Schema, Tick};
+
+use crate::decode::encode_json;
+use crate::kafka::{ensure_topic, ProduceError, Producer};
+use crate::store::{lock, read_u64, Meta, StoreError};
+
+/// The header carrying the engine time of a change.
+pub const AS_OF_HEADER: &str = "weir.as_of";
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Times written in one transaction at most (exactly-once).
+const TIMES_PER_TRANSACTION: usize = 1000;
+/// How often at-least-once progress is recorded (each record is a synced
+/// write; after a crash at most this much is written again).
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkEnvelope {
+    Upsert,
+    Debezium,
+}
+
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    pub name: String,
+    pub brokers: String,
+    pub topic: String,
+    pub envelope: SinkEnvelope,
+    pub exactly_once: bool,
+    /// Partitions of the topic, if weir creates it.
+    pub partitions: i32,
+    pub properties: Vec<(String, String)>,
+    pub schema: Schema,
+    /// The key columns of the view (required for the upsert envelope).
+    pub key: Option<Vec<usize>>,
+}
+
+/// What a dataflow version sends to its sink's writer.
+#[derive(Debug)]
+pub enum SinkMsg {
+    Changes {
+        version: u64,
+        as_of: Tick,
+        changes: Vec<(Row, Diff)>,
+    },
+    /// Every change of `version` before `frontier` has been sent.
+    Frontier { version: u64, frontier: Tick },
+    /// From here on, write `version`'s changes from where the current
+    /// version's end (a replaced job's new version takes over).
+    Activate { version: u64 },
+}
+
+/// What a sink reports, for job status and metrics.
+#[derive(Debug, Default)]
+pub struct SinkStatus {
+    /// The last time whose changes are in the topic (0: none yet).
+    pub written_as_of: AtomicU64,
+    /// The active version's frontier: its changes before it are handed over.
+    pub frontier: AtomicU64,
+    pub records: AtomicU64,
+    pub errors: AtomicU64,
+    /// Times handed over and not yet written.
+    pub queued: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// True while the last attempt to write failed.
+    pub failing: AtomicBool,
+}
+
+/// Where a sink's progress is recorded (see the module doc).
+pub struct SinkProgress {
+    meta: Meta,
+    key: String,
+}
+
+impl SinkProgress {
+    pub fn new(meta: Meta, config: &SinkConfig) -> SinkProgress {
+        SinkProgress {
+            meta,
+            key: format!("sink/{}/{}", config.name, config.topic),
+        }
+    }
+
+    fn get(&self, what: &str) -> Result<Option<Tick>, StoreError> {
+        Ok(self.meta.get(&format!("{}/{what}", self.key))?.and_then(|b| read_u64(&b)))
+    }
+
+    fn put(&self, what: &str, t: Tick) -> Result<(), StoreError> {
+        self.meta.put(&format!("{}/{what}", self.key), &t.to_be_bytes())
+    }
+
+    /// The times a restarted engine must replay exactly (history is
+    /// replayed at coarser times, but never across these): where the
+    /// writer may resume.
+    pub fn pins(&self) -> Vec<Tick> {
+        let mut pins: Vec<Tick> = ["committed", "pending"]
+            .iter()
+            .filter_map(|w| self.get(w).ok().flatten())
+            .collect();
+        pins.sort_unstable();
+        pins.dedup();
+        pins
+    }
+}
+
+/// A running sink writer; stops when dropped.
+pub struct Sink {
+    pub config: SinkConfig,
+    pub status: Arc<SinkStatus>,
+    tx: Sender<SinkMsg>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    /// Where a dataflow version sends its changes.
+    pub fn sender(&self) -> Sender<SinkMsg> {
+        self.tx.clone()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the writer of a sink whose changes `version` sends.
+pub fn start_sink(config: SinkConfig, meta: Meta, version: u64) -> std::io::Result<Sink> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let status = Arc::new(SinkStatus::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = Writer {
+        progress: SinkProgress::new(meta, &config),
+        config: config.clone(),
+        status: Arc::clone(&status),
+        stop: Arc::clone(&stop),
+        rx,
+        active: version,
+        next: BTreeMap::new(),
+        resume_after: None,
+        producer: None,
+        last_progress: Instant::now(),
+        unrecorded: None,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("sink-{}", config.name))
+        .spawn(move || writer.run())?;
+    Ok(Sink {
+        config,
+        status,
+        tx,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct Writer {
+    config: SinkConfig,
+    progress: SinkProgress,
+    status: Arc<SinkStatus>,
+    stop: Arc<AtomicBool>,
+    rx: Receiver<SinkMsg>,
+    /// The version whose changes are written.
+    active: u64,
+    /// Changes of versions not yet active, by version and time.
+    next: BTreeMap<u64, BTreeMap<Tick, Vec<(Row, Diff)>>>,
+    /// Times up to this are in the topic already.
+    resume_after: Option<Tick>,
+    producer: Option<Producer>,
+    last_progress: Instant,
+    /// A written time not yet recorded (at-least-once).
+    unrecorded: Option<Tick>,
+}
+
+impl Writer {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) {
+        self.status.errors.fetch_add(1, Ordering::Relaxed);
+        self.status.failing.store(true, Ordering::SeqCst);
+        *lock(&self.status.last_error) = Some(e.to_string());
+    }
+
+    /// Runs `f` until it succeeds (or the writer stops), backing off.
+    fn retry<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, String>) -> Option<T> {
+        let mut wait = BACKOFF_FIRST;
+        while !self.stopped() {
+            match f(self) {
+                Ok(v) => {
+                    self.status.failing.store(false, Ordering::SeqCst);
+                    return Some(v);
+                }
+                Err(e) => {
+                    self.failed(e);
+                    // A failed producer may be fenced or wedged: start anew.
+                    self.producer = None;
+                    let until = Instant::now() + wait;
+                    while !self.stopped() && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    wait = (wait * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        None
+    }
+
+    fn run(&mut self) {
+        // Where to resume: settled before anything is written.
+        let Some(resume) = self.retry(|w| w.connect()) else { return };
+        self.resume_after = resume;
+        if let Some(t) = resume {
+            self.status.written_as_of.store(t, Ordering::SeqCst);
+        }
+        let mut batch: Vec<(Tick, Vec<(Row, Diff)>)> = Vec::new();
+        while !self.stopped() {
+            let msg = match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if let Some(msg) = msg {
+                self.accept(msg, &mut batch);
+                // Take what else is ready, for one write.
+                while batch.len() < TIMES_PER_TRANSACTION {
+                    match self.rx.try_recv() {
+                        Ok(m) => self.accept(m, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.status.queued.store(batch.len() as u64, Ordering::Relaxed);
+            if !batch.is_empty() {
+                let times = std::mem::take(&mut batch);
+                if self.retry(|w| w.write(&times)).is_none() {
+                    return;
+                }
+                self.status.queued.store(0, Ordering::Relaxed);
+            }
+            if self.unrecorded.is_some() && self.last_progress.elapsed() >= PROGRESS_EVERY {
+                self.record_progress();
+            }
+        }
+        self.record_progress();
+    }
+
+    fn record_progress(&mut self) {
+        if let Some(t) = self.unrecorded.take() {
+            if let Err(e) = self.progress.put("committed", t) {
+                self.failed(format!("cannot record the sink's progress: {e}"));
+                self.unrecorded = Some(t);
+            }
+            self.last_progress = Instant::now();
+        }
+    }
+
+    /// Takes in one message: changes of the active version join `batch`.
+    fn accept(&mut self, msg: SinkMsg, batch: &mut Vec<(Tick, Vec<(Row, Diff)>)>) {
+        match msg {
+            SinkMsg::Changes {
+                version,
+                as_of,
+                changes,
+            } => {
+                if version == self.active {
+                    if self.resume_after.is_none_or(|r| as_of > r) {
+                        batch.push((as_of, changes));
+                    }
+                } else if version > self.active {
+                    self.next.entry(version).or_default().insert(as_of, changes);
+                }
+            }
+            SinkMsg::Frontier { version, frontier } => {
+                if version == self.active {
+                    self.status.frontier.store(frontier, Ordering::Relaxed);
+                }
+            }
+            SinkMsg::Activate { version } => {
+                // Every change of the old version before its frontier is in
+                // `batch` or written; the new one takes over from there.
+                let cut = self.status.frontier.load(Ordering::Relaxed);
+                self.active = version;
+                self.resume_after = Some(cut.saturating_sub(1)).max(self.resume_after);
+                self.next.retain(|v, _| *v >= version);
+                if let Some(times) = self.next.remove(&version) {
+                    for (t, changes) in times {
+                        if t >= cut {
+                            batch.push((t, changes));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates the topic if missing and the producer; for exactly-once,
+    /// settles an open transaction and finds the last time committed.
+    fn connect(&mut self) -> Result<Option<Tick>, String> {
+        ensure_topic(&self.config.brokers, &self.config.topic, self.config.partitions).map_err(|e| e.to_string())?;
+        let committed = self.progress.get("committed").map_err(|e| e.to_string())?;
+        if !self.config.exactly_once {
+            self.producer = Some(
+                Producer::with_settings(&self.config.brokers, &self.config.properties, None).map_err(|e| e.to_string())?,
+            );
+            return Ok(committed);
+        }
+        self.transactional_producer()?;
+        let pending = self.progress.get("pending").map_err(|e| e.to_string())?;
+        match pending {
+            Some(p) if committed.is_none_or(|c| p > c) => {
+                let last = last_written_as_of(&self.config).map_err(|e| e.to_string())?;
+                let resumed = if last.is_some_and(|l| l >= p) { Some(p) } else { committed };
+                if let Some(t) = resumed {
+                    self.progress.put("committed", t).map_err(|e| e.to_string())?;
+                }
+                Ok(resumed)
+            }
+            _ => Ok(committed),
+        }
+    }
+
+    fn transactional_producer(&mut self) -> Result<(), String> {
+        let id = format!("weir-sink-{}-{}", self.config.name, self.config.topic);
+        let p = Producer::with_settings(&self.config.brokers, &self.config.properties, Some(&id))
+            .map_err(|e| e.to_string())?;
+        p.init_transactions(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+        self.producer = Some(p);
+        Ok(())
+    }
+
+    /// Writes the changes of `times` (in time order).
+    fn write(&mut self, times: &[(Tick, Vec<(Row, Diff)>)]) -> Result<(), String> {
+        if self.producer.is_none() {
+            if self.config.exactly_once {
+                self.transactional_producer()?;
+            } else {
+                self.producer = Some(
+                    Producer::with_settings(&self.config.brokers, &self.config.properties, None)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        let Some(last) = times.last().map(|(t, _)| *t) else {
+            return Ok(());
+        };
+        let records: Vec<(Tick, Option<Vec<u8>>, Option<Vec<u8>>)> = times
+            .iter()
+            .flat_map(|(t, changes)| encode(&self.config, *t, changes).into_iter().map(move |(k, v)| (*t, k, v)))
+            .collect();
+        let topic = self.config.topic.clone();
+        let exactly_once = self.config.exactly_once;
+        let producer = self.producer.as_mut().ok_or("no producer")?;
+        if exactly_once {
+            producer.begin_transaction().map_err(|e| e.to_string())?;
+        }
+        let sent = (|| -> Result<(), ProduceError> {
+            for (t, key, value) in &records {
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: AS_OF_HEADER,
+                    value: Some(t.to_string().as_bytes()),
+                });
+                producer.send_with_headers(&topic, key.as_deref(), value.as_deref(), Some(&headers))?;
+            }
+            Ok(())
+        })();
+        if exactly_once {
+            if let Err(e) = sent {
+                let _ = producer.abort_transaction(FLUSH_TIMEOUT);
+                return Err(e.to_string());
+            }
+            self.progress.put("pending", last).map_err(|e| e.to_string())?;
+            let producer = self.producer.as_mut().ok_or("no producer")?;
+            if let Err(e) = producer.commit_transaction(FLUSH_TIMEOUT) {
+                let _ = producer.abort_transaction(FLUSH_TIMEOUT);
+                return Err(e.to_string());
+            }
+            self.progress.put("committed", last).map_err(|e| e.to_string())?;
+        } else {
+            sent.map_err(|e| e.to_string())?;
+            producer.flush(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+            self.unrecorded = Some(last);
+        }
+        self.resume_after = Some(last);
+        self.status.written_as_of.store(last, Ordering::SeqCst);
+        self.status.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The records of one time's changes: (key, value), in key order.
+pub fn encode(config: &SinkConfig, as_of: Tick, changes: &[(Row, Diff)]) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let row_json = |r: &Row| Value::Object(encode_json(r, &config.schema));
+    let bytes = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
+    let Some(key_cols) = &config.key else {
+        // No key: every change on its own, as often as its multiplicity.
+        let mut out = Vec::new();
+        for (row, diff) in changes {
+            let (before, after, op) = if *diff < 0 {
+                (row_json(row), Value::Null, "d")
+            } else {
+                (Value::Null, row_json(row), "c")
+            };
+            let value = json!({"before": before, "after": after, "op": op, "as_of": as_of});
+            for _ in 0..diff.unsigned_abs() {
+                out.push((None, Some(bytes(&value))));
+            }
+        }
+        return out;
+    };
+    // By key: the rows that left it and the rows that joined it.
+    let mut by_key: BTreeMap<Row, (Vec<&Row>, Vec<&Row>)> = BTreeMap::new();
+    for (row, diff) in changes {
+        let key: Row = key_cols.iter().map(|&c| row[c].clone()).collect();
+        let e = by_key.entry(key).or_default();
+        for _ in 0..diff.unsigned_abs() {
+            if *diff < 0 {
+                e.0.push(row);
+            } else {
+                e.1.push(row);
+            }
+        }
+    }
+    let key_schema = Schema {
+        columns: key_cols.iter().map(|&c| config.schema.columns[c].clone()).collect(),
+    };
+    let mut out = Vec::new();
+    for (key, (before, after)) in by_key {
+        let k = Some(bytes(&Value::Object(encode_json(&key, &key_schema))));
+        match config.envelope {
+            SinkEnvelope::Upsert => {
+                if after.is_empty() {
+                    out.push((k.clone(), None));
+                }
+                for row in after {
+                    out.push((k.clone(), Some(bytes(&row_json(row)))));
+                }
+            }
+            SinkEnvelope::Debezium => {
+                let n = before.len().max(after.len());
+                for i in 0..n {
+                    let (b, a) = (before.get(i), after.get(i));
+                    let op = match (b, a) {
+                        (Some(_), Some(_)) => "u",
+                        (None, _) => "c",
+                        (_, None) => "d",
+                    };
+                    let value = json!({
+                        "before": b.map_or(Value::Null, |r| row_json(r)),
+                        "after": a.map_or(Value::Null, |r| row_json(r)),
+                        "op": op,
+                        "as_of": as_of,
+                    });
+                    out.push((k.clone(), Some(bytes(&value))));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The largest `weir.as_of` among the committed records at the end of the
+/// sink's topic: the last time a transaction wrote.
+fn last_written_as_of(config: &SinkConfig) -> Result<Option<Tick>, String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("weir-sink-{}-check", config.name))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let md = consumer
+        .fetch_metadata(Some(&config.topic), FLUSH_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let partitions = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == config.topic)
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&config.topic, p, FLUSH_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        if high > low {
+            // Transaction markers take offsets too: look a little further back.
+            tpl.add_partition_offset(&config.topic, p, Offset::Offset((high - 100).max(low)))
+                .map_err(|e| e.to_string())?;
+            open += 1;
+        }
+    }
+    if open == 0 {
+        return Ok(None);
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut last: Option<Tick> = None;
+    let deadline = Instant::now() + FLUSH_TIMEOUT;
+    while open > 0 && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let t = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == AS_OF_HEADER)
+                        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<Tick>().ok())
+                });
+                last = last.max(t);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {}
+        }
+    }
+    if open > 0 {
+        return Err(format!("timed out reading the end of topic {}", config.topic));
+    }
+    Ok(last)
+}
