@@ -1,120 +1,13 @@
 //! End to end: the real `weir` binary, driven only over HTTP, on real
 //! RocksDB files; crashes are real (`kill -9`).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{json, Value};
-
-struct Engine {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weir-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn start(dir: &PathBuf, extra: &[&str]) -> Engine {
-    start_with(dir, &["serve"], extra)
-}
-
-/// Starts `weir <command…> --data-dir dir --listen … --workers 2 <extra…>`.
-fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(command)
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--workers")
-        .arg("2")
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let e = Engine { child, url };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if agent()
-            .get(format!("{}/healthz", e.url))
-            .call()
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return e;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("weir did not come up");
-}
-
-/// Waits until `/readyz` answers 200: the jobs have caught up with the log.
-fn wait_ready(e: &Engine, within: Duration) {
-    let deadline = Instant::now() + within;
-    while get(e, "/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready: {}", get(e, "/v1/jobs").1);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `kill -9`, then a new engine on the same files, once it is ready.
-fn kill_and_restart(mut e: Engine, dir: &PathBuf) -> Engine {
-    e.child.kill().expect("kill -9");
-    let _ = e.child.wait();
-    drop(e);
-    let e = start(dir, &[]);
-    wait_ready(&e, Duration::from_secs(60));
-    e
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn parse(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut resp = resp.expect("HTTP works");
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-fn get(e: &Engine, path: &str) -> (u16, Value) {
-    parse(agent().get(format!("{}{path}", e.url)).call())
-}
-
-fn post(e: &Engine, path: &str, body: &str) -> (u16, Value) {
-    parse(
-        agent()
-            .post(format!("{}{path}", e.url))
-            .content_type("application/json")
-            .send(body),
-    )
-}
-
-fn put(e: &Engine, path: &str, body: Value) -> (u16, Value) {
-    parse(agent().put(format!("{}{path}", e.url)).send_json(body))
-}
 
 const JOB: &str = "
 CREATE TABLE payments (payment_id BIGINT, customer_id BIGINT, amount DECIMAL(12,2), method TEXT, ts TIMESTAMP)
@@ -134,9 +27,6 @@ fn submit(e: &Engine) {
     assert_eq!(s, 201, "{body}");
 }
 
-fn rows_of(v: &Value) -> Vec<Value> {
-    v["rows"].as_array().cloned().unwrap_or_default()
-}
 
 #[test]
 fn ingest_query_read_your_writes_and_bad_input() {
@@ -683,20 +573,6 @@ fn replay_of_a_large_log_catches_up_and_matches_it() {
 }
 
 /// Polls `path` until `done` holds for its rows (or fails after `within`).
-fn poll_rows(e: &Engine, path: &str, within: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let (s, v) = get(e, path);
-        assert_eq!(s, 200, "{v}");
-        let rows = rows_of(&v);
-        if done(&rows) {
-            return rows;
-        }
-        assert!(Instant::now() < deadline, "{path} never got there: {rows:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 const CEP_SOURCES: &str = "
 CREATE TABLE pay (customer BIGINT, status TEXT, ts TIMESTAMP)
   WITH (connector = 'log', topic = 'pay', 'watermark.lateness' = '1 s', 'watermark.idle' = '300 ms');

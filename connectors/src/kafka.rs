@@ -389,7 +389,6 @@ impl IngestThread {
             .set("reconnect.backoff.max.ms", "10000")
             .set("socket.connection.setup.timeout.ms", "5000")
             .set("fetch.wait.max.ms", "10")
-            .set("message.max.bytes", "100000000")
             .set("fetch.max.bytes", "52428800");
         for (k, v) in &self.config.properties {
             cfg.set(k, v);
