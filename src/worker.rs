@@ -56,6 +56,9 @@ struct Source {
     /// Kafka source's mirror grows with its topic), which are then owned as
     /// the first ones were.
     known_partitions: u32,
+    /// For an upsert table, its schema with the key columns nullable: the
+    /// value of a Kafka record whose key gives them.
+    value_schema: Option<Schema>,
     /// For a Kafka table: its topic. The records are then mirrored Kafka
     /// records ([`Mirrored`]), and dead letters name Kafka positions.
     kafka_topic: Option<String>,
@@ -83,8 +86,16 @@ impl Source {
         let key_schema = table.primary_key.as_ref().map(|cols| Schema {
             columns: cols.iter().map(|&i| table.schema.columns[i].clone()).collect(),
         });
+        let value_schema = table.primary_key.as_ref().map(|cols| {
+            let mut s = table.schema.clone();
+            for &i in cols {
+                s.columns[i].nullable = true;
+            }
+            s
+        });
         let name = [table.name.as_str()];
         Source {
+            value_schema,
             ingested: shared.metrics.ingested.with_label_values(&name),
             rejected: shared.metrics.dead_letters.with_label_values(&name),
             key_schema,
@@ -184,7 +195,12 @@ impl Source {
                 return self.delete(key, seq, at);
             }
             (SourceInput::Upsert(input), Some(key_cols), Some(_)) => {
-                let mut row = decode_json(payload, &self.table.schema).map_err(|e| e.to_string())?;
+                // With the record's key, the value need not repeat it.
+                let schema = match (&key, &self.value_schema) {
+                    (Some(_), Some(s)) => s,
+                    _ => &self.table.schema,
+                };
+                let mut row = decode_json(payload, schema).map_err(|e| e.to_string())?;
                 let key = match key {
                     Some(key) => {
                         for (&i, d) in key_cols.iter().zip(&key) {

@@ -2,6 +2,8 @@
 //! over HTTP.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +39,8 @@ pub fn start(dir: &PathBuf, extra: &[&str]) -> Engine {
     start_with(dir, &["serve"], extra)
 }
 
-/// Starts `weir <command…> --data-dir dir --listen … --workers 2 <extra…>`.
+/// Starts `weir <command…> --data-dir dir --listen … --workers 2 <extra…>`
+/// (`extra` may give its own `--workers`).
 pub fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -47,8 +50,7 @@ pub fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
         .arg(dir)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
-        .arg("--workers")
-        .arg("2")
+        .args(if extra.contains(&"--workers") { &[][..] } else { &["--workers", "2"][..] })
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
