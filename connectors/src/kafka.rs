@@ -259,6 +259,8 @@ impl ClientContext for Context {
             Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
         ) {
             self.status.failed(format!("{error}: {reason}"));
+            // librdkafka reconnects by itself, with backoff.
+            self.status.retries.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -835,7 +837,9 @@ pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<i32, 
     }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+        .request_timeout(Some(REQUEST_TIMEOUT));
     let runtime = block_on(admin.create_topics([&new], &opts));
     match runtime?.into_iter().next() {
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | Some(Ok(_)) | None => {}
