@@ -265,8 +265,17 @@ fn run_engine(w: &Workload, workers: usize, checkpoints: &[u64]) -> Vec<Checkpoi
     let stream_of = w.stream;
     timely::execute(timely::Config::process(workers), move |worker| {
         let errors: ErrorSink = Default::default();
-        let rendered =
-            worker.dataflow(|scope| render_job(scope, &plan.tables, &plan.views, &mut HashMap::new(), &errors, &[], &mut |_| Box::new(|_| {})));
+        let rendered = worker.dataflow(|scope| {
+            render_job(
+                scope,
+                &plan.tables,
+                &plan.views,
+                &mut HashMap::new(),
+                &errors,
+                &[],
+                &mut |_| Box::new(|_| {}),
+            )
+        });
         let mut sources = rendered.sources;
         let mut views = rendered.views;
         let index = worker.index();

@@ -495,10 +495,10 @@ impl Engine {
         };
         let pins = SinkProgress::new(self.shared.store.meta(), &config).pins();
         let mut writers = lock(&self.shared.sinks);
-        if !writers.contains_key(&sink_key(s)) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = writers.entry(sink_key(s)) {
             let w = start_sink(config, self.shared.store.meta(), df)
                 .map_err(|e| EngineError::Internal(format!("cannot start sink {}: {e}", s.name)))?;
-            writers.insert(sink_key(s), w);
+            slot.insert(w);
         }
         Ok(pins)
     }
@@ -508,7 +508,12 @@ impl Engine {
         let used: BTreeSet<String> = cat
             .jobs
             .values()
-            .flat_map(|j| j.plan.sinks.iter().chain(j.replacing.iter().flat_map(|r| &r.plan.sinks)))
+            .flat_map(|j| {
+                j.plan
+                    .sinks
+                    .iter()
+                    .chain(j.replacing.iter().flat_map(|r| &r.plan.sinks))
+            })
             .map(sink_key)
             .collect();
         let stopped: Vec<Sink> = {
@@ -572,7 +577,9 @@ impl Engine {
             .values()
             .filter(|i| !i.status.connected.load(Ordering::SeqCst))
             .map(|i| {
-                let why = lock(&i.status.last_error).clone().unwrap_or_else(|| "connecting".into());
+                let why = lock(&i.status.last_error)
+                    .clone()
+                    .unwrap_or_else(|| "connecting".into());
                 format!("table {} (Kafka topic {}): {why}", i.config.table, i.config.topic)
             })
             .collect();

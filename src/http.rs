@@ -146,7 +146,13 @@ async fn rebuild_job(State(api): State<Api>, Path(name): Path<String>, body: Bod
     } else {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => v.get("from").cloned().unwrap_or(Value::Null),
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_json", format!("invalid JSON body: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("invalid JSON body: {e}"),
+                )
+            }
         }
     };
     let from = match &from {

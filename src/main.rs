@@ -561,17 +561,13 @@ fn produce_kafka(topic: &str, file: Option<PathBuf>, brokers: &str, args: &Kafka
         .map(|k| k.split(',').map(str::trim).filter(|f| !f.is_empty()).collect())
         .unwrap_or_default();
     let mut producer = Producer::new(brokers)?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
     for chunk in lines.chunks(batch.max(1)) {
         for (n, line) in chunk {
             let event: serde_json::Value =
                 serde_json::from_str(line).with_context(|| format!("line {}: not JSON", n + 1))?;
             let (key, value) = kafka_record(&event, line, &key_fields).with_context(|| format!("line {}", n + 1))?;
-            producer.send(topic, key.as_deref(), value)?;
+            producer.send(topic, key.as_deref(), value.as_deref())?;
         }
         let delivered = producer.flush(Duration::from_secs(60))?;
         for (partition, (first, last)) in delivered {
@@ -590,23 +586,21 @@ fn produce_kafka(topic: &str, file: Option<PathBuf>, brokers: &str, args: &Kafka
 /// The key and value of one event: the key is a JSON object of
 /// `key_fields` (none: no key); a keyed `"__op": "delete"` event is a
 /// tombstone.
-fn kafka_record<'a>(
-    event: &serde_json::Value,
-    line: &'a str,
-    key_fields: &[&str],
-) -> Result<(Option<Vec<u8>>, Option<&'a [u8]>)> {
+fn kafka_record(event: &serde_json::Value, line: &str, key_fields: &[&str]) -> Result<weir_connectors::sink::Record> {
     if key_fields.is_empty() {
-        return Ok((None, Some(line.as_bytes())));
+        return Ok((None, Some(line.as_bytes().to_vec())));
     }
     let obj = event.as_object().context("an event must be a JSON object")?;
     let mut key = serde_json::Map::new();
     for f in key_fields {
-        let v = obj.get(*f).with_context(|| format!("the event has no key field \"{f}\""))?;
+        let v = obj
+            .get(*f)
+            .with_context(|| format!("the event has no key field \"{f}\""))?;
         key.insert(f.to_string(), v.clone());
     }
     let key = serde_json::to_vec(&key)?;
     let delete = obj.get("__op").and_then(|v| v.as_str()) == Some("delete");
-    Ok((Some(key), (!delete).then_some(line.as_bytes())))
+    Ok((Some(key), (!delete).then(|| line.as_bytes().to_vec())))
 }
 
 /// `weir generate --brokers`: the shop's events into Kafka topics.
@@ -632,7 +626,10 @@ fn generate_kafka(events: u64, brokers: &str, partitions: i32, seed: u64, order_
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    println!("{}", serde_json::json!({"events": events, "brokers": brokers, "topics": counts}));
+    println!(
+        "{}",
+        serde_json::json!({"events": events, "brokers": brokers, "topics": counts})
+    );
     Ok(())
 }
 

@@ -72,7 +72,10 @@ impl Metrics {
             &["view"],
         )?;
         let kafka_connected = IntGaugeVec::new(
-            Opts::new("weir_kafka_source_connected", "1 while the Kafka source's broker answers"),
+            Opts::new(
+                "weir_kafka_source_connected",
+                "1 while the Kafka source's broker answers",
+            ),
             &["table", "topic"],
         )?;
         let kafka_lag = IntGaugeVec::new(

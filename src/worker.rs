@@ -21,12 +21,14 @@ use weir_connectors::log::LogRecord;
 use weir_connectors::sink::SinkMsg;
 use weir_dataflows::plan::{SinkPlan, TablePlan};
 use weir_dataflows::render::{render_job, ErrorSink, SinkOutput, SourceInput, ViewTrace};
-use weir_operators::sink::Delivery;
 use weir_operators::cep::CepStats;
 use weir_operators::repr::{Row, Schema, Tick};
+use weir_operators::sink::Delivery;
 use weir_queries::peek::{allow_compaction, peek, trace_upper};
 
-use crate::shared::{lock, sink_key, Feeding, now_ms, Command, DataflowId, PeekCommand, PeekReply, Shared, ViewProgress};
+use crate::shared::{
+    lock, now_ms, sink_key, Command, DataflowId, Feeding, PeekCommand, PeekReply, Shared, ViewProgress,
+};
 
 /// How long an idle worker parks: how often time moves on with nothing to
 /// read (new records and commands wake the workers at once).
@@ -374,7 +376,15 @@ fn run_worker(
                         })
                     };
                     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
-                        render_job(scope, &sources, &views, &mut import_traces, &sink, &sinks, &mut sink_output)
+                        render_job(
+                            scope,
+                            &sources,
+                            &views,
+                            &mut import_traces,
+                            &sink,
+                            &sinks,
+                            &mut sink_output,
+                        )
                     });
                     let mut srcs = Vec::new();
                     for (name, input) in rendered.sources {
@@ -383,7 +393,15 @@ fn run_worker(
                         };
                         let parts = log.partitions(table.topic());
                         let feeds = views.iter().any(|v| v.depends_on.contains(&table.name));
-                        srcs.push(Source::new(table, input, feeds, (index, peers), skip_before, parts, &shared));
+                        srcs.push(Source::new(
+                            table,
+                            input,
+                            feeds,
+                            (index, peers),
+                            skip_before,
+                            parts,
+                            &shared,
+                        ));
                     }
                     let mut views = Vec::new();
                     let mut rows = Vec::new();

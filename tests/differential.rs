@@ -196,8 +196,17 @@ fn run(workers: usize, seed: u64, batches: usize) {
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let errors: ErrorSink = Default::default();
-        let mut rendered =
-            worker.dataflow(|scope| render_job(scope, &plan.tables, &plan.views, &mut HashMap::new(), &errors, &[], &mut |_| Box::new(|_| {})));
+        let mut rendered = worker.dataflow(|scope| {
+            render_job(
+                scope,
+                &plan.tables,
+                &plan.views,
+                &mut HashMap::new(),
+                &errors,
+                &[],
+                &mut |_| Box::new(|_| {}),
+            )
+        });
         let conn = if index == 0 {
             let conn = rusqlite::Connection::open_in_memory().expect("SQLite opens in memory");
             conn.execute_batch(SQLITE_TABLES).expect("SQLite tables");

@@ -27,7 +27,6 @@ fn submit(e: &Engine) {
     assert_eq!(s, 201, "{body}");
 }
 
-
 #[test]
 fn ingest_query_read_your_writes_and_bad_input() {
     let dir = data_dir("main");

@@ -93,7 +93,9 @@ fn reference(payments: &[(i64, i64, &str)], accounts: &[(i64, Option<(String, i6
         .prepare("SELECT customer, count(*), sum(cents) FROM pay WHERE kind = 'auth' GROUP BY customer")
         .unwrap();
     for r in q
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
         .unwrap()
     {
         let (c, n, s) = r.unwrap();
@@ -104,7 +106,9 @@ fn reference(payments: &[(i64, i64, &str)], accounts: &[(i64, Option<(String, i6
         .prepare("SELECT owner, count(*), sum(balance) FROM accounts GROUP BY owner")
         .unwrap();
     for r in q
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
         .unwrap()
     {
         let (o, n, s) = r.unwrap();
@@ -168,10 +172,19 @@ fn weir_produce(brokers: &str, topic: &str, key: Option<&str>, lines: &[String])
         .write_all(lines.join("\n").as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "weir produce: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["token"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -253,7 +266,11 @@ fn kafka_sources_equal_sqlite_across_partitions_workers_and_producers() {
         };
         // The accounts of one id are in one producer's stream, in order.
         let expected = reference(&all.payments, &all.accounts);
-        assert_eq!(actual(&e, &tokens), expected, "partitions {partitions}, workers {workers}");
+        assert_eq!(
+            actual(&e, &tokens),
+            expected,
+            "partitions {partitions}, workers {workers}"
+        );
 
         // The source's state: connected, every record ingested, no lag.
         let (_, v) = get(&e, "/v1/jobs/shop");
@@ -262,8 +279,14 @@ fn kafka_sources_equal_sqlite_across_partitions_workers_and_producers() {
         assert_eq!(src["partitions"].as_array().unwrap().len(), partitions as usize);
         let (_, m) = get(&e, "/metrics");
         let m = m.as_str().unwrap_or_default().to_string();
-        assert!(m.contains("weir_kafka_source_connected{table=\"pay\",topic=\"payments\"} 1"), "{m}");
-        assert!(m.contains("weir_kafka_consumer_lag{partition=\"0\",table=\"pay\",topic=\"payments\"}"), "{m}");
+        assert!(
+            m.contains("weir_kafka_source_connected{table=\"pay\",topic=\"payments\"} 1"),
+            "{m}"
+        );
+        assert!(
+            m.contains("weir_kafka_consumer_lag{partition=\"0\",table=\"pay\",topic=\"payments\"}"),
+            "{m}"
+        );
         wait_ready(&e, Duration::from_secs(30));
         drop(e);
         let _ = std::fs::remove_dir_all(&dir);
@@ -279,7 +302,10 @@ fn malformed_records_reach_the_dead_letters_with_their_kafka_positions() {
     let dir = data_dir("kafka-dlq");
     let e = start(&dir, &[]);
     submit_job(&e, "shop", &job(&brokers, ""));
-    let big = format!("{{\"customer\": 1, \"amount\": 1, \"kind\": \"{}\"}}", "x".repeat(1_100_000));
+    let big = format!(
+        "{{\"customer\": 1, \"amount\": 1, \"kind\": \"{}\"}}",
+        "x".repeat(1_100_000)
+    );
     let records = vec![
         json!({"value": payment_json(&(1, 100, "auth"))}),
         json!({"value": "not json"}),
@@ -352,14 +378,21 @@ fn every_startup_mode() {
              CREATE MATERIALIZED VIEW {name}_v AS SELECT count(*) AS n, min(i) AS lo, max(i) AS hi FROM {name};"
         )
     };
-    submit_job(&e, "earliest", &table("t_earliest", ", 'scan.startup.mode' = 'earliest'"));
+    submit_job(
+        &e,
+        "earliest",
+        &table("t_earliest", ", 'scan.startup.mode' = 'earliest'"),
+    );
     submit_job(&e, "latest", &table("t_latest", ", 'scan.startup.mode' = 'latest'"));
     submit_job(
         &e,
         "timestamp",
         &table(
             "t_ts",
-            &format!(", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}'", base + 6500),
+            &format!(
+                ", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}'",
+                base + 6500
+            ),
         ),
     );
     submit_job(
@@ -381,7 +414,9 @@ fn every_startup_mode() {
         assert!(Instant::now() < deadline, "{v}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let new: Vec<Value> = (10..15).map(|i| json!({"value": json!({"i": i}).to_string()})).collect();
+    let new: Vec<Value> = (10..15)
+        .map(|i| json!({"value": json!({"i": i}).to_string()}))
+        .collect();
     let placed = python_produce(&brokers, "s", &new);
     let token = format!("s:0:{}", placed.last().unwrap().1);
     let read_at = |e: &Engine, view: &str| {
@@ -401,14 +436,21 @@ fn every_startup_mode() {
         "/v1/jobs",
         &json!({"name": "bad", "sql": format!("CREATE TABLE b (i BIGINT) WITH (connector = 'kafka', 'bootstrap.servers' = '{brokers}', topic = 's',\n 'scan.startup.mode' = 'sometime')")}).to_string(),
     );
-    assert_eq!((s, v["error"]["code"].as_str(), v["error"]["line"].as_u64()), (400, Some("invalid_option"), Some(2)), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str(), v["error"]["line"].as_u64()),
+        (400, Some("invalid_option"), Some(2)),
+        "{v}"
+    );
     let (s, v) = post(
         &e,
         "/v1/jobs",
         &json!({"name": "bad", "sql": "CREATE TABLE b (i BIGINT) WITH (connector = 'kafka', topic = 's')"}).to_string(),
     );
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_option")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("bootstrap.servers"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("bootstrap.servers"),
+        "{v}"
+    );
 
     // A restart resumes every source where it was: nothing read twice.
     let e = kill_and_restart(e, &dir);
@@ -497,7 +539,11 @@ fn broker_outage_and_engine_crash_lose_and_double_nothing() {
     // Exactly: per customer, 400 records of 1.00.
     let (_, v) = get(&e, "/v1/views/by_customer");
     for r in rows_of(&v) {
-        assert_eq!((r["n"].as_i64(), r["total"].as_str()), (Some(400), Some("400.00")), "{r}");
+        assert_eq!(
+            (r["n"].as_i64(), r["total"].as_str()),
+            (Some(400), Some("400.00")),
+            "{r}"
+        );
     }
 }
 
@@ -526,7 +572,9 @@ fn reconstruct(records: &[(Option<String>, Option<String>, Value)], debezium: bo
     if debezium {
         rows
     } else {
-        rows.into_keys().map(|k| (k.split('\u{0}').nth(1).unwrap().to_string(), 1)).collect()
+        rows.into_keys()
+            .map(|k| (k.split('\u{0}').nth(1).unwrap().to_string(), 1))
+            .collect()
     }
 }
 
@@ -536,7 +584,8 @@ fn view_rows(e: &Engine, view: &str, after: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for r in rows_of(&v) {
         // Canonical: the value's JSON with keys sorted (serde_json's map is sorted).
-        *out.entry(Value::Object(r.as_object().unwrap().clone()).to_string()).or_default() += 1;
+        *out.entry(Value::Object(r.as_object().unwrap().clone()).to_string())
+            .or_default() += 1;
     }
     out
 }
@@ -565,11 +614,10 @@ fn sinks_read_back_reconstruct_the_view_across_a_crash() {
         loop {
             let (_, v) = get(e, "/v1/jobs/shop");
             let complete = get(e, "/v1/views/by_owner").1["as_of"].as_u64().unwrap();
-            let done = v["sinks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|s| s["queued_times"] == 0 && s["state"] == "running" && s["written_as_of"].as_u64().unwrap() > 0);
+            let done =
+                v["sinks"].as_array().unwrap().iter().all(|s| {
+                    s["queued_times"] == 0 && s["state"] == "running" && s["written_as_of"].as_u64().unwrap() > 0
+                });
             if done && complete > 0 {
                 std::thread::sleep(Duration::from_millis(500));
                 return;
@@ -608,7 +656,11 @@ fn sinks_read_back_reconstruct_the_view_across_a_crash() {
         "/v1/jobs",
         &json!({"name": "bad", "sql": format!("CREATE MATERIALIZED VIEW allpay AS SELECT customer, amount FROM pay;\nCREATE SINK s FROM allpay WITH (connector = 'kafka', 'bootstrap.servers' = '{brokers}', topic = 'x', envelope = 'upsert')")}).to_string(),
     );
-    assert_eq!((s, v["error"]["code"].as_str(), v["error"]["line"].as_u64()), (400, Some("invalid_option"), Some(2)), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str(), v["error"]["line"].as_u64()),
+        (400, Some("invalid_option"), Some(2)),
+        "{v}"
+    );
 }
 
 #[test]
@@ -623,7 +675,9 @@ fn rebuild_under_read_load_never_shows_a_partial_view() {
         .to_string(),
     );
     assert_eq!(s, 201, "{v}");
-    let body: String = (0..200_000).map(|i| format!("{{\"k\": {}, \"v\": {i}}}\n", i % 50)).collect();
+    let body: String = (0..200_000)
+        .map(|i| format!("{{\"k\": {}, \"v\": {i}}}\n", i % 50))
+        .collect();
     let (s, v) = post(&e, "/v1/topics/ev/events", &body);
     assert_eq!(s, 200, "{v}");
     let token = v["token"].as_str().unwrap().to_string();

@@ -172,7 +172,12 @@ pub fn decode_key(bytes: &[u8], schema: &Schema) -> Result<Row, String> {
     let [column] = schema.columns.as_slice() else {
         return Err(format!(
             "key: expected a JSON object with the key columns {}",
-            schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            schema
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     };
     if serde_json::from_slice::<&serde_json::value::RawValue>(bytes).is_ok() {
@@ -185,7 +190,11 @@ pub fn decode_key(bytes: &[u8], schema: &Schema) -> Result<Row, String> {
     }
     match (column.ty, std::str::from_utf8(bytes)) {
         (SqlType::Text, Ok(text)) => Ok(vec![Datum::Text(text.to_string())]),
-        _ => Err(format!("key: expected {} as JSON, got {:?}", column.ty, String::from_utf8_lossy(bytes))),
+        _ => Err(format!(
+            "key: expected {} as JSON, got {:?}",
+            column.ty,
+            String::from_utf8_lossy(bytes)
+        )),
     }
 }
 
@@ -435,8 +444,9 @@ impl IngestThread {
                 .into_iter()
                 .next()
                 .ok_or_else(|| KafkaSourceError::Corrupt(format!("{}:{partition}", self.config.mirror)))?;
-            let m = Mirrored::decode(&rec.payload)
-                .ok_or_else(|| KafkaSourceError::Corrupt(format!("{}:{partition}:{}", self.config.mirror, rec.offset)))?;
+            let m = Mirrored::decode(&rec.payload).ok_or_else(|| {
+                KafkaSourceError::Corrupt(format!("{}:{partition}:{}", self.config.mirror, rec.offset))
+            })?;
             return Ok(m.offset + 1);
         }
         if let Some(bytes) = self.meta.get(&self.start_key(p))? {
@@ -888,10 +898,19 @@ mod tests {
                 nullable: false,
             }],
         };
-        assert_eq!(decode_key(b"{\"id\": 7}", &one(SqlType::BigInt)), Ok(vec![Datum::Int(7)]));
+        assert_eq!(
+            decode_key(b"{\"id\": 7}", &one(SqlType::BigInt)),
+            Ok(vec![Datum::Int(7)])
+        );
         assert_eq!(decode_key(b"7", &one(SqlType::BigInt)), Ok(vec![Datum::Int(7)]));
-        assert_eq!(decode_key(b"\"a\"", &one(SqlType::Text)), Ok(vec![Datum::Text("a".into())]));
-        assert_eq!(decode_key(b"abc", &one(SqlType::Text)), Ok(vec![Datum::Text("abc".into())]));
+        assert_eq!(
+            decode_key(b"\"a\"", &one(SqlType::Text)),
+            Ok(vec![Datum::Text("a".into())])
+        );
+        assert_eq!(
+            decode_key(b"abc", &one(SqlType::Text)),
+            Ok(vec![Datum::Text("abc".into())])
+        );
         assert!(decode_key(b"abc", &one(SqlType::BigInt)).is_err());
         assert!(decode_key(b"\"x\"", &one(SqlType::BigInt)).is_err());
     }

@@ -116,7 +116,10 @@ impl SinkProgress {
     }
 
     fn get(&self, what: &str) -> Result<Option<Tick>, StoreError> {
-        Ok(self.meta.get(&format!("{}/{what}", self.key))?.and_then(|b| read_u64(&b)))
+        Ok(self
+            .meta
+            .get(&format!("{}/{what}", self.key))?
+            .and_then(|b| read_u64(&b)))
     }
 
     fn put(&self, what: &str, t: Tick) -> Result<(), StoreError> {
@@ -247,7 +250,9 @@ impl Writer {
 
     fn run(&mut self) {
         // Where to resume: settled before anything is written.
-        let Some(resume) = self.retry(|w| w.connect()) else { return };
+        let Some(resume) = self.retry(|w| w.connect()) else {
+            return;
+        };
         self.resume_after = resume;
         if let Some(t) = resume {
             self.status.written_as_of.store(t, Ordering::SeqCst);
@@ -340,7 +345,8 @@ impl Writer {
         let committed = self.progress.get("committed").map_err(|e| e.to_string())?;
         if !self.config.exactly_once {
             self.producer = Some(
-                Producer::with_settings(&self.config.brokers, &self.config.properties, None).map_err(|e| e.to_string())?,
+                Producer::with_settings(&self.config.brokers, &self.config.properties, None)
+                    .map_err(|e| e.to_string())?,
             );
             return Ok(committed);
         }
@@ -349,7 +355,11 @@ impl Writer {
         match pending {
             Some(p) if committed.is_none_or(|c| p > c) => {
                 let last = last_written_as_of(&self.config).map_err(|e| e.to_string())?;
-                let resumed = if last.is_some_and(|l| l >= p) { Some(p) } else { committed };
+                let resumed = if last.is_some_and(|l| l >= p) {
+                    Some(p)
+                } else {
+                    committed
+                };
                 if let Some(t) = resumed {
                     self.progress.put("committed", t).map_err(|e| e.to_string())?;
                 }
@@ -383,9 +393,9 @@ impl Writer {
         let Some(last) = times.last().map(|(t, _)| *t) else {
             return Ok(());
         };
-        let records: Vec<(Tick, Option<Vec<u8>>, Option<Vec<u8>>)> = times
+        let records: Vec<(Tick, Record)> = times
             .iter()
-            .flat_map(|(t, changes)| encode(&self.config, *t, changes).into_iter().map(move |(k, v)| (*t, k, v)))
+            .flat_map(|(t, changes)| encode(&self.config, *t, changes).into_iter().map(move |r| (*t, r)))
             .collect();
         let topic = self.config.topic.clone();
         let exactly_once = self.config.exactly_once;
@@ -394,7 +404,7 @@ impl Writer {
             producer.begin_transaction().map_err(|e| e.to_string())?;
         }
         let sent = (|| -> Result<(), ProduceError> {
-            for (t, key, value) in &records {
+            for (t, (key, value)) in &records {
                 let headers = OwnedHeaders::new().insert(Header {
                     key: AS_OF_HEADER,
                     value: Some(t.to_string().as_bytes()),
@@ -428,7 +438,10 @@ impl Writer {
 }
 
 /// The records of one time's changes: (key, value), in key order.
-pub fn encode(config: &SinkConfig, as_of: Tick, changes: &[(Row, Diff)]) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// A record's key and value (`None`: no key; a tombstone).
+pub type Record = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+pub fn encode(config: &SinkConfig, as_of: Tick, changes: &[(Row, Diff)]) -> Vec<Record> {
     let row_json = |r: &Row| Value::Object(encode_json(r, &config.schema));
     let bytes = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
     let Some(key_cols) = &config.key else {

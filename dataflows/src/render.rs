@@ -21,8 +21,8 @@ use timely::dataflow::operators::{Probe, ToStream};
 use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, SqlType, Tick};
-use weir_operators::topk::{MonotonicTopK, RowOrder};
 use weir_operators::sink::{deliver_changes, Delivery};
+use weir_operators::topk::{MonotonicTopK, RowOrder};
 use weir_operators::upsert::{Upsert, UpsertRecord};
 
 use crate::expr::{eval_all, order_cmp, ScalarExpr};

@@ -30,9 +30,10 @@ where
 {
     let mut pending: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
     let mut reported: Option<Tick> = None;
-    collection
-        .inner
-        .sink(Exchange::new(|_: &(Row, Tick, Diff)| 0), name, move |(input, frontier)| {
+    collection.inner.sink(
+        Exchange::new(|_: &(Row, Tick, Diff)| 0),
+        name,
+        move |(input, frontier)| {
             input.for_each(|_cap, data| {
                 for (row, t, diff) in data.drain(..) {
                     pending.entry(t).or_default().push((row, diff));
@@ -53,5 +54,6 @@ where
                 reported = Some(upper);
                 deliver(Delivery::Frontier(upper));
             }
-        });
+        },
+    );
 }

@@ -64,8 +64,17 @@ pub fn run(script: &str, events: &[Event], workers: usize, end: End) -> Outcome 
     let shared = Arc::clone(&outcome);
     timely::execute(timely::Config::process(workers), move |worker| {
         let errors: ErrorSink = Default::default();
-        let rendered =
-            worker.dataflow(|scope| render_job(scope, &plan.tables, &plan.views, &mut HashMap::new(), &errors, &[], &mut |_| Box::new(|_| {})));
+        let rendered = worker.dataflow(|scope| {
+            render_job(
+                scope,
+                &plan.tables,
+                &plan.views,
+                &mut HashMap::new(),
+                &errors,
+                &[],
+                &mut |_| Box::new(|_| {}),
+            )
+        });
         let mut sources = rendered.sources;
         let mut views = rendered.views;
         let index_of: HashMap<String, usize> = sources

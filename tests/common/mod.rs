@@ -50,7 +50,11 @@ pub fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
         .arg(dir)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
-        .args(if extra.contains(&"--workers") { &[][..] } else { &["--workers", "2"][..] })
+        .args(if extra.contains(&"--workers") {
+            &[][..]
+        } else {
+            &["--workers", "2"][..]
+        })
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -131,7 +135,6 @@ pub fn poll_rows(e: &Engine, path: &str, within: Duration, done: impl Fn(&[Value
         std::thread::sleep(Duration::from_millis(100));
     }
 }
-
 
 pub fn rows_of(v: &Value) -> Vec<Value> {
     v["rows"].as_array().cloned().unwrap_or_default()

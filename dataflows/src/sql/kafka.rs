@@ -45,20 +45,17 @@ impl Options {
 
     /// The source of table `table`; `at` is where the table is defined.
     pub(super) fn source(&self, table: &str, topic: Option<(String, Loc)>, at: Loc) -> Result<KafkaSource> {
-        let missing = |what: &str| {
-            PlanError::new(
-                "invalid_option",
-                format!("a Kafka table needs '{what}'"),
-                at,
-            )
-        };
+        let missing = |what: &str| PlanError::new("invalid_option", format!("a Kafka table needs '{what}'"), at);
         let brokers = self
             .get("bootstrap.servers")
             .or_else(|| self.get("properties.bootstrap.servers"))
             .map(|(v, _)| v.to_string())
             .ok_or_else(|| missing("bootstrap.servers"))?;
         let (topic, topic_at) = topic.ok_or_else(|| missing("topic"))?;
-        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if topic.is_empty()
+            || topic.len() > 249
+            || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(PlanError::new(
                 "invalid_option",
                 format!("\"{topic}\" is not a valid Kafka topic name: 1-249 of letters, digits, . _ -"),
@@ -71,13 +68,15 @@ impl Options {
                 "earliest" | "earliest-offset" => KafkaStartup::Earliest,
                 "latest" | "latest-offset" => KafkaStartup::Latest,
                 "timestamp" => {
-                    let (ms, ms_at) = self
-                        .get("scan.startup.timestamp-millis")
-                        .ok_or_else(|| missing("scan.startup.timestamp-millis' with 'scan.startup.mode' = 'timestamp"))?;
+                    let (ms, ms_at) = self.get("scan.startup.timestamp-millis").ok_or_else(|| {
+                        missing("scan.startup.timestamp-millis' with 'scan.startup.mode' = 'timestamp")
+                    })?;
                     KafkaStartup::Timestamp(ms.trim().parse().map_err(|_| {
                         PlanError::new(
                             "invalid_option",
-                            format!("'scan.startup.timestamp-millis' must be milliseconds since the epoch, not \"{ms}\""),
+                            format!(
+                                "'scan.startup.timestamp-millis' must be milliseconds since the epoch, not \"{ms}\""
+                            ),
                             ms_at,
                         )
                     })?)
@@ -110,7 +109,9 @@ impl Options {
             .map_or_else(|| format!("weir-{table}"), |(v, _)| v.to_string());
         let mut properties = Vec::new();
         for (k, v, at) in &self.given {
-            let Some(name) = k.strip_prefix("properties.") else { continue };
+            let Some(name) = k.strip_prefix("properties.") else {
+                continue;
+            };
             if matches!(name, "group.id" | "bootstrap.servers") {
                 continue;
             }
@@ -180,32 +181,56 @@ pub(super) fn cut_sinks(sql: &str) -> Result<(String, Vec<SinkStatement>)> {
         let expect = |what: &str, j: &mut usize| -> Result<&TokenWithSpan> {
             let t = sig.get(*j).copied().ok_or_else(|| {
                 let (line, column) = end_of(sql);
-                PlanError::new("syntax_error", format!("expected {what}, found the end of the job"), Loc(line, column))
+                PlanError::new(
+                    "syntax_error",
+                    format!("expected {what}, found the end of the job"),
+                    Loc(line, column),
+                )
             })?;
             *j += 1;
             Ok(t)
         };
         let ident = |t: &TokenWithSpan, what: &str| -> Result<String> {
             match &t.token {
-                Token::Word(w) => Ok(if w.quote_style.is_some() { w.value.clone() } else { w.value.to_lowercase() }),
-                other => Err(PlanError::new("syntax_error", format!("expected {what}, found {other}"), loc(t))),
+                Token::Word(w) => Ok(if w.quote_style.is_some() {
+                    w.value.clone()
+                } else {
+                    w.value.to_lowercase()
+                }),
+                other => Err(PlanError::new(
+                    "syntax_error",
+                    format!("expected {what}, found {other}"),
+                    loc(t),
+                )),
             }
         };
         let t = expect("the sink's name", &mut j)?;
         let (name, at) = (ident(t, "the sink's name")?, loc(t));
         let t = expect("FROM", &mut j)?;
         if !word(t, "FROM") {
-            return Err(PlanError::new("syntax_error", format!("expected FROM, found {}", t.token), loc(t)));
+            return Err(PlanError::new(
+                "syntax_error",
+                format!("expected FROM, found {}", t.token),
+                loc(t),
+            ));
         }
         let t = expect("a view's name", &mut j)?;
         let (from, from_at) = (ident(t, "a view's name")?, loc(t));
         let t = expect("WITH (…)", &mut j)?;
         if !word(t, "WITH") {
-            return Err(PlanError::new("syntax_error", format!("expected WITH (…), found {}", t.token), loc(t)));
+            return Err(PlanError::new(
+                "syntax_error",
+                format!("expected WITH (…), found {}", t.token),
+                loc(t),
+            ));
         }
         let t = expect("(", &mut j)?;
         if t.token != Token::LParen {
-            return Err(PlanError::new("syntax_error", format!("expected (, found {}", t.token), loc(t)));
+            return Err(PlanError::new(
+                "syntax_error",
+                format!("expected (, found {}", t.token),
+                loc(t),
+            ));
         }
         let mut options = Vec::new();
         let end = loop {
@@ -213,29 +238,58 @@ pub(super) fn cut_sinks(sql: &str) -> Result<(String, Vec<SinkStatement>)> {
             let key = match &k.token {
                 Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s.to_lowercase(),
                 Token::Word(w) => w.value.to_lowercase(),
-                other => return Err(PlanError::new("syntax_error", format!("expected an option, found {other}"), loc(k))),
+                other => {
+                    return Err(PlanError::new(
+                        "syntax_error",
+                        format!("expected an option, found {other}"),
+                        loc(k),
+                    ))
+                }
             };
             let eq = expect("=", &mut j)?;
             if eq.token != Token::Eq {
-                return Err(PlanError::new("syntax_error", format!("expected =, found {}", eq.token), loc(eq)));
+                return Err(PlanError::new(
+                    "syntax_error",
+                    format!("expected =, found {}", eq.token),
+                    loc(eq),
+                ));
             }
             let v = expect("a value", &mut j)?;
             let value = match &v.token {
                 Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s.clone(),
                 Token::Number(n, _) => n.clone(),
                 Token::Word(w) => w.value.clone(),
-                other => return Err(PlanError::new("syntax_error", format!("expected a value, found {other}"), loc(v))),
+                other => {
+                    return Err(PlanError::new(
+                        "syntax_error",
+                        format!("expected a value, found {other}"),
+                        loc(v),
+                    ))
+                }
             };
             options.push((key, value, loc(v)));
             let sep = expect(", or )", &mut j)?;
             match sep.token {
                 Token::Comma => continue,
                 Token::RParen => break sep,
-                ref other => return Err(PlanError::new("syntax_error", format!("expected , or ), found {other}"), loc(sep))),
+                ref other => {
+                    return Err(PlanError::new(
+                        "syntax_error",
+                        format!("expected , or ), found {other}"),
+                        loc(sep),
+                    ))
+                }
             }
         };
-        if let Some(t) = sig.get(j).filter(|t| t.token != Token::SemiColon && t.token != Token::EOF) {
-            return Err(PlanError::new("syntax_error", format!("expected ; after CREATE SINK, found {}", t.token), loc(t)));
+        if let Some(t) = sig
+            .get(j)
+            .filter(|t| t.token != Token::SemiColon && t.token != Token::EOF)
+        {
+            return Err(PlanError::new(
+                "syntax_error",
+                format!("expected ; after CREATE SINK, found {}", t.token),
+                loc(t),
+            ));
         }
         let (b, e) = (
             pattern::byte_offset(sql, &starts, begin.span.start),
@@ -311,12 +365,26 @@ pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn Catalog
     match get("connector") {
         Some((_, c, _)) if c.eq_ignore_ascii_case("kafka") => {}
         Some((_, c, at)) => {
-            return Err(PlanError::new("invalid_option", format!("unknown sink connector '{c}' (known: kafka)"), *at))
+            return Err(PlanError::new(
+                "invalid_option",
+                format!("unknown sink connector '{c}' (known: kafka)"),
+                *at,
+            ))
         }
-        None => return Err(PlanError::new("invalid_option", "a sink needs connector = 'kafka'", st.at)),
+        None => {
+            return Err(PlanError::new(
+                "invalid_option",
+                "a sink needs connector = 'kafka'",
+                st.at,
+            ))
+        }
     }
     if let Some((_, f, at)) = get("format").filter(|(_, f, _)| !f.eq_ignore_ascii_case("json")) {
-        return Err(PlanError::new("invalid_option", format!("unknown format '{f}' (known: json)"), *at));
+        return Err(PlanError::new(
+            "invalid_option",
+            format!("unknown format '{f}' (known: json)"),
+            *at,
+        ));
     }
     let brokers = get("bootstrap.servers")
         .map(|(_, v, _)| v.clone())
@@ -332,7 +400,13 @@ pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn Catalog
         ));
     }
     let envelope = match get("envelope") {
-        None => return Err(PlanError::new("invalid_option", "a sink needs envelope = 'upsert' or 'debezium'", st.at)),
+        None => {
+            return Err(PlanError::new(
+                "invalid_option",
+                "a sink needs envelope = 'upsert' or 'debezium'",
+                st.at,
+            ))
+        }
         Some((_, e, at)) => match e.to_lowercase().as_str() {
             "upsert" => {
                 if key.is_none() {
@@ -373,9 +447,17 @@ pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn Catalog
     };
     let partitions = match get("topic.partitions") {
         None => 1,
-        Some((_, v, at)) => v.parse::<i32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
-            PlanError::new("invalid_option", format!("'topic.partitions' must be 1 to 10000, not {v}"), *at)
-        })?,
+        Some((_, v, at)) => v
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                PlanError::new(
+                    "invalid_option",
+                    format!("'topic.partitions' must be 1 to 10000, not {v}"),
+                    *at,
+                )
+            })?,
     };
     Ok(SinkPlan {
         name: st.name.clone(),
