@@ -521,7 +521,15 @@ impl Engine {
             let gone: Vec<String> = writers.keys().filter(|k| !used.contains(*k)).cloned().collect();
             gone.iter().filter_map(|k| writers.remove(k)).collect()
         };
-        drop(stopped);
+        let meta = self.shared.store.meta();
+        for w in stopped {
+            let progress = SinkProgress::new(meta.clone(), &w.config);
+            // Stopped (and its last write finished) before it is forgotten.
+            drop(w);
+            if let Err(e) = progress.forget() {
+                eprintln!("weir: cannot forget the progress of a dropped sink: {e}");
+            }
+        }
     }
 
     /// A sink, as shown in job status.

@@ -126,6 +126,14 @@ impl SinkProgress {
         self.meta.put(&format!("{}/{what}", self.key), &t.to_be_bytes())
     }
 
+    /// Forgets the progress: a sink defined again later starts afresh.
+    pub fn forget(&self) -> Result<(), StoreError> {
+        for what in ["committed", "pending"] {
+            self.meta.delete(&format!("{}/{what}", self.key))?;
+        }
+        Ok(())
+    }
+
     /// The times a restarted engine must replay exactly (history is
     /// replayed at coarser times, but never across these): where the
     /// writer may resume.
@@ -311,7 +319,9 @@ impl Writer {
                     if self.resume_after.is_none_or(|r| as_of > r) {
                         batch.push((as_of, changes));
                     }
-                } else if version > self.active {
+                } else if version > self.active && as_of >= self.status.frontier.load(Ordering::Relaxed) {
+                    // Kept for the swap (see `Activate`); what comes before
+                    // the active version's frontier would be cut there.
                     self.next.entry(version).or_default().insert(as_of, changes);
                 }
             }

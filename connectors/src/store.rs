@@ -292,6 +292,12 @@ impl Meta {
         Ok(self.db.get(Self::key(key))?)
     }
 
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete(Self::key(key));
+        write_durably(&self.db, batch)
+    }
+
     /// Writes durably: on disk when this returns.
     pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();

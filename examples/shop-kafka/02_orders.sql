@@ -1,0 +1,1 @@
+../shop/02_orders.sql

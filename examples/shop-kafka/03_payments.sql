@@ -1,0 +1,1 @@
+../shop/03_payments.sql

@@ -1,0 +1,1 @@
+../shop/04_inventory.sql

@@ -1,0 +1,1 @@
+../shop/05_rules.sql
