@@ -892,3 +892,37 @@ fn exactly_once_sink_writes_every_change_once_across_a_crash() {
     let (_, v) = get(&e, "/v1/jobs/shop");
     assert_eq!(v["sinks"][0]["semantic"], "exactly-once", "{v}");
 }
+
+#[test]
+fn a_topic_that_gains_partitions_is_picked_up() {
+    let mut broker = Broker::start("grow");
+    let brokers = broker.brokers();
+    broker.create_topic("payments", 2);
+    broker.create_topic("accounts", 1);
+    let dir = data_dir("kafka-grow");
+    let e = start(&dir, &["--workers", "3"]);
+    submit_job(&e, "shop", &job(&brokers, ""));
+    let t = produce_ones(&brokers, 0, 200, 2);
+    assert_eq!(total_count(&e, &t), 200);
+    broker.grow_topic("payments", 5);
+    // Records in the new partitions only.
+    let records: Vec<Value> = (0..300)
+        .map(|i| json!({"value": payment_json(&(i % 10, 100, "auth")), "partition": 2 + (i as i32 % 3)}))
+        .collect();
+    let placed = python_produce(&brokers, "payments", &records);
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o) in placed {
+        last.insert(p, o);
+    }
+    let q: String = last.iter().map(|(p, o)| format!("&after=payments:{p}:{o}")).collect();
+    let (s, v) = get(&e, &format!("/v1/views/by_customer?timeout_ms=60000{q}"));
+    assert_eq!(s, 200, "{v}");
+    let n: i64 = rows_of(&v).iter().map(|r| r["n"].as_i64().unwrap()).sum();
+    assert_eq!(n, 500);
+    let (_, v) = get(&e, "/v1/jobs/shop");
+    assert_eq!(
+        v["kafka_sources"]["pay"]["partitions"].as_array().unwrap().len(),
+        5,
+        "{v}"
+    );
+}

@@ -45,8 +45,9 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 const OVERSIZED_PREVIEW_BYTES: usize = 1024;
 /// Records buffered before they are appended to the mirror.
 const FLUSH_RECORDS: usize = 20_000;
-/// How long a record may wait in the buffer before it is appended.
-const FLUSH_AFTER: Duration = Duration::from_millis(5);
+/// How long a record may wait in the buffer before it is appended, while
+/// more keep coming (as soon as none is at hand, it is appended).
+const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// How often the high watermarks (lag) and the partitions of the topic are
 /// looked up while connected.
 const WATERMARKS_EVERY: Duration = Duration::from_secs(1);
@@ -353,6 +354,12 @@ struct IngestThread {
     stop: Arc<AtomicBool>,
 }
 
+/// What one poll brought.
+enum Polled {
+    Record,
+    Nothing,
+}
+
 /// One partition being copied.
 struct Part {
     /// The next Kafka offset to copy: records before it are in the mirror.
@@ -511,16 +518,18 @@ impl IngestThread {
         Ok(())
     }
 
-    /// Appends every buffered record to the mirror, one atomic append per
-    /// partition.
+    /// Appends every buffered record to the mirror, in one atomic write.
     fn flush(&self, parts: &mut BTreeMap<i32, Part>) -> Result<usize, KafkaSourceError> {
-        let mut n = 0;
-        for (p, part) in parts.iter_mut() {
-            if part.buffer.is_empty() {
-                continue;
-            }
-            self.log.append(&self.config.mirror, Some(*p as u32), &part.buffer)?;
-            n += part.buffer.len();
+        let batches: Vec<(u32, &[Vec<u8>])> = parts
+            .iter()
+            .filter(|(_, part)| !part.buffer.is_empty())
+            .map(|(p, part)| (*p as u32, part.buffer.as_slice()))
+            .collect();
+        let n: usize = batches.iter().map(|(_, b)| b.len()).sum();
+        if n > 0 {
+            self.log.append_partitions(&self.config.mirror, &batches)?;
+        }
+        for part in parts.values_mut() {
             part.buffer.clear();
         }
         if n > 0 {
@@ -554,11 +563,11 @@ impl IngestThread {
         let mut first_buffered: Option<Instant> = None;
         while !self.stopped() {
             let wait = if buffered > 0 {
-                Duration::from_millis(1)
+                Duration::ZERO
             } else {
                 Duration::from_millis(50)
             };
-            match consumer.poll(wait) {
+            let polled = match consumer.poll(wait) {
                 Some(Ok(m)) => {
                     self.status.connected.store(true, Ordering::Relaxed);
                     let p = m.partition();
@@ -591,16 +600,21 @@ impl IngestThread {
                     part.next = m.offset() + 1;
                     buffered += 1;
                     first_buffered.get_or_insert_with(Instant::now);
+                    Polled::Record
                 }
                 Some(Err(e)) => {
                     // Consumption errors are transient (librdkafka keeps
                     // fetching and reconnecting); they are reported.
                     self.status.failed(&e);
+                    Polled::Nothing
                 }
-                None => {}
-            }
+                None => Polled::Nothing,
+            };
+            // Appended when nothing more is at hand (so a quiet topic's
+            // records are in at once), else in batches while catching up.
+            let drained = matches!(polled, Polled::Nothing);
             let due = first_buffered.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-            if buffered >= FLUSH_RECORDS || (buffered > 0 && due) {
+            if buffered >= FLUSH_RECORDS || (buffered > 0 && (due || drained)) {
                 self.flush(&mut parts)?;
                 buffered = 0;
                 first_buffered = None;

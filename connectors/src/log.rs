@@ -343,43 +343,83 @@ impl EventLog {
         }
         let t = self.get_or_create(topic, DEFAULT_PARTITIONS)?;
         let partition = partition.unwrap_or_else(|| t.next_partition.fetch_add(1, Ordering::Relaxed) % t.partitions());
-        let index = t.check_partition(partition)?;
+        let appended = self.append_to(&t, &[(partition, events)])?;
+        Ok(appended.into_iter().next().expect("one partition appended"))
+    }
 
+    /// Appends to several partitions of `topic` (each named once) in one
+    /// atomic, durable write, at one tick; an existing topic only. Where
+    /// each partition's records landed, in the order given.
+    pub fn append_partitions(&self, topic: &str, parts: &[(u32, &[Vec<u8>])]) -> Result<Vec<Appended>, LogError> {
+        check_topic_name(topic)?;
+        let t = self
+            .get(topic)
+            .ok_or_else(|| LogError::NoSuchTopic(topic.to_string()))?;
+        self.append_to(&t, parts)
+    }
+
+    fn append_to(&self, t: &Topic, parts: &[(u32, &[Vec<u8>])]) -> Result<Vec<Appended>, LogError> {
+        if parts.iter().all(|(_, events)| events.is_empty()) {
+            return Err(LogError::EmptyBatch);
+        }
+        let mut seen = Vec::with_capacity(parts.len());
+        for (p, _) in parts {
+            t.check_partition(*p)?;
+            if seen.contains(p) {
+                return Err(LogError::NoSuchPartition {
+                    topic: t.name.clone(),
+                    partition: *p,
+                    partitions: t.partitions(),
+                });
+            }
+            seen.push(*p);
+        }
         let mut next_seq = lock(&t.next_seq);
         // Announce the append before taking its tick, so that `sealed` never
         // claims a time this batch's tick could fall below.
         t.appending.store(clock(), Ordering::SeqCst);
         let tick = clock().max(t.last_tick.load(Ordering::SeqCst));
-        let first_seq = *next_seq;
-        let first_offset = t.end_offsets[index].load(Ordering::Acquire);
+        let mut seq = *next_seq;
         let mut batch = WriteBatch::default();
         let mut value = Vec::new();
-        for (i, payload) in (0u64..).zip(events) {
-            value.clear();
-            value.extend_from_slice(&(first_seq + i).to_be_bytes());
-            value.extend_from_slice(&tick.to_be_bytes());
-            value.extend_from_slice(payload);
-            batch.put(record_key(topic, partition, first_offset + i), &value);
+        let mut appended = Vec::with_capacity(parts.len());
+        for (partition, events) in parts {
+            if events.is_empty() {
+                continue;
+            }
+            let first_offset = t.end_offsets[*partition as usize].load(Ordering::Acquire);
+            let first_seq = seq;
+            for (i, payload) in (0u64..).zip(events.iter()) {
+                value.clear();
+                value.extend_from_slice(&seq.to_be_bytes());
+                value.extend_from_slice(&tick.to_be_bytes());
+                value.extend_from_slice(payload);
+                batch.put(record_key(&t.name, *partition, first_offset + i), &value);
+                seq += 1;
+            }
+            let n = events.len() as u64;
+            appended.push(Appended {
+                topic: t.name.clone(),
+                partition: *partition,
+                first_offset,
+                last_offset: first_offset + n - 1,
+                first_seq,
+                last_seq: seq - 1,
+            });
         }
         let written = write_durably(&self.inner.db, batch);
         if let Err(e) = written {
             t.appending.store(NONE_APPENDING, Ordering::SeqCst);
             return Err(e.into());
         }
-        let n = events.len() as u64;
         // Published only now that the batch is durable and visible.
-        t.end_offsets[index].store(first_offset + n, Ordering::Release);
+        for a in &appended {
+            t.end_offsets[a.partition as usize].store(a.last_offset + 1, Ordering::Release);
+        }
         t.last_tick.store(tick, Ordering::SeqCst);
         t.appending.store(NONE_APPENDING, Ordering::SeqCst);
-        *next_seq = first_seq + n;
-        Ok(Appended {
-            topic: topic.to_string(),
-            partition,
-            first_offset,
-            last_offset: first_offset + n - 1,
-            first_seq,
-            last_seq: first_seq + n - 1,
-        })
+        *next_seq = seq;
+        Ok(appended)
     }
 
     /// Reads up to `max` records of one partition from `from_offset` on, in

@@ -465,3 +465,39 @@ fn ticks_never_go_back_and_sealed_stays_below_later_appends() {
     let r = store.log().read("t", 0, a.first_offset, 1).unwrap();
     assert!(r[0].tick >= last_tick);
 }
+
+#[test]
+fn topics_grow_and_take_several_partitions_in_one_append_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let log = store.log();
+        assert_eq!(log.grow_partitions("m", 2).unwrap(), 2);
+        let one = events(&["a", "b"]);
+        let two = events(&["c"]);
+        let got = log.append_partitions("m", &[(1, &one), (0, &two)]).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|a| (a.partition, a.first_offset, a.last_offset, a.first_seq, a.last_seq))
+                .collect::<Vec<_>>(),
+            vec![(1, 0, 1, 0, 1), (0, 0, 0, 2, 2)]
+        );
+        // One write, one tick.
+        let t1 = log.read("m", 1, 0, 10).unwrap()[0].tick;
+        assert_eq!(log.read("m", 0, 0, 10).unwrap()[0].tick, t1);
+        // A partition named twice, or one the topic lacks, is refused whole.
+        assert!(log.append_partitions("m", &[(0, &one), (0, &two)]).is_err());
+        assert!(log.append_partitions("m", &[(0, &one), (5, &two)]).is_err());
+        assert_eq!(log.end_offset("m", 0), 1);
+        // Growing never shrinks; new partitions start empty.
+        assert_eq!(log.grow_partitions("m", 1).unwrap(), 2);
+        assert_eq!(log.grow_partitions("m", 4).unwrap(), 4);
+        assert_eq!(log.topic("m").unwrap().end_offsets, vec![1, 2, 0, 0]);
+        log.append("m", Some(3), &events(&["d"])).unwrap();
+    }
+    let store = open(dir.path());
+    let log = store.log();
+    assert_eq!(log.partitions("m"), 4);
+    assert_eq!(log.topic("m").unwrap().end_offsets, vec![1, 2, 0, 1]);
+    assert_eq!(log.read("m", 3, 0, 10).unwrap()[0].seq, 3);
+}

@@ -85,6 +85,37 @@ impl Broker {
         }
     }
 
+    /// Grows `topic` to `partitions` partitions. tansu has no
+    /// CreatePartitions, so this stops it, adds them in its SQLite storage
+    /// (as its own topic creation would have), and starts it again.
+    pub fn grow_topic(&mut self, topic: &str, partitions: i32) {
+        self.kill();
+        let db = rusqlite::Connection::open(self.dir.join("tansu.db")).expect("tansu's database");
+        let old: i32 = db
+            .query_row("SELECT partitions FROM topic WHERE name = ?1", [topic], |r| r.get(0))
+            .expect("the topic");
+        db.execute(
+            "UPDATE topic SET partitions = ?1 WHERE name = ?2",
+            rusqlite::params![partitions, topic],
+        )
+        .unwrap();
+        for p in old..partitions {
+            db.execute(
+                "INSERT INTO topition (topic, partition) SELECT id, ?1 FROM topic WHERE name = ?2",
+                rusqlite::params![p, topic],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO watermark (topition, low, high) SELECT tp.id, 0, 0 FROM topition tp
+                   JOIN topic t ON t.id = tp.topic WHERE t.name = ?1 AND tp.partition = ?2",
+                rusqlite::params![topic, p],
+            )
+            .unwrap();
+        }
+        drop(db);
+        self.restart();
+    }
+
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         weir_connectors::kafka::ensure_topic(&self.brokers(), topic, partitions).expect("topic created");
     }
