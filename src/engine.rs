@@ -43,6 +43,12 @@ pub enum EngineError {
     Internal(String),
 }
 
+/// Why the Kafka sources are not ready.
+pub enum KafkaHealth {
+    Disconnected(String),
+    Behind(String),
+}
+
 /// Reads planned again when their view is replaced meanwhile, at most.
 const REPLAN_ATTEMPTS: usize = 5;
 
@@ -578,8 +584,8 @@ impl Engine {
     }
 
     /// The state of the Kafka sources: `Err` names those that cannot reach
-    /// their broker.
-    pub fn kafka_health(&self) -> Result<(), String> {
+    /// their broker, or else those still copying what the broker had.
+    pub fn kafka_health(&self) -> Result<(), KafkaHealth> {
         let ingests = lock(&self.shared.ingests);
         let down: Vec<String> = ingests
             .values()
@@ -591,10 +597,31 @@ impl Engine {
                 format!("table {} (Kafka topic {}): {why}", i.config.table, i.config.topic)
             })
             .collect();
-        if down.is_empty() {
+        if !down.is_empty() {
+            return Err(KafkaHealth::Disconnected(format!(
+                "Kafka sources not connected: {}",
+                down.join("; ")
+            )));
+        }
+        let behind: Vec<String> = ingests
+            .values()
+            .filter_map(|i| {
+                let lag: i64 = i.status.lag().iter().map(|(_, l)| l).sum();
+                (lag > 0).then(|| {
+                    format!(
+                        "table {} is {lag} records behind topic {}",
+                        i.config.table, i.config.topic
+                    )
+                })
+            })
+            .collect();
+        if behind.is_empty() {
             Ok(())
         } else {
-            Err(format!("Kafka sources not connected: {}", down.join("; ")))
+            Err(KafkaHealth::Behind(format!(
+                "Kafka sources catching up: {}",
+                behind.join("; ")
+            )))
         }
     }
 
@@ -732,6 +759,26 @@ impl Engine {
                     .with_label_values(&[labels[0], labels[1], &p.to_string()])
                     .set(lag);
             }
+        }
+        m.sink_records.reset();
+        m.sink_errors.reset();
+        m.sink_queued.reset();
+        m.sink_written_as_of.reset();
+        for w in lock(&self.shared.sinks).values() {
+            let labels = [w.config.name.as_str(), w.config.topic.as_str()];
+            let st = &w.status;
+            m.sink_records
+                .with_label_values(&labels)
+                .set(st.records.load(Ordering::Relaxed) as i64);
+            m.sink_errors
+                .with_label_values(&labels)
+                .set(st.errors.load(Ordering::Relaxed) as i64);
+            m.sink_queued
+                .with_label_values(&labels)
+                .set(st.queued.load(Ordering::Relaxed) as i64);
+            m.sink_written_as_of
+                .with_label_values(&labels)
+                .set(st.written_as_of.load(Ordering::SeqCst) as i64);
         }
         let now = now_ms();
         for (name, o) in cat

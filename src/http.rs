@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use weir_connectors::ingest::split_events;
 
-use crate::engine::{Engine, EngineError, ReadOptions, Token, ViewAnswer};
+use crate::engine::{Engine, EngineError, KafkaHealth, ReadOptions, Token, ViewAnswer};
 use crate::shared::now_ms;
 
 /// Reads wait at most this long for `after=` tokens unless told otherwise.
@@ -484,8 +484,12 @@ async fn metrics(State(api): State<Api>) -> Response {
 }
 
 async fn readyz(State(api): State<Api>) -> Response {
-    if let Err(why) = api.engine.kafka_health() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "source_disconnected", why);
+    match api.engine.kafka_health() {
+        Ok(()) => {}
+        Err(KafkaHealth::Disconnected(why)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "source_disconnected", why)
+        }
+        Err(KafkaHealth::Behind(why)) => return error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why),
     }
     if api.engine.ready() {
         Json(json!({"status": "ready"})).into_response()

@@ -26,6 +26,12 @@ pub struct Metrics {
     pub kafka_retries: IntGaugeVec,
     /// Per Kafka source table: records copied into the embedded log.
     pub kafka_ingested: IntGaugeVec,
+    /// Per sink: records written, errors met (each retried), times waiting
+    /// to be written, and the last time written.
+    pub sink_records: IntGaugeVec,
+    pub sink_errors: IntGaugeVec,
+    pub sink_queued: IntGaugeVec,
+    pub sink_written_as_of: IntGaugeVec,
 }
 
 impl Metrics {
@@ -99,6 +105,20 @@ impl Metrics {
             ),
             &["table", "topic"],
         )?;
+        let sink = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["sink", "topic"]);
+        let sink_records = sink("weir_sink_records", "records a sink wrote since the engine started")?;
+        let sink_errors = sink(
+            "weir_sink_errors",
+            "errors a sink met since the engine started (each is retried with backoff)",
+        )?;
+        let sink_queued = sink(
+            "weir_sink_queued_times",
+            "engine times whose changes wait to be written",
+        )?;
+        let sink_written_as_of = sink("weir_sink_written_as_of", "the last engine time a sink wrote")?;
+        for g in [&sink_records, &sink_errors, &sink_queued, &sink_written_as_of] {
+            registry.register(Box::new(g.clone()))?;
+        }
         registry.register(Box::new(kafka_connected.clone()))?;
         registry.register(Box::new(kafka_lag.clone()))?;
         registry.register(Box::new(kafka_retries.clone()))?;
@@ -125,6 +145,10 @@ impl Metrics {
             kafka_lag,
             kafka_retries,
             kafka_ingested,
+            sink_records,
+            sink_errors,
+            sink_queued,
+            sink_written_as_of,
         })
     }
 

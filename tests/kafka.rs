@@ -531,16 +531,29 @@ fn broker_outage_and_engine_crash_lose_and_double_nothing() {
     let t = producer.join().unwrap();
     assert_eq!(total_count(&e, &t), 3000);
 
-    // Both at once: broker and engine down, records written in between.
+    // Both down; the engine comes back first, with no broker to reach.
     broker.kill();
     let mut e = e;
     e.child.kill().unwrap();
     let _ = e.child.wait();
     drop(e);
+    let e = start(&dir, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = get(&e, "/readyz");
+        if s == 503 && v["error"]["code"] == "source_disconnected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz {s} {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // What was copied before is served meanwhile.
+    let (_, v) = get(&e, "/v1/views/by_customer");
+    assert_eq!(rows_of(&v).iter().map(|r| r["n"].as_i64().unwrap()).sum::<i64>(), 3000);
     broker.restart();
     let t = produce_ones(&brokers, 3000, 1000, 2);
-    let e = start(&dir, &[]);
     assert_eq!(total_count(&e, &t), 4000);
+    wait_ready(&e, Duration::from_secs(30));
     // Exactly: per customer, 400 records of 1.00.
     let (_, v) = get(&e, "/v1/views/by_customer");
     for r in rows_of(&v) {
@@ -681,6 +694,14 @@ fn sinks_read_back_reconstruct_the_view_across_a_crash() {
             "{row} missing from the Debezium log"
         );
     }
+
+    let (_, m) = get(&e, "/metrics");
+    assert!(
+        m.as_str()
+            .unwrap()
+            .contains("weir_sink_records{sink=\"owners_upsert\",topic=\"owners_upsert\"}"),
+        "{m}"
+    );
 
     // A sink on a view without a key cannot be an upsert.
     let (s, v) = post(
@@ -925,4 +946,72 @@ fn a_topic_that_gains_partitions_is_picked_up() {
         5,
         "{v}"
     );
+}
+
+#[test]
+fn a_sink_retries_while_its_broker_is_down_and_loses_nothing() {
+    let mut broker = Broker::start("sinkdown");
+    let brokers = broker.brokers();
+    let dir = data_dir("kafka-sinkdown");
+    let e = start(&dir, &[]);
+    let sql = format!(
+        "CREATE TABLE ev (k BIGINT, v BIGINT) WITH (connector = 'log', topic = 'ev');
+         CREATE MATERIALIZED VIEW sums AS SELECT k, sum(v) AS s FROM ev GROUP BY k;
+         CREATE SINK sums_out FROM sums WITH (connector = 'kafka', 'bootstrap.servers' = '{brokers}',
+           topic = 'sums_out', envelope = 'upsert');"
+    );
+    submit_job(&e, "j", &sql);
+    let post_events = |from: i64| {
+        let body: String = (from..from + 100)
+            .map(|i| format!("{{\"k\": {}, \"v\": {i}}}\n", i % 7))
+            .collect();
+        let (s, v) = post(&e, "/v1/topics/ev/events", &body);
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    };
+    let t = post_events(0);
+    let sink = |e: &Engine| get(e, "/v1/jobs/j").1["sinks"][0].clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink(&e)["records"].as_u64() == Some(0) {
+        assert!(Instant::now() < deadline, "{}", sink(&e));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.kill();
+    let t2 = post_events(100);
+    let _ = t;
+    // The change waits and is retried; status and metrics say so.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = sink(&e);
+        if s["state"] == "retrying" && s["errors"].as_u64() > Some(0) && s["last_error"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, m) = get(&e, "/metrics");
+    let m = m.as_str().unwrap().to_string();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("weir_sink_errors{sink=\"sums_out\"") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    broker.restart();
+    let want = view_rows(&e, "sums", &t2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = sink(&e);
+        if s["state"] == "running" && s["queued_times"] == 0 {
+            let got = reconstruct(&python_consume(&brokers, "sums_out"), false);
+            let got: BTreeMap<String, i64> = got
+                .iter()
+                .map(|(k, n)| (serde_json::from_str::<Value>(k).unwrap().to_string(), *n))
+                .collect();
+            if got == want {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
