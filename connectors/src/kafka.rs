@@ -52,6 +52,9 @@ const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// looked up while connected.
 const WATERMARKS_EVERY: Duration = Duration::from_secs(1);
 const DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// How long without a record before offsets up to the high watermark that
+/// brought none count as read (see `IngestThread::watermarks`).
+const QUIET_AFTER: Duration = Duration::from_secs(2);
 /// How often offsets are committed to the consumer group.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// Timeout of one metadata or watermark request.
@@ -561,6 +564,7 @@ impl IngestThread {
         let mut next_commit = Instant::now() + COMMIT_EVERY;
         let mut buffered = 0usize;
         let mut first_buffered: Option<Instant> = None;
+        let mut last_record = Instant::now();
         while !self.stopped() {
             let wait = if buffered > 0 {
                 Duration::ZERO
@@ -598,6 +602,7 @@ impl IngestThread {
                     .encode(&mut record);
                     part.buffer.push(record);
                     part.next = m.offset() + 1;
+                    last_record = Instant::now();
                     buffered += 1;
                     first_buffered.get_or_insert_with(Instant::now);
                     Polled::Record
@@ -621,7 +626,8 @@ impl IngestThread {
             }
             let now = Instant::now();
             if now >= next_watermarks {
-                match self.watermarks(&consumer, &parts) {
+                let quiet = last_record.elapsed() >= QUIET_AFTER;
+                match self.watermarks(&consumer, &parts, quiet) {
                     Ok(()) => {
                         self.status.connected.store(true, Ordering::SeqCst);
                         probe_backoff.reset();
@@ -663,11 +669,24 @@ impl IngestThread {
     }
 
     /// Looks up each partition's high watermark, for the lag.
-    fn watermarks(&self, consumer: &BaseConsumer<Context>, parts: &BTreeMap<i32, Part>) -> Result<(), KafkaError> {
-        for p in parts.keys() {
+    ///
+    /// The offsets between a partition's last record and its high watermark
+    /// may hold no records to read (transaction markers, aborted records):
+    /// once a partition has been quiet for [`QUIET_AFTER`] with nothing
+    /// buffered, the source counts as caught up with it.
+    fn watermarks(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        parts: &BTreeMap<i32, Part>,
+        quiet: bool,
+    ) -> Result<(), KafkaError> {
+        for (p, part) in parts {
             let (_, high) = consumer.fetch_watermarks(&self.config.topic, *p, REQUEST_TIMEOUT)?;
             if let Some(e) = lock(&self.status.partitions).get_mut(p) {
                 e.1 = high;
+                if quiet && part.buffer.is_empty() {
+                    e.0 = e.0.max(high);
+                }
             }
         }
         Ok(())
