@@ -322,18 +322,28 @@ pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn Catalog
             st.at,
         ));
     }
+    // A sink resumes after a restart at exact times of its view's replay,
+    // which only its own job's dataflow replays (another job's view comes
+    // in compacted).
     let (schema, key) = match job.views.iter().find(|v| v.name == st.from) {
         Some(v) => (v.schema.clone(), v.key.clone()),
-        None => match catalog.lookup(&st.from) {
-            Some(info) if !job.tables.iter().any(|t| t.name == st.from) => (info.schema, info.key),
-            _ => {
-                return Err(PlanError::new(
-                    "unknown_view",
-                    format!("unknown view \"{}\" (a sink writes the changes of a view)", st.from),
-                    st.from_at,
-                ))
-            }
-        },
+        None if catalog.lookup(&st.from).is_some() && !job.tables.iter().any(|t| t.name == st.from) => {
+            return Err(PlanError::new(
+                "unsupported",
+                format!(
+                    "view \"{}\" belongs to another job: a sink writes a view of its own job (put the CREATE SINK in that job)",
+                    st.from
+                ),
+                st.from_at,
+            ))
+        }
+        None => {
+            return Err(PlanError::new(
+                "unknown_view",
+                format!("unknown view \"{}\" of this job (a sink writes the changes of one of its job's views)", st.from),
+                st.from_at,
+            ))
+        }
     };
     let get = |k: &str| st.options.iter().rev().find(|(key, _, _)| key == k);
     let mut properties = Vec::new();

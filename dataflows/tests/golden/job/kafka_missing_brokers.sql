@@ -1,0 +1,2 @@
+CREATE TABLE k (a BIGINT)
+  WITH (connector = 'kafka', topic = 'k', format = 'json');

@@ -1,0 +1,2 @@
+CREATE TABLE k (a BIGINT)
+  WITH (connector = 'log', 'scan.startup.mode' = 'latest');
