@@ -57,8 +57,10 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(5);
 const QUIET_AFTER: Duration = Duration::from_secs(2);
 /// How often offsets are committed to the consumer group.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// Timeout of one metadata or watermark request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Timeout of one metadata, offset or admin request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of the periodic high-watermark probe (it holds up copying).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Exponential backoff between attempts after an error.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -681,7 +683,7 @@ impl IngestThread {
         quiet: bool,
     ) -> Result<(), KafkaError> {
         for (p, part) in parts {
-            let (_, high) = consumer.fetch_watermarks(&self.config.topic, *p, REQUEST_TIMEOUT)?;
+            let (_, high) = consumer.fetch_watermarks(&self.config.topic, *p, PROBE_TIMEOUT)?;
             if let Some(e) = lock(&self.status.partitions).get_mut(p) {
                 e.1 = high;
                 if quiet && part.buffer.is_empty() {

@@ -1,12 +1,22 @@
--- Changelogs of two views, written to Kafka topics (created if missing):
--- every change of an order's status, keyed by order_id (a compacted topic
--- holds exactly the view), and every fraud suspect the rules find, as
--- Debezium-style before/after records. Each record carries the engine
+-- Read models published to Kafka. A sink writes the changes of a view of its
+-- own job, to a topic it creates if missing; each record carries the engine
 -- time of its change in the `weir.as_of` header.
-CREATE SINK order_status_changes FROM order_status WITH (
-  connector = 'kafka', 'bootstrap.servers' = '127.0.0.1:9092', topic = 'order_status',
+
+-- Authorized spend per customer: keyed by customer_id, the key's latest row
+-- (a compacted topic holds exactly the view).
+CREATE MATERIALIZED VIEW customer_spend AS
+  SELECT customer_id, count(*) AS payments, sum(amount) AS total
+  FROM payments WHERE type = 'PaymentAuthorized' GROUP BY customer_id;
+
+CREATE SINK customer_spend_out FROM customer_spend WITH (
+  connector = 'kafka', 'bootstrap.servers' = '127.0.0.1:9092', topic = 'customer_spend',
   format = 'json', envelope = 'upsert');
 
-CREATE SINK fraud_alerts FROM fraud_suspects WITH (
-  connector = 'kafka', 'bootstrap.servers' = '127.0.0.1:9092', topic = 'fraud_alerts',
+-- Every payment over 500, as Debezium-style change records.
+CREATE MATERIALIZED VIEW large_payments AS
+  SELECT payment_id, customer_id, amount, method, ts
+  FROM payments WHERE type = 'PaymentAuthorized' AND amount > 500;
+
+CREATE SINK large_payments_out FROM large_payments WITH (
+  connector = 'kafka', 'bootstrap.servers' = '127.0.0.1:9092', topic = 'large_payments',
   format = 'json', envelope = 'debezium');
