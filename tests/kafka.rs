@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::kafka::{python_consume, python_produce, Broker};
+use common::kafka::{python_consume, python_group_offsets, python_produce, Broker};
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -288,6 +288,23 @@ fn kafka_sources_equal_sqlite_across_partitions_workers_and_producers() {
             "{m}"
         );
         wait_ready(&e, Duration::from_secs(30));
+        // Offsets are committed to the consumer group, for lag tools: up to
+        // the end of each partition once everything is copied.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let committed = python_group_offsets(&brokers, "weir-pay");
+            let ends: i64 = src["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["high_watermark"].as_i64().unwrap())
+                .sum();
+            if committed.values().sum::<i64>() == ends && committed.len() == partitions as usize {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{committed:?} vs {src}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
         drop(e);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -217,3 +217,33 @@ print(json.dumps([r for tp in tps for r in got[tp]]))
     );
     serde_json::from_slice(&out.stdout).expect("records as JSON")
 }
+
+/// The offsets committed by consumer group `group`, read with kafka-python:
+/// (topic, partition) → offset.
+pub fn python_group_offsets(brokers: &str, group: &str) -> std::collections::BTreeMap<(String, i32), i64> {
+    const SCRIPT: &str = r#"
+import json, sys
+from kafka import KafkaAdminClient
+a = KafkaAdminClient(bootstrap_servers=sys.argv[1])
+got = a.list_group_offsets(sys.argv[2])
+offsets = got.get(sys.argv[2], got) if isinstance(got, dict) else got
+print(json.dumps([[tp.topic, tp.partition, om.offset] for tp, om in offsets.items()]))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(brokers)
+        .arg(group)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "kafka-python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<(String, i32, i64)>>(&out.stdout)
+        .expect("offsets as JSON")
+        .into_iter()
+        .map(|(t, p, o)| ((t, p), o))
+        .collect()
+}
