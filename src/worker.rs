@@ -468,7 +468,11 @@ fn run_worker(
         // at, and an input moves on as far as its topic's history is final,
         // also when idle, so frontiers always advance (DESIGN.md §2).
         let now = now_ms();
-        let mut read_any = false;
+        // More is there to read right now: step without parking. Otherwise
+        // park until an append or a command wakes the worker (timely does
+        // not park while operators have work): spinning would take the
+        // cores that a broker or the producers on the same machine need.
+        let mut more_to_read = false;
         for (df, d) in dataflows.iter_mut() {
             let mut lag = 0u64;
             let may_read = d.may_read();
@@ -490,12 +494,12 @@ fn run_worker(
                 let mut through = lock(&shared.read_through);
                 let e = through.entry((*df, index)).or_default();
                 *e = (*e).max(t);
-                read_any = true;
             }
+            more_to_read |= may_read && lag > 0;
             lock(&shared.lag).insert((*df, index), lag);
         }
 
-        worker.step_or_park(Some(Duration::from_millis(if read_any { 0 } else { IDLE_PARK_MS })));
+        worker.step_or_park(Some(Duration::from_millis(if more_to_read { 0 } else { IDLE_PARK_MS })));
 
         // Evaluation errors of views → dead letters.
         let errs: Vec<_> = errors.borrow_mut().drain(..).collect();

@@ -17,15 +17,16 @@
 //! read-your-writes tokens naming a Kafka position resolve through the
 //! mirror ([`mirrored_at`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -52,6 +53,11 @@ const FLUSH_AFTER: Duration = Duration::from_millis(50);
 /// looked up while connected.
 const WATERMARKS_EVERY: Duration = Duration::from_secs(1);
 const DISCOVER_EVERY: Duration = Duration::from_secs(5);
+/// Records received and kept at hand per partition, for the merge.
+const READY_MAX: usize = 5_000;
+/// How long a partition that is behind, with nothing at hand, may hold the
+/// merge back (see `IngestThread::session`).
+const ALIGN_WAIT: Duration = Duration::from_millis(500);
 /// How long without a record before offsets up to the high watermark that
 /// brought none count as read (see `IngestThread::watermarks`).
 const QUIET_AFTER: Duration = Duration::from_secs(2);
@@ -359,18 +365,20 @@ struct IngestThread {
     stop: Arc<AtomicBool>,
 }
 
-/// What one poll brought.
-enum Polled {
-    Record,
-    Nothing,
-}
-
 /// One partition being copied.
 struct Part {
-    /// The next Kafka offset to copy: records before it are in the mirror.
+    /// The offset after the last record moved to `buffer`: with it, the
+    /// records before it are in the mirror or about to be.
     next: i64,
     /// Encoded records waiting for the next append.
     buffer: Vec<Vec<u8>>,
+    /// Records received and not yet merged into `buffer`: (timestamp,
+    /// offset, encoded record).
+    ready: VecDeque<(i64, i64, Vec<u8>)>,
+    /// The offset after the last record received.
+    seen: i64,
+    /// The partition's high watermark, as last looked up.
+    high: i64,
 }
 
 impl IngestThread {
@@ -513,6 +521,9 @@ impl IngestThread {
                 Part {
                     next,
                     buffer: Vec::new(),
+                    ready: VecDeque::new(),
+                    seen: next,
+                    high: 0,
                 },
             );
         }
@@ -551,12 +562,50 @@ impl IngestThread {
         Ok(n)
     }
 
+    /// Takes one record into its partition's records at hand, encoded as it
+    /// is kept in the mirror.
+    fn take(&self, parts: &mut BTreeMap<i32, Part>, m: &BorrowedMessage<'_>) {
+        self.status.connected.store(true, Ordering::Relaxed);
+        let Some(part) = parts.get_mut(&m.partition()) else {
+            return;
+        };
+        // Already taken (a fetch may repeat after a reconnect).
+        if m.offset() < part.seen {
+            return;
+        }
+        let key = m.key();
+        let value = m.payload();
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        let oversized = size > MAX_MESSAGE_BYTES;
+        let cut = |b: &'_ [u8]| -> usize {
+            if oversized {
+                b.len().min(OVERSIZED_PREVIEW_BYTES)
+            } else {
+                b.len()
+            }
+        };
+        let mut record = Vec::with_capacity(40 + size.min(OVERSIZED_PREVIEW_BYTES * 2));
+        let timestamp = m.timestamp().to_millis();
+        Mirrored {
+            offset: m.offset(),
+            timestamp,
+            key: key.map(|k| &k[..cut(k)]),
+            value: value.map(|v| &v[..cut(v)]),
+            oversized: oversized.then_some(size as u64),
+        }
+        .encode(&mut record);
+        part.ready
+            .push_back((timestamp.unwrap_or(i64::MIN), m.offset(), record));
+        part.seen = m.offset() + 1;
+    }
+
     fn session(&mut self, backoff: &mut Backoff) -> Result<(), KafkaSourceError> {
-        let consumer = self.consumer()?;
+        let consumer = Arc::new(self.consumer()?);
         let count = self.partition_count(&consumer)?;
         let mut parts: BTreeMap<i32, Part> = BTreeMap::new();
         self.add_partitions(&consumer, &mut parts, count, false)?;
         self.assign(&consumer, &parts)?;
+        let mut queues = self.split(&consumer, &parts);
         self.status.connected.store(true, Ordering::SeqCst);
         backoff.reset();
 
@@ -567,59 +616,78 @@ impl IngestThread {
         let mut buffered = 0usize;
         let mut first_buffered: Option<Instant> = None;
         let mut last_record = Instant::now();
+        let mut held_since: Option<Instant> = None;
         while !self.stopped() {
-            let wait = if buffered > 0 {
+            let at_hand: usize = parts.values().map(|p| p.ready.len()).sum();
+            // The main queue serves librdkafka's callbacks (and records
+            // fetched before the partitions got queues of their own).
+            let wait = if buffered > 0 || at_hand > 0 {
                 Duration::ZERO
             } else {
-                Duration::from_millis(50)
+                Duration::from_millis(5)
             };
-            let polled = match consumer.poll(wait) {
+            let mut got = false;
+            match consumer.poll(wait) {
                 Some(Ok(m)) => {
-                    self.status.connected.store(true, Ordering::Relaxed);
-                    let p = m.partition();
-                    let Some(part) = parts.get_mut(&p) else { continue };
-                    // Already mirrored (a fetch may repeat after a reconnect).
-                    if m.offset() < part.next {
-                        continue;
-                    }
-                    let key = m.key();
-                    let value = m.payload();
-                    let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-                    let oversized = size > MAX_MESSAGE_BYTES;
-                    let cut = |b: &'_ [u8]| -> usize {
-                        if oversized {
-                            b.len().min(OVERSIZED_PREVIEW_BYTES)
-                        } else {
-                            b.len()
+                    self.take(&mut parts, &m);
+                    got = true;
+                }
+                // Consumption errors are transient (librdkafka keeps
+                // fetching and reconnecting); they are reported.
+                Some(Err(e)) => self.status.failed(&e),
+                None => {}
+            }
+            for (p, q) in &queues {
+                while parts.get(p).is_some_and(|part| part.ready.len() < READY_MAX) {
+                    match q.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            self.take(&mut parts, &m);
+                            got = true;
                         }
-                    };
-                    let mut record = Vec::with_capacity(40 + size.min(OVERSIZED_PREVIEW_BYTES * 2));
-                    Mirrored {
-                        offset: m.offset(),
-                        timestamp: m.timestamp().to_millis(),
-                        key: key.map(|k| &k[..cut(k)]),
-                        value: value.map(|v| &v[..cut(v)]),
-                        oversized: oversized.then_some(size as u64),
+                        Some(Err(e)) => {
+                            self.status.failed(&e);
+                            break;
+                        }
+                        None => break,
                     }
-                    .encode(&mut record);
+                }
+            }
+            if got {
+                last_record = Instant::now();
+            }
+            // Partitions are merged in record-timestamp order, so that the
+            // copy interleaves them as they were written: one partition
+            // fetched ahead of the others would otherwise put its records
+            // far ahead in event time (and pattern rules would find the
+            // others' records late). A partition known to hold more than
+            // it has at hand holds the merge back, for a while at most.
+            loop {
+                let behind = parts.values().any(|p| p.ready.is_empty() && p.seen < p.high);
+                if behind {
+                    let since = *held_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < ALIGN_WAIT {
+                        break;
+                    }
+                } else {
+                    held_since = None;
+                }
+                let Some(part) = parts
+                    .values_mut()
+                    .filter(|p| !p.ready.is_empty())
+                    .min_by_key(|p| p.ready.front().map(|r| r.0))
+                else {
+                    break;
+                };
+                if let Some((_, offset, record)) = part.ready.pop_front() {
                     part.buffer.push(record);
-                    part.next = m.offset() + 1;
-                    last_record = Instant::now();
+                    part.next = offset + 1;
                     buffered += 1;
                     first_buffered.get_or_insert_with(Instant::now);
-                    Polled::Record
                 }
-                Some(Err(e)) => {
-                    // Consumption errors are transient (librdkafka keeps
-                    // fetching and reconnecting); they are reported.
-                    self.status.failed(&e);
-                    Polled::Nothing
-                }
-                None => Polled::Nothing,
-            };
+            }
             // Appended when nothing more is at hand (so a quiet topic's
             // records are in at once), else in batches while catching up.
-            let drained = matches!(polled, Polled::Nothing);
+            let drained = !got;
             let due = first_buffered.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
             if buffered >= FLUSH_RECORDS || (buffered > 0 && (due || drained)) {
                 self.flush(&mut parts)?;
@@ -629,7 +697,7 @@ impl IngestThread {
             let now = Instant::now();
             if now >= next_watermarks {
                 let quiet = last_record.elapsed() >= QUIET_AFTER;
-                match self.watermarks(&consumer, &parts, quiet) {
+                match self.watermarks(&consumer, &mut parts, quiet) {
                     Ok(()) => {
                         self.status.connected.store(true, Ordering::SeqCst);
                         probe_backoff.reset();
@@ -646,11 +714,19 @@ impl IngestThread {
                 next_discovery = now + DISCOVER_EVERY;
                 if let Ok(n) = self.partition_count(&consumer) {
                     if n > parts.len() as i32 {
+                        // Records at hand are fetched again after the new
+                        // assignment: start from what is buffered.
+                        for part in parts.values_mut() {
+                            part.ready.clear();
+                            part.seen = part.next;
+                        }
                         self.flush(&mut parts)?;
                         buffered = 0;
                         first_buffered = None;
                         self.add_partitions(&consumer, &mut parts, n, true)?;
+                        drop(queues);
                         self.assign(&consumer, &parts)?;
+                        queues = self.split(&consumer, &parts);
                     }
                 }
             }
@@ -666,8 +742,21 @@ impl IngestThread {
                 let _ = consumer.commit(&tpl, CommitMode::Async);
             }
         }
+        // What is at hand but not buffered is fetched again next time.
         self.flush(&mut parts)?;
         Ok(())
+    }
+
+    /// A queue of its own for each partition (see [`IngestThread::session`]).
+    fn split(
+        &self,
+        consumer: &Arc<BaseConsumer<Context>>,
+        parts: &BTreeMap<i32, Part>,
+    ) -> Vec<(i32, PartitionQueue<Context>)> {
+        parts
+            .keys()
+            .filter_map(|p| Some((*p, consumer.split_partition_queue(&self.config.topic, *p)?)))
+            .collect()
     }
 
     /// Looks up each partition's high watermark, for the lag.
@@ -679,14 +768,15 @@ impl IngestThread {
     fn watermarks(
         &self,
         consumer: &BaseConsumer<Context>,
-        parts: &BTreeMap<i32, Part>,
+        parts: &mut BTreeMap<i32, Part>,
         quiet: bool,
     ) -> Result<(), KafkaError> {
-        for (p, part) in parts {
+        for (p, part) in parts.iter_mut() {
             let (_, high) = consumer.fetch_watermarks(&self.config.topic, *p, PROBE_TIMEOUT)?;
+            part.high = high;
             if let Some(e) = lock(&self.status.partitions).get_mut(p) {
                 e.1 = high;
-                if quiet && part.buffer.is_empty() {
+                if quiet && part.buffer.is_empty() && part.ready.is_empty() {
                     e.0 = e.0.max(high);
                 }
             }
