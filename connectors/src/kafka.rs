@@ -379,6 +379,8 @@ struct Part {
     seen: i64,
     /// The partition's high watermark, as last looked up.
     high: i64,
+    /// The largest timestamp received.
+    last_ts: i64,
 }
 
 impl IngestThread {
@@ -524,6 +526,7 @@ impl IngestThread {
                     ready: VecDeque::new(),
                     seen: next,
                     high: 0,
+                    last_ts: i64::MIN,
                 },
             );
         }
@@ -594,9 +597,10 @@ impl IngestThread {
             oversized: oversized.then_some(size as u64),
         }
         .encode(&mut record);
-        part.ready
-            .push_back((timestamp.unwrap_or(i64::MIN), m.offset(), record));
+        let ts = timestamp.unwrap_or(i64::MIN);
+        part.ready.push_back((ts, m.offset(), record));
         part.seen = m.offset() + 1;
+        part.last_ts = part.last_ts.max(ts);
     }
 
     fn session(&mut self, backoff: &mut Backoff) -> Result<(), KafkaSourceError> {
@@ -660,9 +664,16 @@ impl IngestThread {
             // fetched ahead of the others would otherwise put its records
             // far ahead in event time (and pattern rules would find the
             // others' records late). A partition known to hold more than
-            // it has at hand holds the merge back, for a while at most.
+            // it has at hand holds the merge back, for a while at most, but
+            // only from a record later than its last one: its next records
+            // are no earlier than that.
             loop {
-                let behind = parts.values().any(|p| p.ready.is_empty() && p.seen < p.high);
+                let Some(next_ts) = parts.values().filter_map(|p| p.ready.front().map(|r| r.0)).min() else {
+                    break;
+                };
+                let behind = parts
+                    .values()
+                    .any(|p| p.ready.is_empty() && p.seen < p.high && p.last_ts < next_ts);
                 if behind {
                     let since = *held_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < ALIGN_WAIT {
