@@ -667,10 +667,7 @@ impl IngestThread {
             // it has at hand holds the merge back, for a while at most, but
             // only from a record later than its last one: its next records
             // are no earlier than that.
-            loop {
-                let Some(next_ts) = parts.values().filter_map(|p| p.ready.front().map(|r| r.0)).min() else {
-                    break;
-                };
+            while let Some(next_ts) = parts.values().filter_map(|p| p.ready.front().map(|r| r.0)).min() {
                 let behind = parts
                     .values()
                     .any(|p| p.ready.is_empty() && p.seen < p.high && p.last_ts < next_ts);
