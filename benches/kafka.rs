@@ -226,6 +226,9 @@ fn main() {
     let jobs = kafka_shop(&root, &brokers);
     let mut last = None;
     for &w in &workers {
+        // The previous engine stops first: its sources would keep polling
+        // the broker.
+        last = None;
         let data = root.join(format!("data-{w}"));
         let t0 = Instant::now();
         let (engine, url) = start(&jobs, &data, w);
