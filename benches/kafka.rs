@@ -228,7 +228,7 @@ fn main() {
     for &w in &workers {
         // The previous engine stops first: its sources would keep polling
         // the broker.
-        last = None;
+        drop(last.take());
         let data = root.join(format!("data-{w}"));
         let t0 = Instant::now();
         let (engine, url) = start(&jobs, &data, w);
