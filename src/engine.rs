@@ -398,12 +398,12 @@ impl Engine {
             StartFrom::Earliest => 0,
             StartFrom::Latest => created_ms,
         });
-        let topics: Vec<String> = sources.iter().map(|t| t.topic().to_string()).collect();
-        let skipped = topics
-            .iter()
-            .flat_map(|t| (0..self.shared.log.partitions(t)).map(move |p| (t, p)))
-            .map(|(t, p)| self.shared.first_offset_from(t, p, skip_before))
-            .sum();
+        // The log topics a replacement's progress is measured on.
+        let topics: Vec<String> = if replace {
+            sources.iter().map(|t| t.topic().to_string()).collect()
+        } else {
+            Vec::new()
+        };
         self.send(Command::Install {
             df,
             job: name.to_string(),
@@ -415,6 +415,13 @@ impl Engine {
             skip_before,
         })?;
         if replace {
+            // What the progress of the replacement is measured against
+            // (a binary search per partition: replacements only).
+            let skipped = topics
+                .iter()
+                .flat_map(|t| (0..self.shared.log.partitions(t)).map(move |p| (t, p)))
+                .map(|(t, p)| self.shared.first_offset_from(t, p, skip_before))
+                .sum();
             if let Some(j) = cat.jobs.get_mut(name) {
                 j.replacing = Some(Replacing {
                     df,
@@ -738,47 +745,45 @@ impl Engine {
         m.view_rows.reset();
         m.freshness_lag_ms.reset();
         m.partial_matches.reset();
-        m.kafka_connected.reset();
-        m.kafka_lag.reset();
-        m.kafka_retries.reset();
-        m.kafka_ingested.reset();
+        for g in [
+            &m.kafka_connected,
+            &m.kafka_lag,
+            &m.kafka_retries,
+            &m.kafka_ingested,
+            &m.sink_records,
+            &m.sink_errors,
+            &m.sink_queued,
+            &m.sink_written_as_of,
+        ] {
+            g.reset();
+        }
         for i in lock(&self.shared.ingests).values() {
             let labels = [i.config.table.as_str(), i.config.topic.as_str()];
             let st = &i.status;
-            m.kafka_connected
-                .with_label_values(&labels)
-                .set(i64::from(st.connected.load(Ordering::SeqCst)));
-            m.kafka_retries
-                .with_label_values(&labels)
-                .set(st.retries.load(Ordering::Relaxed) as i64);
-            m.kafka_ingested
-                .with_label_values(&labels)
-                .set(st.ingested.load(Ordering::Relaxed) as i64);
+            for (g, v) in [
+                (&m.kafka_connected, u64::from(st.connected.load(Ordering::SeqCst))),
+                (&m.kafka_retries, st.retries.load(Ordering::Relaxed)),
+                (&m.kafka_ingested, st.ingested.load(Ordering::Relaxed)),
+            ] {
+                g.with_label_values(&labels).set(v as i64);
+            }
             for (p, lag) in st.lag() {
                 m.kafka_lag
                     .with_label_values(&[labels[0], labels[1], &p.to_string()])
                     .set(lag);
             }
         }
-        m.sink_records.reset();
-        m.sink_errors.reset();
-        m.sink_queued.reset();
-        m.sink_written_as_of.reset();
         for w in lock(&self.shared.sinks).values() {
             let labels = [w.config.name.as_str(), w.config.topic.as_str()];
             let st = &w.status;
-            m.sink_records
-                .with_label_values(&labels)
-                .set(st.records.load(Ordering::Relaxed) as i64);
-            m.sink_errors
-                .with_label_values(&labels)
-                .set(st.errors.load(Ordering::Relaxed) as i64);
-            m.sink_queued
-                .with_label_values(&labels)
-                .set(st.queued.load(Ordering::Relaxed) as i64);
-            m.sink_written_as_of
-                .with_label_values(&labels)
-                .set(st.written_as_of.load(Ordering::SeqCst) as i64);
+            for (g, v) in [
+                (&m.sink_records, &st.records),
+                (&m.sink_errors, &st.errors),
+                (&m.sink_queued, &st.queued),
+                (&m.sink_written_as_of, &st.written_as_of),
+            ] {
+                g.with_label_values(&labels).set(v.load(Ordering::SeqCst) as i64);
+            }
         }
         let now = now_ms();
         for (name, o) in cat

@@ -353,14 +353,10 @@ impl Writer {
     fn connect(&mut self) -> Result<Option<Tick>, String> {
         ensure_topic(&self.config.brokers, &self.config.topic, self.config.partitions).map_err(|e| e.to_string())?;
         let committed = self.progress.get("committed").map_err(|e| e.to_string())?;
+        self.open_producer()?;
         if !self.config.exactly_once {
-            self.producer = Some(
-                Producer::with_settings(&self.config.brokers, &self.config.properties, None)
-                    .map_err(|e| e.to_string())?,
-            );
             return Ok(committed);
         }
-        self.transactional_producer()?;
         let pending = self.progress.get("pending").map_err(|e| e.to_string())?;
         match pending {
             Some(p) if committed.is_none_or(|c| p > c) => {
@@ -379,11 +375,16 @@ impl Writer {
         }
     }
 
-    fn transactional_producer(&mut self) -> Result<(), String> {
+    /// A new producer: transactional for exactly-once (its open
+    /// transactions, from a crash, settled by `init_transactions`).
+    fn open_producer(&mut self) -> Result<(), String> {
         let id = format!("weir-sink-{}-{}", self.config.name, self.config.topic);
-        let p = Producer::with_settings(&self.config.brokers, &self.config.properties, Some(&id))
+        let transactional = self.config.exactly_once.then_some(id.as_str());
+        let p = Producer::with_settings(&self.config.brokers, &self.config.properties, transactional)
             .map_err(|e| e.to_string())?;
-        p.init_transactions(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+        if transactional.is_some() {
+            p.init_transactions(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+        }
         self.producer = Some(p);
         Ok(())
     }
@@ -391,14 +392,7 @@ impl Writer {
     /// Writes the changes of `times` (in time order).
     fn write(&mut self, times: &[(Tick, Vec<(Row, Diff)>)]) -> Result<(), String> {
         if self.producer.is_none() {
-            if self.config.exactly_once {
-                self.transactional_producer()?;
-            } else {
-                self.producer = Some(
-                    Producer::with_settings(&self.config.brokers, &self.config.properties, None)
-                        .map_err(|e| e.to_string())?,
-                );
-            }
+            self.open_producer()?;
         }
         let Some(last) = times.last().map(|(t, _)| *t) else {
             return Ok(());

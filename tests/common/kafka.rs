@@ -153,28 +153,8 @@ for f in futures:
     print(json.dumps([m.partition, m.offset]))
 "#;
     let input: String = records.iter().map(|r| format!("{r}\n")).collect();
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(brokers)
-        .arg(topic)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("records written");
-    }
-    let out = child.wait_with_output().expect("python3 ends");
-    assert!(
-        out.status.success(),
-        "kafka-python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let out = python(SCRIPT, &[brokers, topic], &input);
+    String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str::<(i32, i64)>(l).expect("partition and offset"))
         .collect()
@@ -203,19 +183,8 @@ while any(c.position(tp) < ends[tp] for tp in tps):
                             {k: v.decode() for k, v in (m.headers or [])}])
 print(json.dumps([r for tp in tps for r in got[tp]]))
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(brokers)
-        .arg(topic)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "kafka-python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("records as JSON")
+    let out = python(SCRIPT, &[brokers, topic], "");
+    serde_json::from_slice(&out).expect("records as JSON")
 }
 
 /// The offsets committed by consumer group `group`, read with kafka-python:
@@ -229,21 +198,38 @@ got = a.list_group_offsets(sys.argv[2])
 offsets = got.get(sys.argv[2], got) if isinstance(got, dict) else got
 print(json.dumps([[tp.topic, tp.partition, om.offset] for tp, om in offsets.items()]))
 "#;
-    let out = Command::new("python3")
+    let out = python(SCRIPT, &[brokers, group], "");
+    serde_json::from_slice::<Vec<(String, i32, i64)>>(&out)
+        .expect("offsets as JSON")
+        .into_iter()
+        .map(|(t, p, o)| ((t, p), o))
+        .collect()
+}
+
+/// Runs a Python script with `args` and `input` on its standard input;
+/// its standard output. Fails the test, with Python's error, if it fails.
+fn python(script: &str, args: &[&str], input: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
         .arg("-c")
-        .arg(SCRIPT)
-        .arg(brokers)
-        .arg(group)
-        .output()
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("input written");
+    let out = child.wait_with_output().expect("python3 ends");
     assert!(
         out.status.success(),
         "kafka-python failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<Vec<(String, i32, i64)>>(&out.stdout)
-        .expect("offsets as JSON")
-        .into_iter()
-        .map(|(t, p, o)| ((t, p), o))
-        .collect()
+    out.stdout
 }
