@@ -3,8 +3,12 @@
 
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::*;
-use crate::plan::{Envelope, KafkaSource, KafkaStartup, SinkPlan};
+use sqlparser::dialect::GenericDialect;
+
+use super::error::{Loc, PlanError, Result};
+use super::lookup::CatalogLookup;
+use super::text::{self, end_of};
+use crate::plan::{Envelope, JobPlan, KafkaSource, KafkaStartup, SinkPlan};
 
 /// The Kafka options of a table, as listed in error messages.
 pub(super) const KNOWN: &str = "'bootstrap.servers', 'scan.startup.mode', 'scan.startup.timestamp-millis', \
@@ -165,7 +169,7 @@ pub(super) fn cut_sinks(sql: &str) -> Result<(String, Vec<SinkStatement>)> {
         .collect();
     let loc = |t: &TokenWithSpan| Loc(t.span.start.line, t.span.start.column);
     let word = |t: &TokenWithSpan, kw: &str| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(kw));
-    let starts = pattern::line_starts(sql);
+    let starts = text::line_starts(sql);
     let mut text = sql.to_string();
     let mut out = Vec::new();
     let mut i = 0;
@@ -292,10 +296,10 @@ pub(super) fn cut_sinks(sql: &str) -> Result<(String, Vec<SinkStatement>)> {
             ));
         }
         let (b, e) = (
-            pattern::byte_offset(sql, &starts, begin.span.start),
-            pattern::byte_offset(sql, &starts, end.span.end),
+            text::byte_offset(sql, &starts, begin.span.start),
+            text::byte_offset(sql, &starts, end.span.end),
         );
-        pattern::blank(sql, &mut text, b, e);
+        text::blank(sql, &mut text, b, e);
         out.push(SinkStatement {
             name,
             at,

@@ -1,33 +1,25 @@
-//! Planning `MATCH_RECOGNIZE` (docs/cep.md): the pattern, `DEFINE`,
-//! `MEASURES`, and weir's clauses that sqlparser does not know
-//! (`WITHIN INTERVAL … [EMIT TIMEOUTS]`), which are cut out of the text
-//! before parsing and kept with their positions.
+//! Planning `MATCH_RECOGNIZE` (docs/cep.md): the pattern, `DEFINE` and
+//! `MEASURES`, with the `WITHIN` clause that `extensions.rs` cut out of the
+//! text before parsing.
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Ident, MatchRecognizePattern, MatchRecognizeSymbol, RepetitionQuantifier, VisitMut, VisitorMut};
-use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, Tokenizer, Word};
-use weir_operators::cep::{Pattern, Program, Skip, VarId, Watermark};
+use sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, MatchRecognizePattern, MatchRecognizeSymbol,
+    RepetitionQuantifier, Spanned, TableFactor, Value, VisitMut, VisitorMut,
+};
+use weir_operators::cep::{Pattern, Program, Skip, VarId};
+use weir_operators::repr::{Datum, SqlType};
 
-use super::*;
-use crate::plan::{MatchRecognize, Nav, RowAt};
-
-/// A `WITHIN` clause cut out of the text.
-#[derive(Clone, Debug)]
-pub(super) struct Within {
-    at: Loc,
-    ms: i64,
-    emit_timeouts: bool,
-}
-
-/// What the text said beyond sqlparser's grammar, by position.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Extensions {
-    withins: Vec<Within>,
-    /// Where each `PATTERN` keyword is (the pattern itself has no span).
-    patterns: Vec<Loc>,
-}
+use super::aggregate::{aggregate_func, aggregate_type, AGGREGATES};
+use super::bind::{bind, function_args};
+use super::error::{loc_ident, loc_of, type_err, unsupported, Loc, PlanError, Result};
+use super::query::{QueryPlanner, Rel};
+use super::scope::{ident_name, resolve, ScopeColumn};
+use super::typeconv::Typed;
+use super::watermark::combined_watermark;
+use crate::expr::ScalarExpr;
+use crate::plan::{AggFunc, MatchRecognize, Nav, RelPlan, RowAt};
 
 fn before(a: Loc, b: Loc) -> bool {
     (a.0, a.1) < (b.0, b.1)
@@ -39,210 +31,6 @@ fn within_span(at: Loc, span: sqlparser::tokenizer::Span) -> bool {
         Loc(span.end.line, span.end.column),
     );
     !before(at, s) && !before(e, at)
-}
-
-/// Converts a token location (line and column, counting characters) to a
-/// byte offset in `sql`.
-pub(super) fn byte_offset(sql: &str, line_starts: &[usize], loc: sqlparser::tokenizer::Location) -> usize {
-    let start = line_starts
-        .get((loc.line as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(sql.len());
-    let line = &sql[start..];
-    let chars = (loc.column as usize).saturating_sub(1);
-    start + line.char_indices().nth(chars).map_or(line.len(), |(i, _)| i)
-}
-
-/// The byte offset where each line of `sql` starts.
-pub(super) fn line_starts(sql: &str) -> Vec<usize> {
-    std::iter::once(0)
-        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-        .collect()
-}
-
-/// Replaces `sql[b..e]` in `text` (a copy of `sql`) with spaces. Same
-/// length in bytes and the same line breaks: every later position, in this
-/// text and in error messages, stays valid.
-pub(super) fn blank(sql: &str, text: &mut String, b: usize, e: usize) {
-    let blank: String = sql[b..e]
-        .chars()
-        .map(|c| {
-            if c == '\n' {
-                "\n".to_string()
-            } else {
-                " ".repeat(c.len_utf8())
-            }
-        })
-        .collect();
-    text.replace_range(b..e, &blank);
-}
-
-/// Cuts `WITHIN INTERVAL '…' [unit] [EMIT TIMEOUTS]` out of `sql`
-/// (replacing it with spaces, so every other position stays) and notes
-/// where each `PATTERN` keyword is.
-pub(super) fn cut_extensions(sql: &str) -> Result<(String, Extensions)> {
-    let tokens = Tokenizer::new(&GenericDialect {}, sql)
-        .tokenize_with_location()
-        .map_err(|e| PlanError::new("syntax_error", e.message, Loc(e.location.line, e.location.column)))?;
-    let words: Vec<(usize, &Word)> = tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| match &t.token {
-            Token::Word(w) => Some((i, w)),
-            _ => None,
-        })
-        .collect();
-    let mut ext = Extensions::default();
-    if !words
-        .iter()
-        .any(|(_, w)| w.keyword == Keyword::WITHIN || w.keyword == Keyword::PATTERN)
-    {
-        return Ok((sql.to_string(), ext));
-    }
-    let significant: Vec<usize> = (0..tokens.len())
-        .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
-        .collect();
-    let next = |i: usize, n: usize| -> Option<&sqlparser::tokenizer::TokenWithSpan> {
-        let pos = significant.binary_search(&i).ok()?;
-        significant.get(pos + n).map(|&j| &tokens[j])
-    };
-    let is_word = |t: Option<&sqlparser::tokenizer::TokenWithSpan>, kw: &str| matches!(t, Some(t) if matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case(kw)));
-    let starts = line_starts(sql);
-    let mut text = sql.to_string();
-    for &(i, w) in &words {
-        let at = Loc(tokens[i].span.start.line, tokens[i].span.start.column);
-        if w.keyword == Keyword::PATTERN && matches!(next(i, 1).map(|t| &t.token), Some(Token::LParen)) {
-            ext.patterns.push(at);
-            continue;
-        }
-        if w.keyword != Keyword::WITHIN || is_word(next(i, 1), "GROUP") {
-            continue;
-        }
-        let syntax = || {
-            PlanError::new(
-                "syntax_error",
-                "WITHIN takes an interval, e.g. WITHIN INTERVAL '10' MINUTE [EMIT TIMEOUTS]",
-                at,
-            )
-        };
-        if !is_word(next(i, 1), "INTERVAL") {
-            return Err(syntax());
-        }
-        let Some(Token::SingleQuotedString(value)) = next(i, 2).map(|t| &t.token) else {
-            return Err(syntax());
-        };
-        let mut used = 2;
-        let unit = match next(i, 3).map(|t| &t.token) {
-            Some(Token::Word(u)) if unit_ms(&u.value).is_some() => {
-                used = 3;
-                Some(u.value.clone())
-            }
-            _ => None,
-        };
-        let ms = match &unit {
-            Some(u) => value
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .and_then(|n| n.checked_mul(unit_ms(u)?)),
-            None => parse_duration_ms(value),
-        }
-        .filter(|&ms| ms > 0)
-        .ok_or_else(|| {
-            PlanError::new(
-                "invalid_pattern",
-                format!("WITHIN needs a positive whole number of a unit, not '{value}'"),
-                at,
-            )
-        })?;
-        let emit_timeouts = is_word(next(i, used + 1), "EMIT");
-        if emit_timeouts {
-            if !is_word(next(i, used + 2), "TIMEOUTS") {
-                let t = next(i, used + 1).map_or(at, |t| Loc(t.span.start.line, t.span.start.column));
-                return Err(PlanError::new("syntax_error", "expected EMIT TIMEOUTS", t));
-            }
-            used += 2;
-        }
-        let last = next(i, used).ok_or_else(syntax)?;
-        let (b, e) = (
-            byte_offset(sql, &starts, tokens[i].span.start),
-            byte_offset(sql, &starts, last.span.end),
-        );
-        blank(sql, &mut text, b, e);
-        ext.withins.push(Within { at, ms, emit_timeouts });
-    }
-    Ok((text, ext))
-}
-
-/// Milliseconds in one `unit` (SQL interval units and short forms).
-fn unit_ms(unit: &str) -> Option<i64> {
-    Some(match unit.to_ascii_lowercase().as_str() {
-        "ms" | "millisecond" | "milliseconds" => 1,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1000,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
-        "h" | "hour" | "hours" => 3_600_000,
-        "d" | "day" | "days" => 86_400_000,
-        _ => return None,
-    })
-}
-
-/// `'500 ms'`, `'2 seconds'`, `'10min'`, `'1 hour'` → milliseconds.
-pub(super) fn parse_duration_ms(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: i64 = t[..digits].parse().ok()?;
-    n.checked_mul(unit_ms(t[digits..].trim())?)
-}
-
-/// The table options `'watermark.lateness'` and `'watermark.idle'`.
-pub(super) fn watermark_option(w: &mut Watermark, key: &str, value: &str, at: Loc) -> Result<()> {
-    let bad = || {
-        PlanError::new(
-            "invalid_option",
-            format!("'{key}' takes a duration such as '2 seconds' or '500 ms', not '{value}'"),
-            at,
-        )
-    };
-    match key {
-        "watermark.lateness" => w.lateness_ms = parse_duration_ms(value).ok_or_else(bad)?,
-        _ if value.eq_ignore_ascii_case("none") => w.idle_ms = None,
-        _ => w.idle_ms = Some(parse_duration_ms(value).filter(|&ms| ms > 0).ok_or_else(bad)?),
-    }
-    Ok(())
-}
-
-/// The watermark settings of everything `plan` reads, combined: the largest
-/// lateness and the shortest idle time.
-pub(super) fn combined_watermark(plan: &RelPlan, lookup: &dyn Fn(&str) -> Option<Watermark>) -> Watermark {
-    let mut names = Vec::new();
-    gets(plan, &mut names);
-    let found: Vec<Watermark> = names.iter().filter_map(|n| lookup(n)).collect();
-    if found.is_empty() {
-        return Watermark::default();
-    }
-    Watermark {
-        lateness_ms: found.iter().map(|w| w.lateness_ms).max().unwrap_or(0),
-        idle_ms: found.iter().filter_map(|w| w.idle_ms).min(),
-    }
-}
-
-fn gets<'a>(plan: &'a RelPlan, out: &mut Vec<&'a str>) {
-    match plan {
-        RelPlan::Get { name } => out.push(name),
-        RelPlan::Constant { .. } => {}
-        RelPlan::Map { input, .. }
-        | RelPlan::Filter { input, .. }
-        | RelPlan::Project { input, .. }
-        | RelPlan::Reduce { input, .. }
-        | RelPlan::Distinct { input }
-        | RelPlan::TopK { input, .. } => gets(input, out),
-        RelPlan::Join { left, right, .. } => {
-            gets(left, out);
-            gets(right, out);
-        }
-        RelPlan::UnionAll { inputs } => inputs.iter().for_each(|i| gets(i, out)),
-        RelPlan::MatchRecognize(m) => gets(&m.input, out),
-    }
 }
 
 /// Largest `{n,m}` bound accepted: bounded repetitions are unrolled.

@@ -1,0 +1,289 @@
+//! Planning the statements of a job: `CREATE TABLE` (columns, keys,
+//! connector options), `CREATE [MATERIALIZED] VIEW`, and `SET`.
+
+use std::collections::BTreeSet;
+
+use sqlparser::ast::{self, Expr, ObjectName, Value};
+use weir_operators::cep::Watermark;
+use weir_operators::repr::{Column, Schema};
+
+use super::error::{loc_ident, loc_of, unsupported, Loc, PlanError, Result};
+use super::extensions;
+use super::kafka;
+use super::optimize::optimize;
+use super::query::QueryPlanner;
+use super::scope::{ident_name, object_name, JobScope, ScopeColumn};
+use super::typeconv::sql_type;
+use super::watermark;
+use crate::plan::{Connector, StartFrom, TablePlan, ViewPlan};
+
+/// `SET 'auto.offset.reset' = 'earliest' | 'latest'` (ksqlDB's setting):
+/// where the job's sources start.
+pub(super) fn plan_start(variable: &ObjectName, values: &[Expr]) -> Result<StartFrom> {
+    let at = loc_of(variable);
+    let name = variable
+        .to_string()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_lowercase();
+    if name != "auto.offset.reset" {
+        return Err(PlanError::new(
+            "invalid_option",
+            format!("unknown setting '{name}' (known: 'auto.offset.reset')"),
+            at,
+        ));
+    }
+    let [value] = values else {
+        return Err(PlanError::new("invalid_option", "SET takes one value", at));
+    };
+    match option_value(value)?.to_lowercase().as_str() {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        other => Err(PlanError::new(
+            "invalid_option",
+            format!(
+                "'auto.offset.reset' is 'earliest' (replay the history) or 'latest' (only new events), not '{other}'"
+            ),
+            loc_of(value),
+        )),
+    }
+}
+
+fn check_new_name(name: &str, scope: &JobScope, at: Loc) -> Result<()> {
+    if scope.lookup(name).is_some() {
+        return Err(PlanError::new(
+            "duplicate_name",
+            format!("an object named \"{name}\" already exists"),
+            at,
+        ));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(PlanError::new(
+            "invalid_name",
+            format!("\"{name}\" is not a valid name: use letters, digits and _"),
+            at,
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<TablePlan> {
+    let at = loc_of(&ct.name);
+    let name = object_name(&ct.name)?;
+    check_new_name(&name, scope, at)?;
+    let mut columns = Vec::new();
+    let mut primary_key: Option<Vec<usize>> = None;
+    for (i, cd) in ct.columns.iter().enumerate() {
+        let cname = ident_name(&cd.name);
+        if columns.iter().any(|c: &Column| c.name == cname) {
+            return Err(PlanError::new(
+                "duplicate_name",
+                format!("column \"{cname}\" is defined twice"),
+                loc_ident(&cd.name),
+            ));
+        }
+        let ty = sql_type(&cd.data_type, loc_ident(&cd.name))?;
+        let mut nullable = true;
+        for opt in &cd.options {
+            match &opt.option {
+                ast::ColumnOption::NotNull => nullable = false,
+                ast::ColumnOption::Null => {}
+                ast::ColumnOption::PrimaryKey(_) => {
+                    if primary_key.is_some() {
+                        return Err(PlanError::new(
+                            "invalid_key",
+                            "more than one PRIMARY KEY",
+                            loc_ident(&cd.name),
+                        ));
+                    }
+                    primary_key = Some(vec![i]);
+                    nullable = false;
+                }
+                other => return Err(unsupported(format!("column option {other}"), loc_ident(&cd.name))),
+            }
+        }
+        columns.push(Column {
+            name: cname,
+            ty,
+            nullable,
+        });
+    }
+    if columns.is_empty() {
+        return Err(PlanError::new("invalid_table", "a table needs at least one column", at));
+    }
+    for c in &ct.constraints {
+        match c {
+            ast::TableConstraint::PrimaryKey(pk) => {
+                if primary_key.is_some() {
+                    return Err(PlanError::new("invalid_key", "more than one PRIMARY KEY", at));
+                }
+                let mut key = Vec::new();
+                for ic in &pk.columns {
+                    let Expr::Identifier(id) = &ic.column.expr else {
+                        return Err(unsupported("an expression in PRIMARY KEY", loc_of(&ic.column.expr)));
+                    };
+                    let cname = ident_name(id);
+                    let i = columns.iter().position(|c| c.name == cname).ok_or_else(|| {
+                        PlanError::new(
+                            "unknown_column",
+                            format!("PRIMARY KEY column \"{cname}\" is not a column of {name}"),
+                            loc_ident(id),
+                        )
+                    })?;
+                    columns[i].nullable = false;
+                    key.push(i);
+                }
+                primary_key = Some(key);
+            }
+            other => return Err(unsupported(format!("constraint {other}"), at)),
+        }
+    }
+    let options = match &ct.table_options {
+        ast::CreateTableOptions::With(opts) => opts.clone(),
+        ast::CreateTableOptions::None => Vec::new(),
+        _ => return Err(unsupported("table options other than WITH (...)", at)),
+    };
+    let mut connector = None;
+    let mut topic = None;
+    let mut format = None;
+    let mut watermark = Watermark::default();
+    let mut kafka = kafka::Options::default();
+    for opt in &options {
+        let ast::SqlOption::KeyValue { key, value } = opt else {
+            return Err(unsupported(format!("option {opt}"), at));
+        };
+        let k = key.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase();
+        let v = option_value(value)?;
+        match k.as_str() {
+            "connector" => connector = Some(v),
+            "topic" => topic = Some((v, loc_of(value))),
+            "format" => format = Some(v),
+            "watermark.lateness" | "watermark.idle" => watermark::watermark_option(&mut watermark, &k, &v, loc_of(value))?,
+            _ if kafka.accepts(&k) => kafka.set(&k, v, loc_of(value)),
+            other => {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!(
+                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle; for Kafka: {})",
+                        kafka::KNOWN
+                    ),
+                    loc_of(value),
+                ))
+            }
+        }
+    }
+    let connector = match connector.as_deref() {
+        None | Some("log") => {
+            if let Some((k, _, at)) = kafka.first() {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!("option '{k}' is for connector 'kafka'"),
+                    at,
+                ));
+            }
+            Connector::Log {
+                topic: topic.map_or_else(|| name.clone(), |(t, _)| t),
+            }
+        }
+        Some("kafka") => Connector::Kafka(kafka.source(&name, topic, at)?),
+        Some(other) => {
+            return Err(PlanError::new(
+                "invalid_option",
+                format!("unknown connector '{other}' (known: log, kafka)"),
+                at,
+            ))
+        }
+    };
+    match format.as_deref() {
+        None | Some("json") => {}
+        Some(other) => {
+            return Err(PlanError::new(
+                "invalid_option",
+                format!("unknown format '{other}' (known: json)"),
+                at,
+            ))
+        }
+    }
+    Ok(TablePlan {
+        name,
+        schema: Schema { columns },
+        primary_key,
+        connector,
+        watermark,
+    })
+}
+
+fn option_value(e: &Expr) -> Result<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s.clone()),
+            Value::Number(n, _) => Ok(n.clone()),
+            Value::Boolean(b) => Ok(b.to_string()),
+            _ => Err(PlanError::new(
+                "invalid_option",
+                format!("option value {e} must be a string"),
+                loc_of(e),
+            )),
+        },
+        Expr::Identifier(id) => Ok(id.value.clone()),
+        _ => Err(PlanError::new(
+            "invalid_option",
+            format!("option value {e} must be a string"),
+            loc_of(e),
+        )),
+    }
+}
+
+pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions::Extensions) -> Result<ViewPlan> {
+    let at = loc_of(&cv.name);
+    let name = object_name(&cv.name)?;
+    check_new_name(&name, scope, at)?;
+    let mut planner = QueryPlanner {
+        scope,
+        depends_on: BTreeSet::new(),
+        ext,
+    };
+    let mut rel = planner.plan_query(&cv.query, None)?;
+    if !cv.columns.is_empty() {
+        if cv.columns.len() != rel.columns.len() {
+            return Err(PlanError::new(
+                "type_error",
+                format!(
+                    "view {name} names {} columns but its query has {}",
+                    cv.columns.len(),
+                    rel.columns.len()
+                ),
+                at,
+            ));
+        }
+        for (c, vc) in rel.columns.iter_mut().zip(&cv.columns) {
+            c.name = ident_name(&vc.name);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for c in &rel.columns {
+        if !seen.insert(c.name.clone()) {
+            return Err(PlanError::new(
+                "duplicate_name",
+                format!("view {name} has two columns named \"{}\": give one an alias", c.name),
+                loc_of(&*cv.query),
+            ));
+        }
+    }
+    let schema = Schema {
+        columns: rel.columns.iter().map(ScopeColumn::column).collect(),
+    };
+    let plan = optimize(rel.plan);
+    let watermark = watermark::combined_watermark(&plan, &|n| scope.lookup(n).map(|i| i.watermark));
+    let key = plan
+        .unique_key(&|n| scope.lookup(n).and_then(|info| info.key))
+        .filter(|k| !k.is_empty());
+    Ok(ViewPlan {
+        name,
+        plan,
+        schema,
+        key,
+        depends_on: planner.depends_on.into_iter().collect(),
+        monotonic: rel.monotonic,
+        watermark,
+    })
+}

@@ -1,0 +1,121 @@
+//! Rewrites of planned relations that bound their state.
+
+use weir_operators::repr::Datum;
+
+use crate::expr::{CmpOp, ScalarExpr};
+use crate::plan::RelPlan;
+
+/// Rewrites that must happen for plans to have bounded state: a filter
+/// `rn <= N` (or `< N`, `= 1`) over a ROW_NUMBER becomes the TopK's limit.
+pub fn optimize(plan: RelPlan) -> RelPlan {
+    match plan {
+        RelPlan::Filter { input, predicates } => {
+            let input = optimize(*input);
+            push_limit(input, predicates)
+        }
+        RelPlan::Map { input, exprs } => RelPlan::Map {
+            input: Box::new(optimize(*input)),
+            exprs,
+        },
+        RelPlan::Project { input, outputs } => RelPlan::Project {
+            input: Box::new(optimize(*input)),
+            outputs,
+        },
+        RelPlan::Reduce {
+            input,
+            group_key,
+            aggregates,
+            monotonic,
+        } => RelPlan::Reduce {
+            input: Box::new(optimize(*input)),
+            group_key,
+            aggregates,
+            monotonic,
+        },
+        RelPlan::Join {
+            left,
+            right,
+            left_key,
+            right_key,
+            residual,
+            kind,
+            right_arity,
+        } => RelPlan::Join {
+            left: Box::new(optimize(*left)),
+            right: Box::new(optimize(*right)),
+            left_key,
+            right_key,
+            residual,
+            kind,
+            right_arity,
+        },
+        RelPlan::Distinct { input } => RelPlan::Distinct {
+            input: Box::new(optimize(*input)),
+        },
+        RelPlan::UnionAll { inputs } => RelPlan::UnionAll {
+            inputs: inputs.into_iter().map(optimize).collect(),
+        },
+        RelPlan::TopK {
+            input,
+            partition_by,
+            order_by,
+            limit,
+            monotonic,
+            input_arity,
+        } => RelPlan::TopK {
+            input: Box::new(optimize(*input)),
+            partition_by,
+            order_by,
+            limit,
+            monotonic,
+            input_arity,
+        },
+        RelPlan::MatchRecognize(mut m) => {
+            m.input = optimize(m.input);
+            RelPlan::MatchRecognize(m)
+        }
+        other => other,
+    }
+}
+
+/// Finds the TopK under `input` (through Projects) and, if a predicate
+/// bounds its row number, sets the limit. The predicate stays in place (it
+/// is then always true), so the result does not depend on the rewrite.
+fn push_limit(mut input: RelPlan, predicates: Vec<ScalarExpr>) -> RelPlan {
+    for p in &predicates {
+        let (col, bound) = match p {
+            ScalarExpr::Cmp(op, a, b) => match (&**a, &**b, op) {
+                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::LtEq) => (*c, *n),
+                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::Lt) => (*c, *n - 1),
+                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(1)), CmpOp::Eq) => (*c, 1),
+                (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::GtEq) => (*c, *n),
+                (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::Gt) => (*c, *n - 1),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if bound < 0 {
+            continue;
+        }
+        set_topk_limit(&mut input, col, bound as usize);
+    }
+    RelPlan::Filter {
+        input: Box::new(input),
+        predicates,
+    }
+}
+
+fn set_topk_limit(plan: &mut RelPlan, col: usize, bound: usize) {
+    match plan {
+        RelPlan::Project { input, outputs } => {
+            if let Some(&c) = outputs.get(col) {
+                set_topk_limit(input, c, bound);
+            }
+        }
+        RelPlan::Map { input, .. } => set_topk_limit(input, col, bound),
+        RelPlan::TopK { limit, input_arity, .. } if col == *input_arity => {
+            *limit = Some(limit.map_or(bound, |l| l.min(bound)));
+        }
+        _ => {}
+    }
+}
