@@ -1,8 +1,9 @@
 //! The pattern-rule benchmark (issue 3): prints one JSON object per
 //! measurement.
 //!
-//! Workloads, each a job run in process on the real rendered dataflows with
-//! W workers (env `WEIR_BENCH_WORKERS`, default `1,2`):
+//! Workloads, each a job run on the engine in process (`weir::harness`: the
+//! real log, sources and worker loop, without HTTP) with W workers (env
+//! `WEIR_BENCH_WORKERS`, default `1,2`):
 //! - `shop_rules`: the shop's sources and `examples/shop/05_rules.sql` over
 //!   the shop generator's stream.
 //! - `nexmark_abc`: `PATTERN (A B* C) WITHIN INTERVAL '5' SECOND` partitioned
@@ -10,11 +11,13 @@
 //! - `nexmark_v`: `PATTERN (START DOWN+ UP)` (the V shape) partitioned by
 //!   auction over the same bids.
 //!
-//! For each, events are appended 1,000 at a time (as `POST
+//! For each, events are appended as JSON 1,000 at a time (as `POST
 //! /v1/topics/{t}/events` takes NDJSON batches), each append stamped with
-//! the tick of its last event's time, and fed in batches of 10,000; the figures are events/s until the rule's view has caught up
-//! (event generation excluded), events/s per worker, the live partial
-//! matches and the process's RSS after each checkpoint of
+//! the tick of its last event's time; the figures are events/s from the
+//! first append until the rule's views have caught up (drawing, encoding,
+//! the durable appends, decoding and matching), events/s per worker, the
+//! live partial matches, the rows in the views and the process's RSS after
+//! each checkpoint of
 //! `WEIR_BENCH_EVENTS` (default `1000000,10000000`: the same stream goes
 //! on, so RSS must stay flat), and — on the first checkpoint's events — the
 //! naive reference matcher of the tests (backtracking over each partition's
@@ -25,21 +28,16 @@
 
 #[path = "../tests/cep_reference/mod.rs"]
 mod cep_reference;
-#[allow(dead_code)]
-#[path = "../src/shop.rs"]
-mod shop;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weir_connectors::decode::decode_json;
-use weir_dataflows::render::{render_job, ErrorSink, SourceInput};
+use weir::cli::shop;
+use weir::harness::Harness;
+use weir_connectors::decode::{decode_json, encode_json};
 use weir_dataflows::sql::{plan_job, CatalogLookup, ObjectInfo};
 use weir_operators::repr::{Datum, Row, Schema, Tick};
-use weir_queries::peek::allow_compaction;
 
 // The allocator the weir binary runs with.
 #[global_allocator]
@@ -243,139 +241,64 @@ fn shop_workload() -> Workload {
 struct Checkpoint {
     events: u64,
     busy: Duration,
-    partial_matches: usize,
-    partitions: usize,
-    matches: i64,
+    partial_matches: i64,
+    rows_in_views: i64,
     dead_letters: u64,
     rss_mib: f64,
 }
 
-/// Runs `w` on `workers` workers through every checkpoint.
+/// Runs `w` on the engine in process (`weir::harness`: the real log,
+/// sources and worker loop) with `workers` workers through every checkpoint.
 fn run_engine(w: &Workload, workers: usize, checkpoints: &[u64]) -> Vec<Checkpoint> {
     let plan = plan_job(&w.script, &Empty).unwrap_or_else(|e| panic!("{}: {e}", w.name));
-    let checkpoints = checkpoints.to_vec();
-    let results: Arc<Mutex<Vec<Checkpoint>>> = Arc::default();
-    let partial = Arc::new(AtomicUsize::new(0));
-    let partitions = Arc::new(AtomicUsize::new(0));
-    let matches = Arc::new(AtomicU64::new(0));
-    let dead = Arc::new(AtomicU64::new(0));
-    let dead_total = Arc::clone(&dead);
-    let reported = Arc::new(std::sync::Barrier::new(workers));
-    let out = Arc::clone(&results);
-    let stream_of = w.stream;
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let errors: ErrorSink = Default::default();
-        let rendered = worker.dataflow(|scope| {
-            render_job(
-                scope,
-                &plan.tables,
-                &plan.views,
-                &mut HashMap::new(),
-                &errors,
-                &[],
-                &mut |_| Box::new(|_| {}),
-            )
-        });
-        let mut sources = rendered.sources;
-        let mut views = rendered.views;
-        let index = worker.index();
-        let mut stream = stream_of();
-        let mut fed = 0u64;
-        let mut busy = Duration::ZERO;
-        let mut tick: Tick = 1;
-        const BATCH: u64 = 10_000;
-        const APPEND: u64 = 1_000;
-        for &target in &checkpoints {
-            while fed < target {
-                // Every worker draws the same stream and feeds its share, so
-                // ticks agree; drawing is not counted as busy time.
-                let mut batch = Vec::with_capacity(BATCH as usize);
-                let mut append = Vec::with_capacity(APPEND as usize);
-                for i in 0..BATCH.min(target - fed) {
-                    let (table, row, ts) = stream.next_event();
-                    tick = tick.max(ts as Tick);
-                    if (fed + i) % workers as u64 == index as u64 {
-                        append.push((table, row));
-                    }
-                    // An append of APPEND events is stamped with one tick,
-                    // when its last event happened.
-                    if (fed + i + 1).is_multiple_of(APPEND) {
-                        batch.extend(append.drain(..).map(|(table, row)| (table, row, tick)));
-                    }
-                }
-                batch.extend(append.drain(..).map(|(table, row)| (table, row, tick)));
-                fed += BATCH.min(target - fed);
-                let started = Instant::now();
-                for (table, row, at) in batch {
-                    if let SourceInput::Append(input) = &mut sources[table].1 {
-                        let at = at.max(*input.time());
-                        input.update_at(row, at, 1);
-                    }
-                }
-                for (_, input) in sources.iter_mut() {
-                    input.advance_to(tick + 1);
-                    input.flush();
-                }
-                // As the engine does once no reader needs older times.
-                for v in views.iter_mut() {
-                    allow_compaction(&mut v.trace, tick);
-                }
-                worker.step();
-                busy += started.elapsed();
-                dead.fetch_add(errors.borrow_mut().drain(..).count() as u64, Ordering::SeqCst);
+    let h = Harness::start(workers).expect("the engine starts");
+    h.submit(w.name, &w.script)
+        .unwrap_or_else(|e| panic!("{}: {e}", w.name));
+    let mut stream = (w.stream)();
+    let mut fed = 0u64;
+    let mut busy = Duration::ZERO;
+    let mut tick: Tick = 1;
+    let mut dead_letters = 0;
+    let mut out = Vec::new();
+    const APPEND: u64 = 1_000;
+    for &target in checkpoints {
+        let started = Instant::now();
+        while fed < target {
+            // An append of APPEND events is stamped with one tick, when its
+            // last event happened; one append per table.
+            let mut by_table: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+            for _ in 0..APPEND.min(target - fed) {
+                let (table, row, ts) = stream.next_event();
+                tick = tick.max(ts as Tick);
+                let json = encode_json(&row, &plan.tables[table].schema);
+                by_table
+                    .entry(table)
+                    .or_default()
+                    .push(serde_json::to_vec(&json).expect("a row encodes"));
+                fed += 1;
             }
-            let started = Instant::now();
-            let through = tick + 1;
-            worker.step_while(|| views.iter().any(|v| v.probe.less_than(&through)));
-            busy += started.elapsed();
-            partial.fetch_add(
-                views
-                    .iter()
-                    .flat_map(|v| &v.patterns)
-                    .map(|s| s.partial_matches.get())
-                    .sum(),
-                Ordering::SeqCst,
-            );
-            partitions.fetch_add(
-                views.iter().flat_map(|v| &v.patterns).map(|s| s.partitions.get()).sum(),
-                Ordering::SeqCst,
-            );
-            matches.fetch_add(
-                views.iter().flat_map(|v| &v.patterns).map(|s| s.emitted.get()).sum(),
-                Ordering::SeqCst,
-            );
-            if std::env::var_os("WEIR_BENCH_DEBUG").is_some() {
-                for v in &views {
-                    eprintln!(
-                        "{} {:?}",
-                        v.name,
-                        v.patterns
-                            .iter()
-                            .map(|s| (s.partitions.get(), s.partial_matches.get()))
-                            .collect::<Vec<_>>()
-                    );
-                }
-                eprintln!("errors {:?}", errors.borrow().iter().take(3).collect::<Vec<_>>());
+            for (table, events) in by_table {
+                h.append(tick, plan.tables[table].topic(), None, &events)
+                    .expect("the log appends");
             }
-            dead.fetch_add(errors.borrow_mut().drain(..).count() as u64, Ordering::SeqCst);
-            reported.wait();
-            if index == 0 {
-                out.lock().expect("results").push(Checkpoint {
-                    events: target,
-                    busy,
-                    partial_matches: partial.swap(0, Ordering::SeqCst),
-                    partitions: partitions.swap(0, Ordering::SeqCst),
-                    matches: matches.swap(0, Ordering::SeqCst) as i64,
-                    dead_letters: dead_total.load(Ordering::SeqCst),
-                    rss_mib: rss_mib(),
-                });
-            }
-            reported.wait();
         }
-    })
-    .expect("timely runs");
-    let r = results.lock().expect("results").clone();
-    r
+        h.advance_to(tick + 1);
+        for v in &plan.views {
+            h.read(&v.name, tick).expect("the view reads");
+        }
+        busy += started.elapsed();
+        let views = h.engine().views();
+        dead_letters += h.dead_letters().len() as u64;
+        out.push(Checkpoint {
+            events: target,
+            busy,
+            partial_matches: plan.views.iter().filter_map(|v| h.partial_matches(&v.name)).sum(),
+            rows_in_views: views.iter().filter_map(|v| v.rows).sum(),
+            dead_letters,
+            rss_mib: rss_mib(),
+        });
+    }
+    out
 }
 
 /// The rule's view keeps a count of its matches, not every match: a view
@@ -432,8 +355,7 @@ fn main() {
                         "events_per_s": rate.round(),
                         "events_per_s_per_worker": (rate / n as f64).round(),
                         "live_partial_matches": p.partial_matches,
-                        "partitions_in_state": p.partitions,
-                        "rows_emitted": p.matches,
+                        "rows_in_views": p.rows_in_views,
                         "dead_letters": p.dead_letters,
                         "rss_mib": (p.rss_mib * 10.0).round() / 10.0,
                     })

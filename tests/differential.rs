@@ -1,7 +1,8 @@
-//! The differential harness: random inputs, with upserts (so retractions),
-//! pushed through the real rendered dataflows with 1 and 4 workers; after
-//! every batch every view is compared with SQLite running the same SELECT
-//! over the same rows.
+//! The differential test: random inputs, with upserts and deletes (so
+//! retractions), appended as JSON to the engine's log and read by its own
+//! sources and worker loop in process (`weir::harness`), with 1 and 4
+//! workers; after every batch every view, read at that batch's time, is
+//! compared with SQLite running the same SELECT over the same rows.
 //!
 //! Where SQLite differs from PostgreSQL the harness normalises, and says why:
 //! - SQLite has no DECIMAL: money is stored as REAL there, so numbers are
@@ -15,14 +16,14 @@
 //!   `case_sensitive_like`, PostgreSQL's behaviour.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Barrier, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use weir_dataflows::render::{render_job, ErrorSink, SourceInput};
+use serde_json::json;
+use weir::harness::Harness;
+use weir_connectors::decode::encode_json;
 use weir_dataflows::sql::{plan_job, CatalogLookup, ObjectInfo};
-use weir_operators::repr::{Datum, Diff, Row};
-use weir_queries::peek::{peek, trace_upper};
+use weir_operators::repr::{Datum, Row};
 
 struct Empty;
 impl CatalogLookup for Empty {
@@ -162,8 +163,15 @@ fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
     rows
 }
 
-/// Every worker's part of every view, by view name.
-type PeekedViews = HashMap<String, Vec<(Row, Diff)>>;
+fn sqlite_value(d: &Datum) -> String {
+    match d {
+        Datum::Null => "NULL".into(),
+        Datum::Text(s) => format!("'{s}'"),
+        Datum::Int(i) => i.to_string(),
+        Datum::Decimal(x) => x.to_string(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
 
 fn run(workers: usize, seed: u64, batches: usize) {
     let mut script = TABLES.to_string();
@@ -189,138 +197,78 @@ fn run(workers: usize, seed: u64, batches: usize) {
     for (view, expected) in EXPECTED_KEYS {
         assert_eq!(keys[*view], *expected, "key of view {view}");
     }
-    let results: Arc<Mutex<PeekedViews>> = Arc::new(Mutex::new(HashMap::new()));
-    let barrier = Arc::new(Barrier::new(workers));
-    // Rows that failed evaluation, on any worker.
-    let failed_rows = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
-        let errors: ErrorSink = Default::default();
-        let mut rendered = worker.dataflow(|scope| {
-            render_job(
-                scope,
-                &plan.tables,
-                &plan.views,
-                &mut HashMap::new(),
-                &errors,
-                &[],
-                &mut |_| Box::new(|_| {}),
-            )
-        });
-        let conn = if index == 0 {
-            let conn = rusqlite::Connection::open_in_memory().expect("SQLite opens in memory");
-            conn.execute_batch(SQLITE_TABLES).expect("SQLite tables");
-            for (name, select) in VIEWS {
-                conn.execute_batch(&format!("CREATE VIEW {name} AS {select};"))
-                    .expect("SQLite view");
-            }
-            Some(conn)
-        } else {
-            None
-        };
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut seq = 0u64;
-        for batch in 0..batches as u64 {
-            let ops = random_ops(&mut rng);
-            if index == 0 {
-                let conn = conn.as_ref().expect("worker 0 has SQLite");
-                for op in &ops {
-                    seq += 1;
-                    match op {
-                        Op::Insert(row) => {
-                            if let SourceInput::Append(i) = &mut rendered.sources[0].1 {
-                                i.update(row.clone(), 1);
-                            }
-                            let vals: Vec<String> = row
-                                .iter()
-                                .map(|d| match d {
-                                    Datum::Null => "NULL".into(),
-                                    Datum::Text(s) => format!("'{s}'"),
-                                    Datum::Int(i) => i.to_string(),
-                                    Datum::Decimal(x) => x.to_string(),
-                                    other => panic!("unexpected {other:?}"),
-                                })
-                                .collect();
-                            conn.execute_batch(&format!("INSERT INTO t1 VALUES ({});", vals.join(",")))
-                                .expect("insert");
-                        }
-                        Op::Upsert(id, value) => {
-                            let key = vec![Datum::Int(*id)];
-                            let row = value
-                                .as_ref()
-                                .map(|(k, n)| vec![Datum::Int(*id), Datum::Int(*k), Datum::Text(n.clone())]);
-                            if let SourceInput::Upsert(i) = &mut rendered.sources[1].1 {
-                                i.update((key, seq, row), 1);
-                            }
-                            match value {
-                                Some((k, n)) => conn
-                                    .execute_batch(&format!("INSERT OR REPLACE INTO u1 VALUES ({id}, {k}, '{n}');"))
-                                    .expect("upsert"),
-                                None => conn
-                                    .execute_batch(&format!("DELETE FROM u1 WHERE id = {id};"))
-                                    .expect("delete"),
-                            }
-                        }
-                    }
+    let t1 = &plan.tables[0].schema;
+    // The engine in process: the real log, sources (JSON decoding, upsert
+    // deletes) and worker loop; batches are appended at ticks 1, 2, …
+    let h = Harness::start(workers).expect("the engine starts");
+    h.submit("differential", &script).expect("the job installs");
+    let conn = rusqlite::Connection::open_in_memory().expect("SQLite opens in memory");
+    conn.execute_batch(SQLITE_TABLES).expect("SQLite tables");
+    for (name, select) in VIEWS {
+        conn.execute_batch(&format!("CREATE VIEW {name} AS {select};"))
+            .expect("SQLite view");
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    for batch in 0..batches as u64 {
+        let tick = batch + 1;
+        let (mut inserts, mut upserts) = (Vec::new(), Vec::new());
+        for op in random_ops(&mut rng) {
+            match op {
+                Op::Insert(row) => {
+                    inserts.push(serde_json::to_vec(&encode_json(&row, t1)).expect("a row encodes"));
+                    let vals: Vec<String> = row.iter().map(sqlite_value).collect();
+                    conn.execute_batch(&format!("INSERT INTO t1 VALUES ({});", vals.join(",")))
+                        .expect("insert");
                 }
-            }
-            for (_, input) in rendered.sources.iter_mut() {
-                input.advance_to(batch + 1);
-                input.flush();
-            }
-            worker.step_while(|| {
-                rendered
-                    .views
-                    .iter_mut()
-                    .any(|v| trace_upper(&mut v.trace).is_none_or(|u| u <= batch))
-            });
-            {
-                let mut res = results.lock().expect("results lock");
-                for v in rendered.views.iter_mut() {
-                    let out = res.entry(v.name.clone()).or_default();
-                    peek(&mut v.trace, batch, None, out);
-                }
-            }
-            failed_rows.fetch_add(
-                errors.borrow_mut().drain(..).count(),
-                std::sync::atomic::Ordering::SeqCst,
-            );
-            barrier.wait();
-            if let Some(conn) = &conn {
-                let mut res = results.lock().expect("results lock");
-                for (name, _) in VIEWS {
-                    let mut ours: Vec<Vec<String>> = Vec::new();
-                    for (row, n) in res.remove(*name).unwrap_or_default() {
-                        for _ in 0..n {
-                            ours.push(row.iter().map(norm_datum).collect());
-                        }
+                Op::Upsert(id, value) => match value {
+                    Some((k, n)) => {
+                        upserts.push(json!({"id": id, "k": k, "name": n}).to_string().into_bytes());
+                        conn.execute_batch(&format!("INSERT OR REPLACE INTO u1 VALUES ({id}, {k}, '{n}');"))
+                            .expect("upsert");
                     }
-                    ours.sort();
-                    let theirs = sqlite_rows(conn, &format!("SELECT * FROM {name}"));
-                    assert_eq!(
-                        ours, theirs,
-                        "view {name} differs from SQLite after batch {batch} (workers {workers}, seed {seed})"
-                    );
-                    let key = &keys[*name];
-                    if !key.is_empty() {
-                        let cols = key.join(", ");
-                        let dups = sqlite_rows(
-                            conn,
-                            &format!("SELECT {cols} FROM {name} GROUP BY {cols} HAVING count(*) > 1"),
-                        );
-                        assert!(dups.is_empty(), "key ({cols}) of view {name} is not unique: {dups:?}");
+                    None => {
+                        upserts.push(json!({"id": id, "__op": "delete"}).to_string().into_bytes());
+                        conn.execute_batch(&format!("DELETE FROM u1 WHERE id = {id};"))
+                            .expect("delete");
                     }
-                }
-                assert_eq!(
-                    failed_rows.load(std::sync::atomic::Ordering::SeqCst),
-                    0,
-                    "no row of these views should fail evaluation, on any worker"
-                );
+                },
             }
-            barrier.wait();
         }
-    })
-    .expect("timely runs");
+        for (topic, events) in [("t1", &inserts), ("u1", &upserts)] {
+            if !events.is_empty() {
+                h.append(tick, topic, None, events).expect("the log appends");
+            }
+        }
+        h.advance_to(tick + 1);
+        for (name, _) in VIEWS {
+            let mut ours: Vec<Vec<String>> = h
+                .read(name, tick)
+                .expect("the view reads")
+                .iter()
+                .map(|row| row.iter().map(norm_datum).collect())
+                .collect();
+            ours.sort();
+            let theirs = sqlite_rows(&conn, &format!("SELECT * FROM {name}"));
+            assert_eq!(
+                ours, theirs,
+                "view {name} differs from SQLite after batch {batch} (workers {workers}, seed {seed})"
+            );
+            let key = &keys[*name];
+            if !key.is_empty() {
+                let cols = key.join(", ");
+                let dups = sqlite_rows(
+                    &conn,
+                    &format!("SELECT {cols} FROM {name} GROUP BY {cols} HAVING count(*) > 1"),
+                );
+                assert!(dups.is_empty(), "key ({cols}) of view {name} is not unique: {dups:?}");
+            }
+        }
+        let failed = h.dead_letters();
+        assert!(
+            failed.is_empty(),
+            "no record or row of these views should fail, on any worker: {failed:?}"
+        );
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! - [`store`]: the [`StateStore`], the engine's one RocksDB database, and
 //!   its key layout. It hands out the three durable views below, all backed
 //!   by the same database.
+//! - [`clock`]: engine time, the wall clock or one moved by hand.
 //! - [`log`]: the embedded event log ([`EventLog`]): partitioned, append-only
 //!   topics with dense per-partition offsets and a topic-wide sequence
 //!   number; appends are atomic and synced to disk before they return.
@@ -19,17 +20,22 @@
 //!   column on any error.
 //! - [`kafka`]: Kafka sources, copied exactly once into the log, and
 //!   changelog sinks.
+//! - [`source`]: reading a table's records from the log: owned partitions,
+//!   the time each is fed at, decoding into rows, upserts, deletes or dead
+//!   letters.
 //! - [`decode`]: JSON event ↔ [`Row`](weir_operators::repr::Row) of a table
 //!   schema ([`decode_json`], [`encode_json`], [`datum_to_json`]) and upsert
 //!   deletes ([`is_delete`]).
 
 pub mod catalog;
+pub mod clock;
 pub mod dead_letters;
 pub mod decode;
 pub mod ingest;
 pub mod kafka;
 pub mod log;
 pub mod sink;
+pub mod source;
 pub mod store;
 
 pub use catalog::Catalog;

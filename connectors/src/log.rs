@@ -16,11 +16,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::store::{last_with_prefix, lock, read_u32, read_u64, scan, write_durably, StoreError, TAG_LOG, TAG_TOPIC};
 
 /// Partitions of a topic created implicitly by its first append.
@@ -29,6 +29,9 @@ pub const DEFAULT_PARTITIONS: u32 = 4;
 pub const MAX_PARTITIONS: u32 = 1024;
 /// The longest topic name, in characters.
 pub const MAX_TOPIC_NAME_LEN: usize = 200;
+/// Topics whose names start with this are the engine's own (Kafka sources'
+/// copies): not written through the API.
+pub const RESERVED_PREFIX: &str = "__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -81,17 +84,6 @@ pub struct LogRecord {
     pub payload: Vec<u8>,
 }
 
-/// Engine time in milliseconds: the wall clock, but never going back
-/// within the process.
-pub fn clock() -> u64 {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    LAST.fetch_max(wall, Ordering::SeqCst).max(wall)
-}
-
 /// No append in progress (see `Topic::appending`).
 const NONE_APPENDING: u64 = u64::MAX;
 
@@ -103,6 +95,8 @@ pub struct EventLog {
 
 struct LogInner {
     db: Arc<DB>,
+    /// Stamps appends and seals topics.
+    clock: Clock,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
 }
 
@@ -236,7 +230,7 @@ fn decode_record(key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
 impl EventLog {
     /// Loads every topic and recovers its end offsets and next seq from the
     /// last record of each partition.
-    pub(crate) fn recover(db: Arc<DB>) -> Result<EventLog, StoreError> {
+    pub(crate) fn recover(db: Arc<DB>, clock: Clock) -> Result<EventLog, StoreError> {
         let mut metas = Vec::new();
         scan(&db, &[TAG_TOPIC], &[TAG_TOPIC], None, |key, value| {
             let name = std::str::from_utf8(&key[1..])
@@ -269,9 +263,15 @@ impl EventLog {
         Ok(EventLog {
             inner: Arc::new(LogInner {
                 db,
+                clock,
                 topics: RwLock::new(topics),
             }),
         })
+    }
+
+    /// Engine time: what the next append would be stamped with, at least.
+    pub fn now(&self) -> u64 {
+        self.inner.clock.now()
     }
 
     fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -377,8 +377,8 @@ impl EventLog {
         let mut next_seq = lock(&t.next_seq);
         // Announce the append before taking its tick, so that `sealed` never
         // claims a time this batch's tick could fall below.
-        t.appending.store(clock(), Ordering::SeqCst);
-        let tick = clock().max(t.last_tick.load(Ordering::SeqCst));
+        t.appending.store(self.now(), Ordering::SeqCst);
+        let tick = self.now().max(t.last_tick.load(Ordering::SeqCst));
         let mut seq = *next_seq;
         let mut batch = WriteBatch::default();
         let mut value = Vec::new();
@@ -461,11 +461,36 @@ impl EventLog {
     /// bound; if the append had not announced itself yet, its tick is taken
     /// later from the same never-decreasing clock, so it is at least `now`.
     pub fn sealed(&self, topic: &str) -> u64 {
-        let now = clock();
+        let now = self.now();
         match self.get(topic) {
             Some(t) => now.min(t.appending.load(Ordering::SeqCst)),
             None => now,
         }
+    }
+
+    /// The tick the record at `offset` of a partition was appended at;
+    /// `None` while the log has no such record.
+    pub fn appended_at(&self, topic: &str, partition: u32, offset: u64) -> Option<u64> {
+        Some(self.read(topic, partition, offset, 1).ok()?.first()?.tick)
+    }
+
+    /// The first offset of a partition whose record was appended at or
+    /// after `tick` (its end when none is): records come in tick order, so
+    /// a binary search reads a handful of records instead of the whole
+    /// history.
+    pub fn first_offset_from(&self, topic: &str, partition: u32, tick: u64) -> u64 {
+        if tick == 0 {
+            return 0;
+        }
+        let (mut lo, mut hi) = (0, self.end_offset(topic, partition));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.appended_at(topic, partition, mid) {
+                Some(t) if t < tick => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
     }
 
     /// The offset the next record of this partition will get: 0 for an

@@ -19,6 +19,7 @@
 //! | `I` dead-letter id (UTF-8) | its number `u64` BE | [`DeadLetters`] |
 //! | `C` source (UTF-8) | dead letters recorded for that source, `u64` BE | [`DeadLetters`] |
 
+use crate::clock::Clock;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -90,6 +91,11 @@ impl StateStore {
     /// if missing, and recovers the in-memory state of every view (end
     /// offsets, next sequence numbers, catalog, dead-letter counts).
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
+        Self::open_with_clock(path, Clock::Wall)
+    }
+
+    /// [`StateStore::open`] with the log stamping appends by `clock`.
+    pub fn open_with_clock(path: &Path, clock: Clock) -> Result<StateStore, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::Lz4);
@@ -109,7 +115,7 @@ impl StateStore {
         let db = Arc::new(db);
         Ok(StateStore {
             path: path.to_path_buf(),
-            log: EventLog::recover(db.clone())?,
+            log: EventLog::recover(db.clone(), clock)?,
             catalog: Catalog::recover(db.clone())?,
             dead_letters: DeadLetters::recover(db.clone())?,
             db,

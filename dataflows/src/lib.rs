@@ -3,11 +3,15 @@
 //!
 //! # Layout
 //! - [`sql`]: parsing, name resolution and type checking of jobs into plans.
+//! - [`catalog`]: the installed jobs and their objects, and the dependency
+//!   rules between jobs (what a dataflow imports, what a replace or drop
+//!   would break); plans against itself through [`sql::CatalogLookup`].
 //! - [`plan`]: the relational plan (`RelPlan`) and the job/table/view plans.
 //! - [`expr`]: scalar expressions and their PostgreSQL-compatible evaluation.
 //! - [`render`]: plans → differential collections, views arranged by key.
 //! - `cep`: `MATCH_RECOGNIZE` conditions and measures for the pattern operator.
 
+pub mod catalog;
 mod cep;
 pub mod expr;
 pub mod plan;

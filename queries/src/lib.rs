@@ -1,10 +1,41 @@
-//! The read side (CQRS' query side): peeks at views' arrangements as of a
-//! consistent time, and the evaluation of one-view queries over their rows.
+//! The read side (CQRS' query side): reads of views' arrangements at a
+//! consistent time, with read-your-writes (DESIGN.md §2).
 //!
 //! # Layout
+//! One-way, leaves first:
+//! - [`error`]: [`ReadError`], why a read failed and whose fault it is.
+//! - [`token`]: [`Token`], a write position a read must reflect.
+//! - [`progress`]: [`ViewProgress`], one view's trace on every worker, and
+//!   how far it may be compacted.
+//! - [`frontiers`]: [`Frontiers`], the read policy: every view's progress,
+//!   read times chosen and held ([`ReadHold`]) against compaction.
 //! - [`peek`]: reading a view's trace on one worker, as of a time, by key or whole.
+//! - [`pending`]: [`PeekCommand`]s in flight, their reply channels, and a
+//!   worker's answer.
 //! - [`eval`]: finishing a query over the rows the workers returned:
 //!   filter, project, order, limit.
+//! - [`filter`]: `col=value` filters of a view read, served from the index
+//!   when they fix its key.
+//! - [`reader`]: a read end to end: as-of selection, waiting for tokens,
+//!   gathering the workers' parts, planning again after a replace; the
+//!   engine answers [`ReadContext`].
+//!
+//! Nothing here touches the worker loop or the HTTP server: the engine
+//! implements [`ReadContext`], the workers call [`pending::try_answer`].
 
+pub mod error;
 pub mod eval;
+pub mod filter;
+pub mod frontiers;
 pub mod peek;
+pub mod pending;
+pub mod progress;
+pub mod reader;
+pub mod token;
+
+pub use error::ReadError;
+pub use frontiers::{Frontiers, ReadHold};
+pub use pending::{PeekCommand, PeekReply, PendingPeeks};
+pub use progress::{ViewProgress, READABLE_HISTORY_MS};
+pub use reader::{ReadContext, ReadOptions, ViewAnswer, ViewVersion};
+pub use token::Token;

@@ -1,17 +1,17 @@
-//! Runs a job's SQL on the real rendered dataflows, in process, with a given
-//! number of timely workers, feeding rows at given ticks (the log's append
-//! times), and returns every view's final contents and the dead letters.
-//! Shared by the CEP tests; each test file includes it with `mod cep_harness;`.
+//! Runs a job's SQL on the engine in process (`weir::harness`: the real
+//! log, sources and worker loop), with a given number of timely workers,
+//! appending rows at given ticks, and returns every view's final contents
+//! and the dead letters. Shared by the CEP tests; each test file includes
+//! it with `mod cep_harness;`.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
-use weir_dataflows::render::{render_job, ErrorSink, SourceInput};
+use weir::harness::Harness;
+use weir_connectors::decode::encode_json;
 use weir_dataflows::sql::{plan_job, CatalogLookup, ObjectInfo};
-use weir_operators::repr::{Diff, Row, Tick};
-use weir_queries::peek::{peek, trace_upper};
+use weir_operators::repr::{Row, Tick};
 
 struct Empty;
 impl CatalogLookup for Empty {
@@ -33,8 +33,8 @@ pub struct Event {
 pub struct Outcome {
     /// Each view's rows (a row with multiplicity n appears n times), sorted.
     pub views: BTreeMap<String, Vec<Row>>,
-    /// Dead letters from every worker: (view, reason, row), sorted.
-    pub dead_letters: Vec<(String, String, Row)>,
+    /// Dead letters from every worker: (source, reason, payload), sorted.
+    pub dead_letters: Vec<(String, String, String)>,
 }
 
 /// How a run ends.
@@ -48,108 +48,71 @@ pub enum End {
     At(Tick),
 }
 
-/// Plans `script`, renders it on `workers` workers, feeds `events` (ticks
-/// must not decrease), ends the run as `end` says and returns the result.
+/// Runs `script` as a job on the engine in process ([`weir::harness`]) with
+/// `workers` workers: `events` (ticks must not decrease) are appended to
+/// their tables' topics at their ticks, in order (one partition, so rows of
+/// one tick keep their order), the run ends as `end` says, and every view's
+/// rows and the dead letters are returned.
 ///
 /// # Panics
-/// When the script does not plan (the message carries the error).
+/// When the script does not plan (the message carries the error), or the
+/// engine fails.
 pub fn run(script: &str, events: &[Event], workers: usize, end: End) -> Outcome {
     let plan = plan_job(script, &Empty).unwrap_or_else(|e| panic!("planning failed: {e}"));
     assert!(
         events.windows(2).all(|w| w[0].tick <= w[1].tick),
         "events must come in tick order"
     );
-    let events = events.to_vec();
-    let outcome: Arc<Mutex<Outcome>> = Arc::default();
-    let shared = Arc::clone(&outcome);
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let errors: ErrorSink = Default::default();
-        let rendered = worker.dataflow(|scope| {
-            render_job(
-                scope,
-                &plan.tables,
-                &plan.views,
-                &mut HashMap::new(),
-                &errors,
-                &[],
-                &mut |_| Box::new(|_| {}),
-            )
-        });
-        let mut sources = rendered.sources;
-        let mut views = rendered.views;
-        let index_of: HashMap<String, usize> = sources
+    let h = Harness::start(workers).expect("the engine starts");
+    h.submit("job", script)
+        .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    let table = |name: &str| {
+        plan.tables
             .iter()
-            .enumerate()
-            .map(|(i, (name, _))| (name.clone(), i))
-            .collect();
-        let mut last = 0;
-        for e in &events {
-            if e.tick != last {
-                for (_, input) in sources.iter_mut() {
-                    input.advance_to(e.tick);
-                    input.flush();
-                }
-                // Let every tick be seen as a time of its own.
-                worker.step();
-                last = e.tick;
-            }
-            if worker.index() == 0 {
-                let i = *index_of
-                    .get(&e.table)
-                    .unwrap_or_else(|| panic!("no table {} in the job", e.table));
-                match &mut sources[i].1 {
-                    SourceInput::Append(input) => input.update(e.row.clone(), 1),
-                    SourceInput::Upsert(_) => panic!("the CEP harness feeds append-only tables"),
-                }
-            }
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no table {name} in the job"))
+    };
+    // One append per run of events of one tick and table.
+    let mut i = 0;
+    while i < events.len() {
+        let (tick, name) = (events[i].tick, &events[i].table);
+        let t = table(name);
+        let mut batch = Vec::new();
+        while i < events.len() && events[i].tick == tick && events[i].table == *name {
+            let json = encode_json(&events[i].row, &t.schema);
+            batch.push(serde_json::to_vec(&json).expect("a row encodes"));
+            i += 1;
         }
-        let read_at = match end {
-            End::Close => {
-                let final_tick = last + 1;
-                for (_, input) in sources.iter_mut() {
-                    input.advance_to(final_tick);
-                    input.flush();
-                }
-                sources.clear();
-                worker.step_while(|| views.iter().any(|v| !v.probe.done()));
-                Tick::MAX - 1
+        h.append(tick, t.topic(), Some(0), &batch).expect("the log appends");
+    }
+    let last = events.last().map_or(0, |e| e.tick);
+    let read_at = match end {
+        End::Close => {
+            // Every record read before the sources end.
+            h.advance_to(last + 1);
+            for v in &plan.views {
+                h.read(&v.name, last).expect("the view reads");
             }
-            End::At(t) => {
-                assert!(t > last, "End::At must be after the last event");
-                for (_, input) in sources.iter_mut() {
-                    input.advance_to(t);
-                    input.flush();
-                }
-                worker.step_while(|| {
-                    views
-                        .iter_mut()
-                        .any(|v| trace_upper(&mut v.trace).is_some_and(|u| u < t))
-                });
-                t - 1
-            }
-        };
-        let mut out = shared.lock().expect("outcome lock");
-        for v in views.iter_mut() {
-            let mut rows: Vec<(Row, Diff)> = Vec::new();
-            peek(&mut v.trace, read_at, None, &mut rows);
-            let all = out.views.entry(v.name.clone()).or_default();
-            for (row, n) in rows {
-                assert!(n > 0, "view {} holds {row:?} with multiplicity {n}", v.name);
-                for _ in 0..n {
-                    all.push(row.clone());
-                }
-            }
-            all.sort();
+            h.end_sources("job").expect("the job is there");
+            Harness::END
         }
-        for (view, reason, row, diff) in errors.borrow_mut().drain(..) {
-            for _ in 0..diff.max(0) {
-                out.dead_letters.push((view.clone(), reason.clone(), row.clone()));
-            }
+        End::At(t) => {
+            assert!(t > last, "End::At must be after the last event");
+            h.advance_to(t);
+            t - 1
         }
-        out.dead_letters.sort();
-    })
-    .expect("timely runs");
-    Arc::try_unwrap(outcome)
-        .map(|m| m.into_inner().expect("outcome lock"))
-        .unwrap_or_else(|_| panic!("workers still hold the outcome"))
+    };
+    let mut out = Outcome::default();
+    for v in &plan.views {
+        let mut rows = h.read(&v.name, read_at).expect("the view reads");
+        rows.sort();
+        out.views.insert(v.name.clone(), rows);
+    }
+    out.dead_letters = h
+        .dead_letters()
+        .into_iter()
+        .map(|d| (d.source, d.reason, d.payload))
+        .collect();
+    out.dead_letters.sort();
+    out
 }

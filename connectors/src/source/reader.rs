@@ -1,0 +1,132 @@
+//! One worker's share of a topic's partitions, read in offset order, each
+//! record handed out with the time its dataflow feeds it at.
+
+use weir_operators::repr::Tick;
+
+use crate::log::{EventLog, LogRecord};
+use crate::source::feeding::Feeding;
+
+/// What one pass over a source's partitions did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Read {
+    pub records: usize,
+    /// The latest time a record was fed at.
+    pub fed_until: Tick,
+    /// Records still behind the log's end.
+    pub behind: u64,
+    /// The time the source's input may move on to: no record it will still
+    /// read is fed before it.
+    pub frontier: Tick,
+}
+
+pub struct PartitionReader {
+    topic: String,
+    /// Owned partitions: (partition, next offset to read, the time the last
+    /// record read was fed at). The partition's records come in tick order.
+    partitions: Vec<(u32, u64, Tick)>,
+    /// The topic's partitions known so far: a topic may gain partitions (a
+    /// Kafka source's copy grows with its topic), which are then owned as
+    /// the first ones were.
+    known_partitions: u32,
+    /// Records appended before this are not read (`'auto.offset.reset' =
+    /// 'latest'`, or a rebuild from a time).
+    skip_before: Tick,
+    /// (this worker, workers): a worker owns the partitions `p` with
+    /// `p % workers == this worker`.
+    owner: (usize, usize),
+}
+
+impl PartitionReader {
+    pub fn new(log: &EventLog, topic: &str, owner: (usize, usize), skip_before: Tick) -> PartitionReader {
+        let mut r = PartitionReader {
+            topic: topic.to_string(),
+            partitions: Vec::new(),
+            known_partitions: 0,
+            skip_before,
+            owner,
+        };
+        r.discover(log, log.partitions(topic));
+        r
+    }
+
+    /// Takes up the topic's partitions `known_partitions..count` that are
+    /// this worker's, read from `skip_before` on.
+    fn discover(&mut self, log: &EventLog, count: u32) {
+        let (index, peers) = self.owner;
+        for p in self.known_partitions..count {
+            if p as usize % peers == index {
+                let from = log.first_offset_from(&self.topic, p, self.skip_before);
+                self.partitions.push((p, from, 0));
+            }
+        }
+        self.known_partitions = self.known_partitions.max(count);
+    }
+
+    /// Records of the owned partitions not read yet.
+    pub fn behind(&self, log: &EventLog) -> u64 {
+        self.partitions
+            .iter()
+            .map(|&(p, next, _)| log.end_offset(&self.topic, p).saturating_sub(next))
+            .sum()
+    }
+
+    /// Reads up to `chunk` new records of each owned partition (when
+    /// `may_read`; else only measures how far behind it is), handing each
+    /// to `each` with its partition and the time it is fed at.
+    pub fn read(
+        &mut self,
+        log: &EventLog,
+        feeding: &Feeding,
+        chunk: usize,
+        may_read: bool,
+        mut each: impl FnMut(u32, &LogRecord, Tick),
+    ) -> Read {
+        // Before the end offsets: records past them come at or after `sealed`.
+        let sealed = feeding.time(log.sealed(&self.topic));
+        // After `sealed`: a partition added later holds only records appended
+        // after it.
+        let count = log.partitions(&self.topic);
+        if count > self.known_partitions {
+            self.discover(log, count);
+        }
+        let mut out = Read {
+            frontier: Tick::MAX,
+            ..Read::default()
+        };
+        for p in 0..self.partitions.len() {
+            let (partition, next, _) = self.partitions[p];
+            let end = log.end_offset(&self.topic, partition);
+            if may_read && next < end {
+                let records = match log.read(&self.topic, partition, next, chunk) {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                };
+                for rec in &records {
+                    // The start offset was sought by tick; this only guards
+                    // against a clock that stepped back since.
+                    if rec.tick < self.skip_before {
+                        continue;
+                    }
+                    out.records += 1;
+                    let at = feeding.time(rec.tick);
+                    out.fed_until = out.fed_until.max(at);
+                    self.partitions[p].2 = at;
+                    each(partition, rec, at);
+                }
+                if let Some(last) = records.last() {
+                    self.partitions[p].1 = last.offset + 1;
+                }
+            }
+            let (_, next, last_fed) = self.partitions[p];
+            out.behind += end.saturating_sub(next);
+            // Caught up: what comes next is appended after `sealed`. Behind: the
+            // next record is fed no earlier than the last one read.
+            let frontier = if next >= end { sealed } else { last_fed };
+            out.frontier = out.frontier.min(frontier);
+        }
+        if self.partitions.is_empty() {
+            out.frontier = sealed;
+        }
+        out
+    }
+}

@@ -1,0 +1,164 @@
+//! The HTTP client commands: `weir submit`, `sql`, `query`, `produce`
+//! (into the embedded log) and `replay`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+fn client_error(e: ureq::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn print_response(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<()> {
+    let mut resp = resp.map_err(client_error)?;
+    let status = resp.status();
+    let body = resp.body_mut().read_to_string().map_err(client_error)?;
+    let pretty = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(body);
+    println!("{pretty}");
+    if !status.is_success() {
+        bail!("HTTP {status}");
+    }
+    Ok(())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+pub fn submit(file: &Path, name: Option<String>, url: &str) -> Result<()> {
+    let sql = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = name.unwrap_or_else(|| file.file_stem().and_then(|s| s.to_str()).unwrap_or("job").to_string());
+    let agent = agent();
+    let exists = agent
+        .get(format!("{url}/v1/jobs/{name}"))
+        .call()
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    let resp = if exists {
+        agent
+            .put(format!("{url}/v1/jobs/{name}"))
+            .send_json(serde_json::json!({"sql": sql}))
+    } else {
+        agent
+            .post(format!("{url}/v1/jobs"))
+            .send_json(serde_json::json!({"name": name, "sql": sql}))
+    };
+    print_response(resp)
+}
+
+pub fn query(
+    view: &str,
+    keys: &[String],
+    limit: Option<usize>,
+    after: &[String],
+    as_of: Option<u64>,
+    url: &str,
+) -> Result<()> {
+    let mut req = agent().get(format!("{url}/v1/views/{view}"));
+    for k in keys {
+        let Some((c, v)) = k.split_once('=') else {
+            bail!("--key takes COLUMN=VALUE, got {k}");
+        };
+        req = req.query(c, v);
+    }
+    if let Some(l) = limit {
+        req = req.query("limit", l.to_string());
+    }
+    for t in after {
+        req = req.query("after", t);
+    }
+    if let Some(t) = as_of {
+        req = req.query("as_of", t.to_string());
+    }
+    print_response(req.call())
+}
+
+pub fn produce(topic: &str, file: Option<PathBuf>, url: &str, batch: usize) -> Result<()> {
+    let text = match file {
+        Some(f) => std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        None => std::io::read_to_string(std::io::stdin())?,
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let agent = agent();
+    for chunk in lines.chunks(batch.max(1)) {
+        let body = chunk.join("\n");
+        print_response(
+            agent
+                .post(format!("{url}/v1/topics/{topic}/events"))
+                .content_type("application/x-ndjson")
+                .send(body),
+        )?;
+    }
+    Ok(())
+}
+
+/// `weir replay`: starts a rebuild and draws its progress on stderr.
+pub fn replay(job: &str, from: &str, url: &str) -> Result<()> {
+    use std::io::Write as _;
+    let from = match from.parse::<u64>() {
+        Ok(ms) => serde_json::json!(ms),
+        Err(_) => serde_json::json!(from),
+    };
+    let agent = agent();
+    let started: serde_json::Value = agent
+        .post(format!("{url}/v1/jobs/{job}/rebuild"))
+        .send_json(serde_json::json!({ "from": from }))
+        .map_err(client_error)?
+        .body_mut()
+        .read_json()?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = String::new();
+    let mut status = started;
+    loop {
+        if status["status"] != "replacing" {
+            break;
+        }
+        let p = &status["rebuild"];
+        let done = p["events_done"].as_u64().unwrap_or(0);
+        let total = p["events_total"].as_u64().unwrap_or(0).max(1);
+        let width = 30;
+        let filled = ((done as f64 / total as f64) * width as f64).round() as usize;
+        let eta = p["eta_s"].as_f64().map_or("?".to_string(), |e| format!("{e:.0}s"));
+        let line = format!(
+            "[{}{}] {:>3}% {done}/{total} events, {} events/s, ETA {eta}",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+            done * 100 / total,
+            p["rate_per_s"].as_f64().unwrap_or(0.0) as u64,
+        );
+        if interactive {
+            eprint!("\r{line}");
+        } else if line != last_line {
+            eprintln!("{line}");
+        }
+        last_line = line;
+        let _ = std::io::stderr().flush();
+        std::thread::sleep(Duration::from_millis(200));
+        status = agent
+            .get(format!("{url}/v1/jobs/{job}"))
+            .call()
+            .map_err(client_error)?
+            .body_mut()
+            .read_json()?;
+    }
+    if interactive {
+        eprintln!();
+    }
+    eprintln!("weir: job {job} rebuilt; its new views are serving");
+    println!("{status}");
+    Ok(())
+}
+
+/// `weir sql`: DROP statements on a running engine.
+pub fn sql(statements: &str, url: &str) -> Result<()> {
+    print_response(
+        agent()
+            .post(format!("{url}/v1/sql"))
+            .send_json(serde_json::json!({ "sql": statements })),
+    )
+}

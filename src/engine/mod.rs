@@ -1,0 +1,89 @@
+//! The control plane: the catalog of jobs, planning and installing them,
+//! replacing them without disturbing readers, and the wiring of reads,
+//! connectors and status to the workers.
+//!
+//! # Layout
+//! - `error`: [`EngineError`], mapped to HTTP statuses by the API.
+//! - `jobs`: submit, install, replace, rebuild, drop (jobs and objects).
+//! - `connectors`: the Kafka sources and sink writers the jobs need.
+//! - `reads`: the engine's side of the read path ([`weir_queries::ReadContext`]).
+//! - `status`: typed answers for jobs, views and readiness.
+//! - `event_store`: reads of the log and the dead letters.
+//! - `gauges`: per-view and per-connector gauges for a metrics scrape.
+
+mod connectors;
+mod error;
+mod event_store;
+mod gauges;
+mod jobs;
+mod reads;
+mod status;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use weir_connectors::log::Appended;
+use weir_dataflows::catalog::Catalog;
+
+pub use connectors::KafkaHealth;
+pub use error::EngineError;
+pub use status::{JobStatus, ViewInfo};
+
+use crate::shared::{lock, Shared};
+use crate::worker::Command;
+
+pub struct Engine {
+    pub shared: Arc<Shared>,
+    commands: Mutex<std::sync::mpsc::Sender<Command>>,
+    catalog: Mutex<Catalog>,
+    next_df: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(shared: Arc<Shared>, commands: std::sync::mpsc::Sender<Command>) -> Arc<Engine> {
+        Arc::new(Engine {
+            shared,
+            commands: Mutex::new(commands),
+            catalog: Mutex::new(Catalog::default()),
+            next_df: AtomicU64::new(1),
+        })
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        lock(&self.commands)
+            .send(cmd)
+            .map_err(|_| EngineError::Internal("the dataflow workers have stopped".into()))?;
+        self.shared.wakers.wake();
+        Ok(())
+    }
+
+    /// Appends events to a topic of the embedded log, durably, and wakes
+    /// the workers. Topics whose names start with `__` are the engine's own
+    /// (Kafka sources are copied into them): refused.
+    pub fn append(&self, topic: &str, partition: Option<u32>, events: &[Vec<u8>]) -> Result<Appended, EngineError> {
+        Self::check_writable(topic)?;
+        let appended = self.shared.log.append(topic, partition, events)?;
+        self.shared.wakers.wake();
+        self.shared
+            .metrics
+            .appended
+            .with_label_values(&[appended.topic.as_str()])
+            .inc_by(events.len() as u64);
+        Ok(appended)
+    }
+
+    /// Refuses appends to the engine's own topics.
+    pub fn check_writable(topic: &str) -> Result<(), EngineError> {
+        if topic.starts_with(weir_connectors::log::RESERVED_PREFIX) {
+            return Err(EngineError::BadRequest {
+                code: "invalid_topic",
+                message: format!("topic {topic} is the engine's own (names starting with __ are reserved: Kafka sources are copied into them)"),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+    }
+}

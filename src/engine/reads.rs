@@ -1,0 +1,98 @@
+//! The engine's side of the read path: what [`weir_queries::reader`]
+//! needs to know (the catalog's view versions, where a token's write is,
+//! how each dataflow times records) and how a peek reaches the workers.
+
+use std::sync::Arc;
+
+use weir_connectors::source::written_at;
+use weir_dataflows::catalog::{DataflowId, ViewsOnly};
+use weir_dataflows::sql::{plan_peek, PeekPlan};
+use weir_operators::repr::Tick;
+use weir_queries::reader::{self, ReadContext, ReadOptions, ViewAnswer, ViewVersion};
+use weir_queries::{Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
+
+use super::{Engine, EngineError};
+use crate::shared::lock;
+use crate::worker::Command;
+
+impl ReadContext for Engine {
+    fn view(&self, name: &str) -> Result<ViewVersion, ReadError> {
+        let cat = lock(&self.catalog);
+        let (o, v) = cat.view(name).map_err(|e| ReadError::NotFound(e.to_string()))?;
+        Ok(ViewVersion {
+            df: o.df,
+            schema: v.schema.clone(),
+            key: v.key.clone(),
+            closure: o.closure.clone(),
+        })
+    }
+
+    fn plan_query(&self, sql: &str) -> Result<(PeekPlan, DataflowId), ReadError> {
+        let cat = lock(&self.catalog);
+        let plan = plan_peek(sql, &ViewsOnly(&cat)).map_err(ReadError::Plan)?;
+        let df = cat
+            .objects
+            .get(&plan.view)
+            .map(|o| o.df)
+            .ok_or_else(|| ReadError::NotFound(format!("no view named {}", plan.view)))?;
+        Ok((plan, df))
+    }
+
+    fn written_at(&self, t: &Token) -> Option<Tick> {
+        let mirrors = self.shared.connectors.mirrors_of(&t.topic);
+        written_at(&self.shared.log, &mirrors, &t.topic, t.partition, t.offset)
+    }
+
+    fn fed_in(&self, df: DataflowId, tick: Tick) -> Tick {
+        self.shared.sources.fed_in(df, tick)
+    }
+
+    fn send_peek(&self, peek: PeekCommand) -> Result<(), ReadError> {
+        self.send(Command::Peek(peek))
+            .map_err(|e| ReadError::Internal(e.to_string()))
+    }
+
+    fn frontiers(&self) -> &Arc<Frontiers> {
+        &self.shared.frontiers
+    }
+
+    fn pending(&self) -> &PendingPeeks {
+        &self.shared.peeks
+    }
+
+    fn workers(&self) -> usize {
+        self.shared.workers
+    }
+
+    fn observe_peek(&self, view: &str, outcome: &str, seconds: Option<f64>) {
+        let m = &self.shared.metrics;
+        m.peeks.with_label_values(&[view, outcome]).inc();
+        if let Some(s) = seconds {
+            m.peek_seconds.with_label_values(&[view]).observe(s);
+        }
+    }
+}
+
+impl Engine {
+    /// The dataflow the view lives in now.
+    pub fn view_dataflow(&self, view: &str) -> Option<DataflowId> {
+        lock(&self.catalog).view(view).ok().map(|(o, _)| o.df)
+    }
+
+    /// Reads a view: rows whose columns equal `filters`, at most `limit`,
+    /// reflecting every write in `opts.after`.
+    pub async fn read_view(
+        &self,
+        view: &str,
+        filters: &[(String, String)],
+        limit: Option<usize>,
+        opts: &ReadOptions,
+    ) -> Result<ViewAnswer, EngineError> {
+        Ok(reader::read_view(self, view, filters, limit, opts).await?)
+    }
+
+    /// `POST /v1/query`: one SELECT over one view.
+    pub async fn query(&self, sql: &str, opts: &ReadOptions) -> Result<ViewAnswer, EngineError> {
+        Ok(reader::query(self, sql, opts).await?)
+    }
+}

@@ -1,0 +1,313 @@
+//! Typed answers of the control plane: job status (with its connectors and
+//! a rebuild's progress), the list of views, readiness.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use weir_dataflows::catalog::{ObjectKind, Replacing};
+use weir_dataflows::plan::{SinkPlan, TablePlan};
+use weir_operators::repr::{Schema, Tick};
+
+use super::{Engine, EngineError};
+use crate::shared::{lock, sink_key};
+
+#[derive(Serialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub sql: String,
+    /// `running`, `catching_up` or `replacing`.
+    pub status: &'static str,
+    pub rebuild: Option<RebuildProgress>,
+    pub skip_before_ms: Tick,
+    pub created_ms: u64,
+    pub tables: Vec<TableStatus>,
+    pub views: Vec<ViewProgressStatus>,
+    /// Dead letters per table or view of the job.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Per Kafka table.
+    pub kafka_sources: BTreeMap<String, KafkaSourceStatus>,
+    pub sinks: Vec<SinkStatus>,
+}
+
+#[derive(Serialize)]
+pub struct TableStatus {
+    pub name: String,
+    pub topic: String,
+    pub primary_key: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+pub struct ViewProgressStatus {
+    pub name: String,
+    pub complete_through: Option<Tick>,
+}
+
+/// How far a replacement has read its sources' history.
+#[derive(Serialize)]
+pub struct RebuildProgress {
+    pub events_done: u64,
+    pub events_total: u64,
+    pub elapsed_s: f64,
+    pub rate_per_s: f64,
+    pub eta_s: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct KafkaSourceStatus {
+    pub topic: String,
+    #[serde(rename = "bootstrap.servers")]
+    pub brokers: String,
+    pub connected: bool,
+    pub retries: u64,
+    pub ingested: u64,
+    pub last_error: Option<String>,
+    pub partitions: Vec<KafkaPartitionStatus>,
+}
+
+#[derive(Serialize)]
+pub struct KafkaPartitionStatus {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    pub lag: i64,
+}
+
+#[derive(Serialize)]
+pub struct SinkStatus {
+    pub name: String,
+    pub topic: String,
+    /// `running`, `retrying` or `stopped`.
+    pub state: &'static str,
+    /// Absent while the sink's writer is stopped.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<SinkWriterStatus>,
+}
+
+#[derive(Serialize)]
+pub struct SinkWriterStatus {
+    pub from: String,
+    pub envelope: String,
+    pub semantic: &'static str,
+    pub written_as_of: u64,
+    pub records: u64,
+    pub queued_times: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// A view, as `GET /v1/views` lists it.
+#[derive(Serialize)]
+pub struct ViewInfo {
+    pub name: String,
+    pub job: String,
+    pub columns: Vec<ColumnInfo>,
+    pub key: Option<Vec<String>>,
+    pub complete_through: Option<Tick>,
+    pub rows: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub nullable: bool,
+}
+
+fn column_names(schema: &Schema, cols: &Option<Vec<usize>>) -> Option<Vec<String>> {
+    cols.as_ref()
+        .map(|k| k.iter().map(|&i| schema.columns[i].name.clone()).collect())
+}
+
+impl Engine {
+    pub fn jobs(&self) -> Vec<JobStatus> {
+        let names: Vec<String> = lock(&self.catalog).jobs.keys().cloned().collect();
+        names.iter().filter_map(|n| self.job(n).ok()).collect()
+    }
+
+    pub fn job(&self, name: &str) -> Result<JobStatus, EngineError> {
+        let cat = lock(&self.catalog);
+        let job = cat
+            .jobs
+            .get(name)
+            .ok_or_else(|| EngineError::NotFound(format!("no job named {name}")))?;
+        let dlq = self.shared.store.dead_letters().count_by_source();
+        let objects: BTreeSet<&String> = job
+            .plan
+            .tables
+            .iter()
+            .map(|t| &t.name)
+            .chain(job.plan.views.iter().map(|v| &v.name))
+            .collect();
+        let status = if job.replacing.is_some() {
+            "replacing"
+        } else if self.shared.caught_up(job.df, 0) {
+            "running"
+        } else {
+            "catching_up"
+        };
+        Ok(JobStatus {
+            name: name.to_string(),
+            sql: job.sql.clone(),
+            status,
+            rebuild: job.replacing.as_ref().map(|r| self.progress(r)),
+            skip_before_ms: job.skip_before,
+            created_ms: job.created_ms,
+            tables: job
+                .plan
+                .tables
+                .iter()
+                .map(|t| TableStatus {
+                    name: t.name.clone(),
+                    topic: t.topic().to_string(),
+                    primary_key: column_names(&t.schema, &t.primary_key),
+                })
+                .collect(),
+            views: job
+                .plan
+                .views
+                .iter()
+                .map(|v| ViewProgressStatus {
+                    name: v.name.clone(),
+                    complete_through: self.shared.frontiers.complete_through(job.df, &v.name),
+                })
+                .collect(),
+            dead_letters: dlq.into_iter().filter(|(k, _)| objects.contains(k)).collect(),
+            kafka_sources: job
+                .plan
+                .tables
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), self.kafka_status(t)?)))
+                .collect(),
+            sinks: job.plan.sinks.iter().map(|s| self.sink_status(s)).collect(),
+        })
+    }
+
+    /// A sink, as shown in job status.
+    fn sink_status(&self, s: &SinkPlan) -> SinkStatus {
+        let writers = self.shared.connectors.sinks();
+        let Some(w) = writers.get(&sink_key(s)) else {
+            return SinkStatus {
+                name: s.name.clone(),
+                topic: s.topic.clone(),
+                state: "stopped",
+                writer: None,
+            };
+        };
+        let st = &w.status;
+        let status = SinkStatus {
+            name: s.name.clone(),
+            topic: s.topic.clone(),
+            state: if st.failing.load(Ordering::SeqCst) {
+                "retrying"
+            } else {
+                "running"
+            },
+            writer: Some(SinkWriterStatus {
+                from: s.from.clone(),
+                envelope: format!("{:?}", s.envelope).to_lowercase(),
+                semantic: if s.exactly_once {
+                    "exactly-once"
+                } else {
+                    "at-least-once"
+                },
+                written_as_of: st.written_as_of.load(Ordering::SeqCst),
+                records: st.records.load(Ordering::Relaxed),
+                queued_times: st.queued.load(Ordering::Relaxed),
+                errors: st.errors.load(Ordering::Relaxed),
+                last_error: lock(&st.last_error).clone(),
+            }),
+        };
+        status
+    }
+
+    /// A Kafka table's source, as shown in job status.
+    fn kafka_status(&self, t: &TablePlan) -> Option<KafkaSourceStatus> {
+        let k = t.kafka()?;
+        let ingests = self.shared.connectors.ingests();
+        let i = ingests.get(&k.mirror)?;
+        let st = &i.status;
+        let partitions = lock(&st.partitions)
+            .iter()
+            .map(|(p, (next, high))| KafkaPartitionStatus {
+                partition: *p,
+                next_offset: *next,
+                high_watermark: *high,
+                lag: (high - next).max(0),
+            })
+            .collect();
+        let status = KafkaSourceStatus {
+            topic: k.topic.clone(),
+            brokers: k.brokers.clone(),
+            connected: st.connected.load(Ordering::SeqCst),
+            retries: st.retries.load(Ordering::Relaxed),
+            ingested: st.ingested.load(Ordering::Relaxed),
+            last_error: lock(&st.last_error).clone(),
+            partitions,
+        };
+        Some(status)
+    }
+
+    /// How far a replacement has read its sources' history: events read of
+    /// those to read (new events count as they arrive), rate and ETA.
+    fn progress(&self, r: &Replacing) -> RebuildProgress {
+        let log = &self.shared.log;
+        let end: u64 = r
+            .topics
+            .iter()
+            .flat_map(|t| (0..log.partitions(t)).map(move |p| (t, p)))
+            .map(|(t, p)| log.end_offset(t, p))
+            .sum();
+        let total = end.saturating_sub(r.skipped);
+        // Until every worker has reported, nothing is known to be read.
+        let done = self.shared.sources.lag(r.df).map_or(0, |l| total.saturating_sub(l));
+        let secs = r.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = (rate > 0.0).then(|| (total - done) as f64 / rate);
+        RebuildProgress {
+            events_done: done,
+            events_total: total,
+            elapsed_s: (secs * 10.0).round() / 10.0,
+            rate_per_s: rate.round(),
+            eta_s: eta.map(|e| (e * 10.0).round() / 10.0),
+        }
+    }
+
+    /// True once every installed job has caught up with the log.
+    pub fn ready(&self) -> bool {
+        let cat = lock(&self.catalog);
+        cat.jobs.values().all(|j| self.shared.caught_up(j.df, 0))
+    }
+
+    /// The views, sorted by name.
+    pub fn views(&self) -> Vec<ViewInfo> {
+        let cat = lock(&self.catalog);
+        let mut out: Vec<ViewInfo> = cat
+            .objects
+            .iter()
+            .filter_map(|(name, o)| match &o.kind {
+                ObjectKind::View(v) => Some(ViewInfo {
+                    name: name.clone(),
+                    job: o.job.clone(),
+                    columns: v
+                        .schema
+                        .columns
+                        .iter()
+                        .map(|c| ColumnInfo {
+                            name: c.name.clone(),
+                            ty: c.ty.to_string(),
+                            nullable: c.nullable,
+                        })
+                        .collect(),
+                    key: column_names(&v.schema, &v.key),
+                    complete_through: self.shared.frontiers.complete_through(o.df, name),
+                    rows: self.shared.frontiers.view_rows(o.df, name),
+                }),
+                ObjectKind::Table(_) => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}

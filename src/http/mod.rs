@@ -1,0 +1,187 @@
+//! The HTTP API of DESIGN.md §5 (axum), one module per resource. Errors
+//! are `{"error": {"code", "message"[, "line", "column"]}}` with a fitting
+//! status; answers are typed structs.
+//!
+//! # Layout
+//! - `jobs`: `/v1/jobs…` and `/v1/sql` (DROP statements).
+//! - `topics`: `/v1/topics…`, ingest into and reads of the event log.
+//! - `views`: `/v1/views…` and `/v1/query`, the read side.
+//! - `dlq`: `/v1/dlq`.
+//! - `health`: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Helpers return `Result<_, Response>` so a handler can answer with the
+//! finished error response; the size of axum's `Response` does not matter
+//! on this path.
+#![allow(clippy::result_large_err)]
+
+mod dlq;
+mod health;
+mod jobs;
+mod topics;
+mod views;
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+
+use weir_queries::ReadError;
+
+use crate::engine::{Engine, EngineError};
+
+#[derive(Clone)]
+pub struct Api {
+    pub engine: Arc<Engine>,
+    pub max_body: usize,
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route(
+            "/v1/jobs/{name}",
+            get(jobs::get).put(jobs::replace).delete(jobs::delete),
+        )
+        .route("/v1/jobs/{name}/rebuild", post(jobs::rebuild))
+        .route("/v1/sql", post(jobs::run_statements))
+        .route("/v1/topics", get(topics::list))
+        .route("/v1/topics/{topic}/events", post(topics::append).get(topics::read))
+        .route("/v1/views", get(views::list))
+        .route("/v1/views/{view}", get(views::read))
+        .route("/v1/query", post(views::query))
+        .route("/v1/dlq", get(dlq::list))
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .with_state(api)
+}
+
+/// The error body every endpoint answers with.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<u64>,
+}
+
+pub fn error(status: StatusCode, code: &str, message: String) -> Response {
+    located_error(status, code, message, None)
+}
+
+/// An error about a place in the request's text (1-based line and column).
+fn located_error(status: StatusCode, code: &str, message: String, at: Option<(u64, u64)>) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code,
+            message,
+            line: at.map(|a| a.0),
+            column: at.map(|a| a.1),
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for EngineError {
+    fn into_response(self) -> Response {
+        match self {
+            EngineError::Plan(p) => located_error(StatusCode::BAD_REQUEST, p.code, p.message, Some((p.line, p.column))),
+            EngineError::BadRequest { code, message } => error(StatusCode::BAD_REQUEST, code, message),
+            EngineError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
+            EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
+            EngineError::Read(e) => read_error(e),
+            EngineError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", m),
+            EngineError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+        }
+    }
+}
+
+fn read_error(e: ReadError) -> Response {
+    match e {
+        ReadError::Plan(p) => EngineError::Plan(p).into_response(),
+        ReadError::BadRequest { code, message } => error(StatusCode::BAD_REQUEST, code, message),
+        ReadError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
+        ReadError::Timeout(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
+        ReadError::Replaced(v) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replaced",
+            format!("view {v} was replaced again and again while being read; retry"),
+        ),
+        ReadError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+    }
+}
+
+/// Answers with a typed body, or the error.
+fn reply<T: Serialize>(status: StatusCode, result: Result<T, EngineError>) -> Response {
+    match result {
+        Ok(body) => (status, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Reads a body up to the limit: 413 past it.
+async fn body_bytes(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
+    to_bytes(body, limit).await.map_err(|_| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    })
+}
+
+async fn json_body(body: Body, limit: usize) -> Result<Value, Response> {
+    let bytes = body_bytes(body, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, Response> {
+    v.get(name).and_then(Value::as_str).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("the body needs a string field \"{name}\""),
+        )
+    })
+}
+
+/// The `sql` string field of a JSON body.
+async fn sql_body(body: Body, max: usize) -> Result<String, Response> {
+    let v = json_body(body, max).await?;
+    Ok(field(&v, "sql")?.to_string())
+}
+
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// A number parameter, 400 when it is not one.
+fn number<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, Response> {
+    v.parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            format!("{k}={v} is not a number"),
+        )
+    })
+}
