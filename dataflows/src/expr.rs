@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
+pub use weir_operators::repr::{as_f64, order_cmp, sql_cmp};
 use weir_operators::repr::{civil_from_days, days_from_civil, Datum, OrdF64, Row, SqlType};
 
 /// Why a row could not be evaluated.
@@ -309,47 +310,6 @@ impl ScalarExpr {
 /// Evaluates every expression of a projection.
 pub fn eval_all(exprs: &[ScalarExpr], row: &[Datum]) -> Result<Row, EvalError> {
     exprs.iter().map(|e| e.eval(row)).collect()
-}
-
-/// SQL comparison: `None` when either side is NULL. Numbers of different
-/// kinds compare by value.
-pub fn sql_cmp(a: &Datum, b: &Datum) -> Option<Ordering> {
-    use Datum::*;
-    match (a, b) {
-        (Null, _) | (_, Null) => None,
-        (Int(x), Int(y)) => Some(x.cmp(y)),
-        (Decimal(x), Decimal(y)) => Some(x.cmp(y)),
-        (Int(x), Decimal(y)) => Some(rust_decimal::Decimal::from(*x).cmp(y)),
-        (Decimal(x), Int(y)) => Some(x.cmp(&rust_decimal::Decimal::from(*y))),
-        (Float(_), _) | (_, Float(_)) => {
-            let (x, y) = (as_f64(a)?, as_f64(b)?);
-            Some(OrdF64::new(x).cmp(&OrdF64::new(y)))
-        }
-        (Text(x), Text(y)) => Some(x.cmp(y)),
-        (Bool(x), Bool(y)) => Some(x.cmp(y)),
-        (Timestamp(x), Timestamp(y)) => Some(x.cmp(y)),
-        _ => Some(a.cmp(b)),
-    }
-}
-
-/// The order of ORDER BY: SQL comparison, NULLs last (PostgreSQL's default
-/// for ascending order; descending order reverses it, putting NULLs first).
-pub fn order_cmp(a: &Datum, b: &Datum) -> Ordering {
-    match (a.is_null(), b.is_null()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        _ => sql_cmp(a, b).unwrap_or(Ordering::Equal),
-    }
-}
-
-pub fn as_f64(d: &Datum) -> Option<f64> {
-    match d {
-        Datum::Int(i) => Some(*i as f64),
-        Datum::Float(f) => Some(f.get()),
-        Datum::Decimal(d) => d.to_f64(),
-        _ => None,
-    }
 }
 
 fn as_decimal(d: &Datum) -> Option<Decimal> {

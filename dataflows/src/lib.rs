@@ -8,11 +8,12 @@
 //!   would break); plans against itself through [`sql::CatalogLookup`].
 //! - [`plan`]: the relational plan (`RelPlan`) and the job/table/view plans.
 //! - [`expr`]: scalar expressions and their PostgreSQL-compatible evaluation.
-//! - [`render`]: plans → differential collections, views arranged by key.
-//! - `cep`: `MATCH_RECOGNIZE` conditions and measures for the pattern operator.
+//! - [`render`]: plans → differential collections, views arranged by key:
+//!   `render/collection` (rows and errors), `render/reduce` (aggregates),
+//!   `render/pattern` (`MATCH_RECOGNIZE` conditions and measures for the
+//!   pattern operator), `render/relation` (the plan walk) and `render_job`.
 
 pub mod catalog;
-mod cep;
 pub mod expr;
 pub mod plan;
 pub mod render;

@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
+pub use weir_operators::aggregate::AggFunc;
 use weir_operators::cep::{Pattern, Skip, VarId, Watermark};
 use weir_operators::repr::{Datum, Row, Schema, SqlType};
 
@@ -313,17 +314,6 @@ impl OrderKey {
             .find(|o| *o != Ordering::Equal)
             .unwrap_or_else(|| a.cmp(b))
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AggFunc {
-    /// count(*)
-    CountRows,
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

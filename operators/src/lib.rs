@@ -1,15 +1,21 @@
 //! Reusable timely/differential operators and the value types they carry.
 //!
 //! # Layout
-//! - [`repr`]: `Datum`, `Row`, `Schema`, SQL types: what every crate agrees on.
+//! - [`repr`]: `Datum`, `Row`, `Schema`, SQL types and the SQL order of
+//!   values: what every crate agrees on.
+//! - [`aggregate`]: SQL aggregates as values: the monoid a group's
+//!   count/sum/avg live in (DESIGN.md §4), and folding values into a result.
 //! - [`by_time`]: the keyed "process each complete time in order" skeleton.
 //! - [`upsert`]: keyed, sequenced upserts → one row per key.
 //! - [`topk`]: top-k per group over append-only input, state bounded by k.
-//! - [`cep`]: row pattern recognition (MATCH_RECOGNIZE) behind a watermark.
+//! - [`cep`]: row pattern recognition (MATCH_RECOGNIZE) behind a watermark:
+//!   pattern syntax, compiler, matcher, watermark clock and the operator, one
+//!   file each.
 //! - [`sink`]: a collection's changes handed out per complete time.
 //!
 //! Nothing here does I/O or knows about tokio.
 
+pub mod aggregate;
 pub mod by_time;
 pub mod cep;
 pub mod repr;

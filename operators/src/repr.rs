@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,48 @@ impl Ord for OrdF64 {
 impl std::hash::Hash for OrdF64 {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.0.to_bits().hash(state)
+    }
+}
+
+/// SQL comparison: `None` when either side is NULL. Numbers of different
+/// kinds compare by value.
+pub fn sql_cmp(a: &Datum, b: &Datum) -> Option<Ordering> {
+    use Datum::*;
+    match (a, b) {
+        (Null, _) | (_, Null) => None,
+        (Int(x), Int(y)) => Some(x.cmp(y)),
+        (Decimal(x), Decimal(y)) => Some(x.cmp(y)),
+        (Int(x), Decimal(y)) => Some(rust_decimal::Decimal::from(*x).cmp(y)),
+        (Decimal(x), Int(y)) => Some(x.cmp(&rust_decimal::Decimal::from(*y))),
+        (Float(_), _) | (_, Float(_)) => {
+            let (x, y) = (as_f64(a)?, as_f64(b)?);
+            Some(OrdF64::new(x).cmp(&OrdF64::new(y)))
+        }
+        (Text(x), Text(y)) => Some(x.cmp(y)),
+        (Bool(x), Bool(y)) => Some(x.cmp(y)),
+        (Timestamp(x), Timestamp(y)) => Some(x.cmp(y)),
+        _ => Some(a.cmp(b)),
+    }
+}
+
+/// The order of ORDER BY: SQL comparison, NULLs last (PostgreSQL's default
+/// for ascending order; descending order reverses it, putting NULLs first).
+pub fn order_cmp(a: &Datum, b: &Datum) -> Ordering {
+    match (a.is_null(), b.is_null()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => sql_cmp(a, b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// A number as a float; `None` for anything else.
+pub fn as_f64(d: &Datum) -> Option<f64> {
+    match d {
+        Datum::Int(i) => Some(*i as f64),
+        Datum::Float(f) => Some(f.get()),
+        Datum::Decimal(d) => d.to_f64(),
+        _ => None,
     }
 }
 

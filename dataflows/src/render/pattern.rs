@@ -2,12 +2,13 @@
 //! `MEASURES` (scalar expressions over the current row plus navigation
 //! columns) evaluated for the pattern operator of `weir_operators::cep`.
 
-use weir_operators::cep::{match_recognize, CepStats, Ctx, Layout, Matcher, Program, Rule, VarId};
+use weir_operators::aggregate::fold_aggregate;
+use weir_operators::cep::{match_recognize, CepStats, Ctx, Layout, Matcher, Program, Rule, RuleError, VarId};
 use weir_operators::repr::{Datum, Row};
 
+use super::collection::{Coll, Errs};
 use crate::expr::{EvalError, ScalarExpr};
 use crate::plan::{MatchRecognize, Nav, RowAt};
-use crate::render::{fold_aggregate, Coll, Errs};
 
 /// A planned rule, ready to evaluate.
 struct PlannedRule {
@@ -130,7 +131,7 @@ impl PlannedRule {
 }
 
 impl Rule for PlannedRule {
-    fn define(&self, var: VarId, ctx: &Ctx<'_>) -> Result<bool, String> {
+    fn define(&self, var: VarId, ctx: &Ctx<'_>) -> Result<bool, RuleError> {
         let Some(Some((cond, navs))) = self.defines.get(var as usize) else {
             return Ok(true);
         };
@@ -143,23 +144,23 @@ impl Rule for PlannedRule {
             self.extended(ctx, navs).and_then(|ext| cond.holds(&ext))
         };
         holds.map_err(|e| {
-            format!(
+            RuleError::new(format!(
                 "DEFINE {}: {e}",
                 self.vars.get(var as usize).map_or("?", |s| s.as_str())
-            )
+            ))
         })
     }
 
-    fn output(&self, ctx: &Ctx<'_>) -> Result<Row, String> {
+    fn output(&self, ctx: &Ctx<'_>) -> Result<Row, RuleError> {
         let ext = self
             .extended(ctx, &self.measure_navs)
-            .map_err(|e| format!("MEASURES: {e}"))?;
+            .map_err(|e| RuleError::new(format!("MEASURES: {e}")))?;
         let mut out: Row = self.partition_by.iter().map(|&i| ext[i].clone()).collect();
         if self.all_rows {
             out.push(ext[self.order_by].clone());
         }
         for m in &self.measures {
-            out.push(m.eval(&ext).map_err(|e| format!("MEASURES: {e}"))?);
+            out.push(m.eval(&ext).map_err(|e| RuleError::new(format!("MEASURES: {e}")))?);
         }
         if self.all_rows {
             for (i, d) in ext[..self.arity].iter().enumerate() {
@@ -177,7 +178,7 @@ impl Rule for PlannedRule {
 }
 
 /// Renders a planned `MATCH_RECOGNIZE` over its input's rows.
-pub(crate) fn render<'s>(input: Coll<'s>, m: &MatchRecognize, stats: CepStats) -> (Coll<'s>, Errs<'s>) {
+pub(super) fn render<'s>(input: Coll<'s>, m: &MatchRecognize, stats: CepStats) -> (Coll<'s>, Errs<'s>) {
     // The planner compiled this pattern already; it cannot fail here.
     let program = Program::compile(&m.pattern).unwrap_or_else(|e| panic!("planned pattern does not compile: {e}"));
     let history = m

@@ -1,0 +1,235 @@
+//! `GROUP BY` aggregates, rendered by how much state each kind needs:
+//! accumulable ones in the difference type, min/max over append-only input
+//! as a monotonic top-1, the rest over each group's distinct values.
+
+use std::rc::Rc;
+
+use differential_dataflow::operators::count::CountTotal;
+use differential_dataflow::VecCollection;
+use rust_decimal::Decimal;
+use weir_operators::aggregate::{as_decimal, avg_datum, sum_datum, AggDiff};
+use weir_operators::repr::{Datum, Diff, OrdF64, Row, Tick};
+use weir_operators::topk::{MonotonicTopK, RowOrder};
+
+use super::collection::Coll;
+use crate::expr::{order_cmp, ScalarExpr};
+use crate::plan::{AggFunc, Aggregate};
+
+pub(super) fn reduce_accumulable<'s>(
+    keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
+    aggs: Vec<Aggregate>,
+) -> Coll<'s> {
+    let aggs2 = aggs.clone();
+    keyed_rows
+        .explode(move |(key, row)| {
+            let accs = aggs2
+                .iter()
+                .map(|a| match a.func {
+                    AggFunc::CountRows => (0, Decimal::ZERO),
+                    _ => match a.expr.eval(&row) {
+                        Ok(Datum::Null) | Err(_) => (0, Decimal::ZERO),
+                        Ok(d) => (1, as_decimal(&d)),
+                    },
+                })
+                .collect();
+            Some((key, AggDiff { rows: 1, accs }))
+        })
+        .count_total_core::<Diff>()
+        .flat_map(move |(key, state)| {
+            // A group whose rows were all retracted has no output row.
+            if state.rows <= 0 {
+                return None;
+            }
+            let mut row = key;
+            for (a, (n, sum)) in aggs
+                .iter()
+                .zip(state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO))))
+            {
+                row.push(match a.func {
+                    AggFunc::CountRows => Datum::Int(state.rows),
+                    AggFunc::Count => Datum::Int(*n),
+                    _ if *n == 0 => Datum::Null,
+                    AggFunc::Sum => sum_datum(*sum, a.input_type),
+                    AggFunc::Avg => avg_datum(*sum, *n, a.input_type),
+                    AggFunc::Min | AggFunc::Max => Datum::Null,
+                });
+            }
+            Some(row)
+        })
+}
+
+/// The value of an aggregate over no rows: 0 for counts, NULL otherwise.
+pub(super) fn empty_value(a: &Aggregate) -> Datum {
+    match a.func {
+        AggFunc::CountRows | AggFunc::Count => Datum::Int(0),
+        _ => Datum::Null,
+    }
+}
+
+/// Min and max over append-only input, with accumulable aggregates beside
+/// them: each min/max keeps only its group's current extreme (a monotonic
+/// top-1; a value that is beaten can never come back), the rest stay in the
+/// difference type. A last reduce per group assembles the row from at most
+/// one entry per aggregate, so state is proportional to groups, not events
+/// or distinct values (DESIGN.md §4).
+pub(super) fn reduce_monotonic<'s>(
+    keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
+    aggs: Vec<Aggregate>,
+) -> Coll<'s> {
+    /// Tags the accumulable part's entry among a group's parts.
+    const ACCUMULATED: i64 = -1;
+    let accumulable: Vec<Aggregate> = aggs.iter().filter(|a| a.is_accumulable()).cloned().collect();
+    let n_acc = accumulable.len();
+    // (key, [ACCUMULATED, accumulated values…]): the key is what precedes
+    // the accumulated values.
+    let mut parts = reduce_accumulable(keyed_rows.clone(), accumulable).map(move |row| {
+        let split = row.len() - n_acc;
+        let mut tagged = vec![Datum::Int(ACCUMULATED)];
+        tagged.extend_from_slice(&row[split..]);
+        (row[..split].to_vec(), tagged)
+    });
+    for (i, a) in aggs.iter().enumerate() {
+        if a.is_accumulable() {
+            continue;
+        }
+        let expr = a.expr.clone();
+        let desc = a.func == AggFunc::Max;
+        // Rows are (key…, value); NULLs take no part, as in SQL.
+        let values = keyed_rows.clone().flat_map(move |(key, row)| match expr.eval(&row) {
+            Ok(Datum::Null) | Err(_) => None,
+            Ok(v) => {
+                let mut r = key.clone();
+                r.push(v);
+                Some((key, r))
+            }
+        });
+        let order: RowOrder = Rc::new(move |x: &Row, y: &Row| {
+            let (vx, vy) = (&x[x.len() - 1], &y[y.len() - 1]);
+            let o = order_cmp(vx, vy);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+        let best = values
+            .monotonic_top_k(&format!("{:?}", a.func), 1, order)
+            .map(move |mut row| {
+                row.pop(); // the row number
+                let v = row.pop().unwrap_or(Datum::Null);
+                (row, vec![Datum::Int(i as i64), v])
+            });
+        parts = parts.concat(best);
+    }
+    parts
+        .reduce_named(
+            "Reduce: min/max",
+            move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+                let part = |tag: i64| {
+                    input
+                        .iter()
+                        .find(|(r, n)| *n > 0 && r.first() == Some(&Datum::Int(tag)))
+                        .map(|(r, _)| &r[1..])
+                };
+                // A group exists once it has a row: then it has counted.
+                let Some(acc) = part(ACCUMULATED) else { return };
+                let mut acc = acc.iter();
+                let mut out = Row::with_capacity(aggs.len());
+                for (i, a) in aggs.iter().enumerate() {
+                    out.push(if a.is_accumulable() {
+                        acc.next().cloned().unwrap_or(Datum::Null)
+                    } else {
+                        part(i as i64).and_then(|v| v.first().cloned()).unwrap_or(Datum::Null)
+                    });
+                }
+                output.push((out, 1));
+            },
+        )
+        .map(|(mut key, vals)| {
+            key.extend(vals);
+            key
+        })
+}
+
+/// Aggregates that need the group's values (min, max, DISTINCT, float
+/// sums): a reduce over the distinct argument values of each group.
+pub(super) fn reduce_general<'s>(
+    keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
+    aggs: Vec<Aggregate>,
+) -> Coll<'s> {
+    let arg_exprs: Vec<ScalarExpr> = aggs.iter().map(|a| a.expr.clone()).collect();
+    // Only the arguments are kept, so the state is one entry per distinct
+    // argument tuple of a group, not per event.
+    let args = keyed_rows.map(move |(key, row)| {
+        let vals: Row = arg_exprs.iter().map(|e| e.eval(&row).unwrap_or(Datum::Null)).collect();
+        (key, vals)
+    });
+    args.reduce_named(
+        "Reduce: aggregates",
+        move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+            let rows: Diff = input.iter().map(|(_, n)| *n).sum();
+            if rows <= 0 {
+                return;
+            }
+            let mut out = Row::with_capacity(aggs.len());
+            for (i, a) in aggs.iter().enumerate() {
+                let values = input.iter().filter(|(v, n)| *n > 0 && !v[i].is_null());
+                out.push(match a.func {
+                    AggFunc::CountRows => Datum::Int(rows),
+                    AggFunc::Count if a.distinct => {
+                        // Values of one argument are not contiguous in the input,
+                        // which is sorted by the tuple of all arguments.
+                        let mut vs: Vec<&Datum> = values.map(|(v, _)| &v[i]).collect();
+                        vs.sort();
+                        vs.dedup();
+                        Datum::Int(vs.len() as i64)
+                    }
+                    AggFunc::Count => Datum::Int(values.map(|(_, n)| *n).sum()),
+                    AggFunc::Min => values
+                        .map(|(v, _)| &v[i])
+                        .min_by(|x, y| order_cmp(x, y))
+                        .cloned()
+                        .unwrap_or(Datum::Null),
+                    AggFunc::Max => values
+                        .map(|(v, _)| &v[i])
+                        .max_by(|x, y| order_cmp(x, y))
+                        .cloned()
+                        .unwrap_or(Datum::Null),
+                    AggFunc::Sum | AggFunc::Avg => {
+                        let mut seen: std::collections::BTreeSet<&Datum> = std::collections::BTreeSet::new();
+                        let mut n = 0i64;
+                        let mut fsum = 0f64;
+                        let mut dsum = Decimal::ZERO;
+                        for (v, copies) in values {
+                            let d = &v[i];
+                            if a.distinct && !seen.insert(d) {
+                                continue;
+                            }
+                            let copies = if a.distinct { 1 } else { *copies };
+                            n += copies;
+                            match d {
+                                Datum::Float(f) => fsum += f.get() * copies as f64,
+                                other => dsum += as_decimal(other) * Decimal::from(copies),
+                            }
+                        }
+                        if n == 0 {
+                            Datum::Null
+                        } else if a.input_type.is_float() {
+                            let v = if a.func == AggFunc::Avg { fsum / n as f64 } else { fsum };
+                            Datum::Float(OrdF64::new(v))
+                        } else if a.func == AggFunc::Avg {
+                            avg_datum(dsum, n, a.input_type)
+                        } else {
+                            sum_datum(dsum, a.input_type)
+                        }
+                    }
+                });
+            }
+            output.push((out, 1));
+        },
+    )
+    .map(|(mut key, vals)| {
+        key.extend(vals);
+        key
+    })
+}

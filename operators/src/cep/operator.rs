@@ -1,0 +1,336 @@
+//! The `MATCH_RECOGNIZE` timely operator: rows ordered by event time behind
+//! a watermark, partitions routed to workers, matches and time-outs emitted
+//! at the tick the watermark decides them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Capability, OkErr};
+
+use super::clock::{event_time, Clock, Watermark};
+use super::matcher::{Emitted, Matcher, Partition, Rule};
+use crate::repr::{format_timestamp, Diff, Row, Tick};
+
+/// Where a rule's input rows are keyed and ordered.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub partition_by: Vec<usize>,
+    /// The event-time column (TIMESTAMP, or BIGINT milliseconds).
+    pub order_by: usize,
+    pub order_by_name: String,
+    pub watermark: Watermark,
+}
+
+/// The per-worker state of the operator.
+struct State<R> {
+    matcher: Matcher<R>,
+    layout: Layout,
+    clock: Clock,
+    partitions: HashMap<Row, Partition>,
+    /// Partitions by the watermark at which they have work.
+    wakes: BTreeSet<(i64, Row)>,
+    /// Partitions with a match in progress.
+    attempts: usize,
+    /// Output waiting to be sent, with the tick it belongs to.
+    outbox: Vec<(Tick, Emitted)>,
+    /// The watermark partitions were last worked at.
+    watermark: i64,
+}
+
+impl<R: Rule> State<R> {
+    fn key(&self, row: &Row) -> Row {
+        self.layout.partition_by.iter().map(|&i| row[i].clone()).collect()
+    }
+
+    /// Re-files a partition under the watermark at which it next has work,
+    /// and forgets it when it holds nothing.
+    fn reindex(&mut self, key: Row) {
+        let Some(p) = self.partitions.get_mut(&key) else { return };
+        let forget = p.forgettable(&self.matcher, self.watermark);
+        let wake = if forget { None } else { p.next_wake(&self.matcher) };
+        if p.wake != wake {
+            if let Some(old) = p.wake {
+                self.wakes.remove(&(old, key.clone()));
+            }
+            if let Some(w) = wake {
+                self.wakes.insert((w, key.clone()));
+            }
+            p.wake = wake;
+        }
+        if forget {
+            self.partitions.remove(&key);
+        }
+    }
+
+    /// Queues output to be emitted at tick `t`.
+    fn emit(&mut self, t: Tick, out: Emitted) {
+        if !out.rows.is_empty() || !out.errors.is_empty() {
+            self.outbox.push((t, out));
+        }
+    }
+
+    /// Time passes through tick `t` with no rows. What the idle watermark
+    /// decides is emitted at the tick the watermark reaches it, not when
+    /// the operator happens to notice, so a view read at some `as_of`
+    /// holds the same rows however the workers were scheduled.
+    fn idle_until(&mut self, t: Tick) {
+        let w = self.clock.at(t);
+        while let Some(&(wake, _)) = self.wakes.first() {
+            if wake > w {
+                break;
+            }
+            let at = self.clock.tick_reaching(wake).map_or(t, |r| r.min(t));
+            let mut out = Emitted::default();
+            self.work_first(self.clock.at(at), &mut out);
+            self.emit(at, out);
+        }
+    }
+
+    /// One complete tick: its rows, and the largest event time any worker
+    /// saw at it.
+    fn tick(&mut self, now: Tick, rows: Vec<(Row, Diff)>, max_ts: Option<i64>) {
+        self.idle_until(now);
+        let mut out = Emitted::default();
+        let before = self.clock.at(now);
+        for (row, diff) in rows {
+            let Some(ts) = event_time(&row, self.layout.order_by) else {
+                out.errors
+                    .push((format!("event time {} is NULL", self.layout.order_by_name), row));
+                continue;
+            };
+            if diff < 0 {
+                out.errors.push((
+                    "a pattern's input must be append-only: a row was retracted".to_string(),
+                    row,
+                ));
+                continue;
+            }
+            if ts < before {
+                out.errors.push((
+                    format!(
+                        "late: event time {} is behind the watermark {} (allowed lateness {} ms)",
+                        format_timestamp(ts),
+                        format_timestamp(before),
+                        self.layout.watermark.lateness_ms
+                    ),
+                    row,
+                ));
+                continue;
+            }
+            let key = self.key(&row);
+            let p = match self.partitions.get_mut(&key) {
+                Some(p) => p,
+                None => self.partitions.entry(key.clone()).or_default(),
+            };
+            for _ in 1..diff {
+                p.insert(ts, row.clone());
+            }
+            p.insert(ts, row);
+            // Re-filed only when the row moves its wake-up earlier (a
+            // partition with rows waiting is never forgotten).
+            if p.wake.is_none_or(|w| ts.saturating_add(1) < w) {
+                self.reindex(key);
+            }
+        }
+        if let Some(m) = max_ts {
+            self.clock.observe(now, m);
+        }
+        self.watermark = self.watermark.max(self.clock.at(now));
+        let w = self.clock.at(now);
+        while self.wakes.first().is_some_and(|(wake, _)| *wake <= w) {
+            self.work_first(w, &mut out);
+        }
+        self.emit(now, out);
+    }
+
+    /// Works the partition with the earliest wake-up at watermark `w`.
+    fn work_first(&mut self, w: i64, out: &mut Emitted) {
+        self.watermark = self.watermark.max(w);
+        let Some((_, key)) = self.wakes.pop_first() else { return };
+        if let Some(p) = self.partitions.get_mut(&key) {
+            p.wake = None;
+            let had = p.in_progress();
+            p.advance(&self.matcher, Some(w), out);
+            match (had, p.in_progress()) {
+                (false, true) => self.attempts += 1,
+                (true, false) => self.attempts -= 1,
+                _ => {}
+            }
+        }
+        self.reindex(key);
+    }
+
+    /// The stream ended: every partition finishes, as if the watermark had
+    /// passed everything.
+    fn finish(&mut self, t: Tick) {
+        let mut out = Emitted::default();
+        for p in self.partitions.values_mut() {
+            p.advance(&self.matcher, None, &mut out);
+        }
+        self.partitions.clear();
+        self.wakes.clear();
+        self.attempts = 0;
+        self.emit(t, out);
+    }
+}
+
+/// Output rows of a rule.
+pub type Rows<'s> = VecCollection<'s, Tick, Row, Diff>;
+/// Rows for the dead letters, with the reason.
+pub type Rejects<'s> = VecCollection<'s, Tick, (String, Row), Diff>;
+
+/// A rule's state on this worker, for metrics.
+#[derive(Clone, Debug, Default)]
+pub struct CepStats {
+    /// Partitions with rows waiting for the watermark, a match in progress
+    /// or history kept for `PREV` / `MATCH_NUMBER()`.
+    pub partitions: Rc<std::cell::Cell<usize>>,
+    /// Partitions with a partial match in progress.
+    pub partial_matches: Rc<std::cell::Cell<usize>>,
+    /// Rows emitted so far (matches, or their rows, and time-outs).
+    pub emitted: Rc<std::cell::Cell<u64>>,
+}
+
+/// Matches `matcher` over `input` (append-only rows). Returns the output
+/// rows, and the rows that could not be matched with the reason (late rows,
+/// NULL event times, evaluation errors) for the dead letters.
+///
+/// Output is emitted at the tick the watermark passes what decides it: a
+/// match when no more preferred match can still appear, a time-out when the
+/// watermark passes its start plus `WITHIN`.
+pub fn match_recognize<'s, R: Rule>(
+    input: VecCollection<'s, Tick, Row, Diff>,
+    name: &str,
+    layout: Layout,
+    matcher: Matcher<R>,
+    stats: CepStats,
+) -> (Rows<'s>, Rejects<'s>) {
+    let order_by = layout.order_by;
+    // Each worker's largest event time per tick, seen by every worker.
+    let marks = input
+        .inner
+        .clone()
+        .unary::<CapacityContainerBuilder<Vec<(i64, Tick, Diff)>>, _, _, _>(
+            Pipeline,
+            &format!("{name}: event-time marks"),
+            move |_cap, _info| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        let mut by_time: BTreeMap<Tick, i64> = BTreeMap::new();
+                        for (row, t, diff) in data.iter() {
+                            if *diff > 0 {
+                                if let Some(ts) = event_time(row, order_by) {
+                                    let m = by_time.entry(*t).or_insert(ts);
+                                    *m = (*m).max(ts);
+                                }
+                            }
+                        }
+                        let mut session = output.session(&cap);
+                        for (t, ts) in by_time {
+                            session.give((ts, t, 1));
+                        }
+                    });
+                }
+            },
+        )
+        .broadcast();
+    let key_cols = layout.partition_by.clone();
+    let watermark = layout.watermark;
+    let mut state = State {
+        matcher,
+        layout,
+        clock: Clock::new(watermark),
+        partitions: HashMap::new(),
+        wakes: BTreeSet::new(),
+        attempts: 0,
+        outbox: Vec::new(),
+        watermark: i64::MIN,
+    };
+    /// A match (or time-out) row, or a row for the dead letters.
+    type Out = (Result<Row, (String, Row)>, Tick, Diff);
+    type Builder = CapacityContainerBuilder<Vec<Out>>;
+    let both = input.inner.binary_frontier::<_, Builder, _, _, _, _>(
+        marks,
+        Exchange::new(move |(row, _, _): &(Row, Tick, Diff)| {
+            key_cols.iter().map(|&i| row[i].clone()).collect::<Row>().hashed()
+        }),
+        Pipeline,
+        name,
+        move |capability, _info| {
+            let mut cap: Option<Capability<Tick>> = Some(capability);
+            let mut rows: BTreeMap<Tick, Vec<(Row, Diff)>> = BTreeMap::new();
+            let mut marks: BTreeMap<Tick, i64> = BTreeMap::new();
+            move |(input, frontier), (mark_input, mark_frontier), output| {
+                input.for_each(|_cap, data| {
+                    for (row, t, diff) in data.drain(..) {
+                        rows.entry(t).or_default().push((row, diff));
+                    }
+                });
+                mark_input.for_each(|_cap, data| {
+                    for (ts, t, _) in data.drain(..) {
+                        let m = marks.entry(t).or_insert(ts);
+                        *m = (*m).max(ts);
+                    }
+                });
+                let Some(held) = cap.as_ref() else { return };
+                // The earliest time either input may still bring.
+                let now = [frontier.frontier().first(), mark_frontier.frontier().first()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .copied();
+                let complete = |t: &Tick| now.is_none_or(|n| *t < n);
+                loop {
+                    let next = [rows.keys().next(), marks.keys().next()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .copied();
+                    let Some(t) = next.filter(complete) else { break };
+                    let data = rows.remove(&t).unwrap_or_default();
+                    let mark = marks.remove(&t);
+                    state.tick(t, data, mark);
+                }
+                match now {
+                    // Every tick before the frontier is complete.
+                    Some(n) => state.idle_until(n.saturating_sub(1)),
+                    None => state.finish(*held.time()),
+                }
+                for (t, e) in state.outbox.drain(..) {
+                    // Never before the capability held: that time is past.
+                    let t = t.max(*held.time());
+                    let at = held.delayed(&t);
+                    let mut session = output.session(&at);
+                    stats.emitted.set(stats.emitted.get() + e.rows.len() as u64);
+                    for row in e.rows {
+                        session.give((Ok(row), t, 1));
+                    }
+                    for err in e.errors {
+                        session.give((Err(err), t, 1));
+                    }
+                }
+                stats.partitions.set(state.partitions.len());
+                stats.partial_matches.set(state.attempts);
+                match now {
+                    Some(n) => {
+                        if let Some(c) = cap.as_mut() {
+                            c.downgrade(&n);
+                        }
+                    }
+                    None => cap = None,
+                }
+            }
+        },
+    );
+    let (oks, errs) = both.ok_err::<Vec<_>, _, Vec<_>, _, _>(|(r, t, d)| match r {
+        Ok(row) => Ok((row, t, d)),
+        Err(e) => Err((e, t, d)),
+    });
+    (oks.as_collection(), errs.as_collection())
+}
