@@ -1,23 +1,22 @@
-//! Why a control-plane request failed; each variant maps to an HTTP status.
+//! Why a control-plane request failed, by whose rules: the catalog's (the
+//! user's SQL and names, other jobs' reads), the read side's, the request's
+//! own shape, the disk, or the engine. The API maps each to a status.
 
 use weir_connectors::LogError;
 use weir_dataflows::catalog::CatalogError;
-use weir_dataflows::sql::PlanError;
 use weir_queries::ReadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{0}")]
-    Plan(PlanError),
-    #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    /// A read failed (the read side says whose fault).
+    /// Refused by the catalog (see [`CatalogError`]).
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A read failed (see [`ReadError`]).
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The request is malformed: a stable code and a message.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     /// The log could not take an append through no fault of the request
     /// (the disk): a retry may help.
     #[error("{0}")]
@@ -26,14 +25,9 @@ pub enum EngineError {
     Internal(String),
 }
 
-impl From<CatalogError> for EngineError {
-    fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::Plan(p) => EngineError::Plan(p),
-            CatalogError::NotFound(m) => EngineError::NotFound(m),
-            CatalogError::Conflict(m) => EngineError::Conflict(m),
-            CatalogError::Internal(m) => EngineError::Internal(m),
-        }
+impl EngineError {
+    pub fn no_job(name: &str) -> EngineError {
+        EngineError::Catalog(CatalogError::NotFound(format!("no job named {name}")))
     }
 }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use weir_connectors::dead_letters::DeadLetter;
 use weir_connectors::log::{LogRecord, TopicInfo};
 
+use weir_queries::ReadError;
+
 use super::{Engine, EngineError};
 
 /// A page of dead letters.
@@ -31,7 +33,7 @@ impl Engine {
     ) -> Result<Vec<LogRecord>, EngineError> {
         let log = &self.shared.log;
         if log.topic(topic).is_none() {
-            return Err(EngineError::NotFound(format!("no topic named {topic}")));
+            return Err(ReadError::NotFound(format!("no topic named {topic}")).into());
         }
         log.read(topic, partition, from, limit)
             .map_err(|e| EngineError::BadRequest {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use weir_connectors::log::DEFAULT_PARTITIONS;
 use weir_connectors::sink::SinkMsg;
 use weir_connectors::source::Feeding;
-use weir_dataflows::catalog::{Catalog, DataflowId, Dropped, Job, Replacing};
+use weir_dataflows::catalog::{Catalog, CatalogError, DataflowId, Dropped, Job, Replacing};
 use weir_dataflows::plan::StartFrom;
 use weir_dataflows::sql::plan_drops;
 use weir_operators::repr::Tick;
@@ -85,7 +85,7 @@ impl Engine {
                 .jobs
                 .get(name)
                 .map(|j| j.sql.clone())
-                .ok_or_else(|| EngineError::NotFound(format!("no job named {name}")))?;
+                .ok_or_else(|| EngineError::no_job(name))?;
             self.install_in(&mut cat, name, &sql, true, None, Some(from))?;
         }
         self.job(name)
@@ -262,7 +262,7 @@ impl Engine {
             .jobs
             .get(name)
             .map(|j| j.df)
-            .ok_or_else(|| EngineError::NotFound(format!("no job named {name}")))?;
+            .ok_or_else(|| EngineError::no_job(name))?;
         self.send(Command::EndSources { df })
     }
 
@@ -273,12 +273,12 @@ impl Engine {
 
     fn drop_job_in(&self, cat: &mut Catalog, name: &str) -> Result<(), EngineError> {
         let Some(job) = cat.jobs.get(name) else {
-            return Err(EngineError::NotFound(format!("no job named {name}")));
+            return Err(EngineError::no_job(name));
         };
         if let Some(dep) = cat.dependant(name) {
-            return Err(EngineError::Conflict(format!(
+            return Err(EngineError::Catalog(CatalogError::Conflict(format!(
                 "job {name} cannot be dropped: {dep} (of another job) reads its objects"
-            )));
+            ))));
         }
         let mut dfs = vec![job.df];
         if let Some(Replacing { df: d, .. }) = &job.replacing {
@@ -307,7 +307,7 @@ impl Engine {
     /// new one has caught up. The stored script loses the statements, so a
     /// restart does not bring them back.
     pub fn drop_objects(self: &Arc<Self>, sql: &str) -> Result<DropOutcome, EngineError> {
-        let drops = plan_drops(sql).map_err(EngineError::Plan)?;
+        let drops = plan_drops(sql).map_err(CatalogError::Plan)?;
         let mut cat = lock(&self.catalog);
         let change = cat.plan_drops(&drops)?;
         cat.objects.retain(|n, _| !change.names.contains(n));

@@ -14,105 +14,105 @@ use crate::shared::{lock, sink_key};
 
 #[derive(Serialize)]
 pub struct JobStatus {
-    pub name: String,
+    name: String,
     pub sql: String,
     /// `running`, `catching_up` or `replacing`.
-    pub status: &'static str,
-    pub rebuild: Option<RebuildProgress>,
-    pub skip_before_ms: Tick,
-    pub created_ms: u64,
-    pub tables: Vec<TableStatus>,
-    pub views: Vec<ViewProgressStatus>,
+    status: &'static str,
+    rebuild: Option<RebuildProgress>,
+    skip_before_ms: Tick,
+    created_ms: u64,
+    tables: Vec<TableStatus>,
+    views: Vec<ViewProgressStatus>,
     /// Dead letters per table or view of the job.
-    pub dead_letters: BTreeMap<String, u64>,
+    dead_letters: BTreeMap<String, u64>,
     /// Per Kafka table.
-    pub kafka_sources: BTreeMap<String, KafkaSourceStatus>,
-    pub sinks: Vec<SinkStatus>,
+    kafka_sources: BTreeMap<String, KafkaSourceStatus>,
+    sinks: Vec<SinkStatus>,
 }
 
 #[derive(Serialize)]
 pub struct TableStatus {
-    pub name: String,
-    pub topic: String,
-    pub primary_key: Option<Vec<String>>,
+    name: String,
+    topic: String,
+    primary_key: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
 pub struct ViewProgressStatus {
-    pub name: String,
-    pub complete_through: Option<Tick>,
+    name: String,
+    complete_through: Option<Tick>,
 }
 
 /// How far a replacement has read its sources' history.
 #[derive(Serialize)]
 pub struct RebuildProgress {
-    pub events_done: u64,
-    pub events_total: u64,
-    pub elapsed_s: f64,
-    pub rate_per_s: f64,
-    pub eta_s: Option<f64>,
+    events_done: u64,
+    events_total: u64,
+    elapsed_s: f64,
+    rate_per_s: f64,
+    eta_s: Option<f64>,
 }
 
 #[derive(Serialize)]
 pub struct KafkaSourceStatus {
-    pub topic: String,
+    topic: String,
     #[serde(rename = "bootstrap.servers")]
-    pub brokers: String,
-    pub connected: bool,
-    pub retries: u64,
-    pub ingested: u64,
-    pub last_error: Option<String>,
-    pub partitions: Vec<KafkaPartitionStatus>,
+    brokers: String,
+    connected: bool,
+    retries: u64,
+    ingested: u64,
+    last_error: Option<String>,
+    partitions: Vec<KafkaPartitionStatus>,
 }
 
 #[derive(Serialize)]
 pub struct KafkaPartitionStatus {
-    pub partition: i32,
-    pub next_offset: i64,
-    pub high_watermark: i64,
-    pub lag: i64,
+    partition: i32,
+    next_offset: i64,
+    high_watermark: i64,
+    lag: i64,
 }
 
 #[derive(Serialize)]
 pub struct SinkStatus {
-    pub name: String,
-    pub topic: String,
+    name: String,
+    topic: String,
     /// `running`, `retrying` or `stopped`.
-    pub state: &'static str,
+    state: &'static str,
     /// Absent while the sink's writer is stopped.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub writer: Option<SinkWriterStatus>,
+    writer: Option<SinkWriterStatus>,
 }
 
 #[derive(Serialize)]
 pub struct SinkWriterStatus {
-    pub from: String,
-    pub envelope: String,
-    pub semantic: &'static str,
-    pub written_as_of: u64,
-    pub records: u64,
-    pub queued_times: u64,
-    pub errors: u64,
-    pub last_error: Option<String>,
+    from: String,
+    envelope: String,
+    semantic: &'static str,
+    written_as_of: u64,
+    records: u64,
+    queued_times: u64,
+    errors: u64,
+    last_error: Option<String>,
 }
 
 /// A view, as `GET /v1/views` lists it.
 #[derive(Serialize)]
 pub struct ViewInfo {
-    pub name: String,
-    pub job: String,
-    pub columns: Vec<ColumnInfo>,
-    pub key: Option<Vec<String>>,
-    pub complete_through: Option<Tick>,
+    name: String,
+    job: String,
+    columns: Vec<ColumnInfo>,
+    key: Option<Vec<String>>,
+    complete_through: Option<Tick>,
     pub rows: Option<i64>,
 }
 
 #[derive(Serialize)]
 pub struct ColumnInfo {
-    pub name: String,
+    name: String,
     #[serde(rename = "type")]
-    pub ty: String,
-    pub nullable: bool,
+    ty: String,
+    nullable: bool,
 }
 
 fn column_names(schema: &Schema, cols: &Option<Vec<usize>>) -> Option<Vec<String>> {
@@ -128,10 +128,7 @@ impl Engine {
 
     pub fn job(&self, name: &str) -> Result<JobStatus, EngineError> {
         let cat = lock(&self.catalog);
-        let job = cat
-            .jobs
-            .get(name)
-            .ok_or_else(|| EngineError::NotFound(format!("no job named {name}")))?;
+        let job = cat.jobs.get(name).ok_or_else(|| EngineError::no_job(name))?;
         let dlq = self.shared.store.dead_letters().count_by_source();
         let objects: BTreeSet<&String> = job
             .plan

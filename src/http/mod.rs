@@ -30,6 +30,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 
+use weir_dataflows::catalog::CatalogError;
+use weir_dataflows::sql::PlanError;
 use weir_queries::ReadError;
 
 use crate::engine::{Engine, EngineError};
@@ -98,30 +100,38 @@ fn located_error(status: StatusCode, code: &str, message: String, at: Option<(u6
 impl IntoResponse for EngineError {
     fn into_response(self) -> Response {
         match self {
-            EngineError::Plan(p) => located_error(StatusCode::BAD_REQUEST, p.code, p.message, Some((p.line, p.column))),
-            EngineError::BadRequest { code, message } => error(StatusCode::BAD_REQUEST, code, message),
-            EngineError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
-            EngineError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
-            EngineError::Read(e) => read_error(e),
+            EngineError::Catalog(e) => match e {
+                CatalogError::Plan(p) => plan_error(p),
+                CatalogError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
+                CatalogError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
+                CatalogError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+            },
+            EngineError::Read(e) => match e {
+                ReadError::Plan(p) => plan_error(p),
+                ReadError::BadRequest { code, message } => bad_request(code, message),
+                ReadError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
+                ReadError::Timeout(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
+                ReadError::Replaced(v) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "replaced",
+                    format!("view {v} was replaced again and again while being read; retry"),
+                ),
+                ReadError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+            },
+            EngineError::BadRequest { code, message } => bad_request(code, message),
             EngineError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", m),
             EngineError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         }
     }
 }
 
-fn read_error(e: ReadError) -> Response {
-    match e {
-        ReadError::Plan(p) => EngineError::Plan(p).into_response(),
-        ReadError::BadRequest { code, message } => error(StatusCode::BAD_REQUEST, code, message),
-        ReadError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
-        ReadError::Timeout(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
-        ReadError::Replaced(v) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replaced",
-            format!("view {v} was replaced again and again while being read; retry"),
-        ),
-        ReadError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
-    }
+/// SQL that does not plan: 400 with the line and column.
+fn plan_error(p: PlanError) -> Response {
+    located_error(StatusCode::BAD_REQUEST, p.code, p.message, Some((p.line, p.column)))
+}
+
+fn bad_request(code: &str, message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, code, message)
 }
 
 /// Answers with a typed body, or the error.
@@ -145,23 +155,14 @@ async fn body_bytes(body: Body, limit: usize) -> Result<axum::body::Bytes, Respo
 
 async fn json_body(body: Body, limit: usize) -> Result<Value, Response> {
     let bytes = body_bytes(body, limit).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("line {}, column {}: {e}", e.line(), e.column()),
-        )
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| bad_request("invalid_json", format!("line {}, column {}: {e}", e.line(), e.column())))
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, Response> {
-    v.get(name).and_then(Value::as_str).ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
-            format!("the body needs a string field \"{name}\""),
-        )
-    })
+    v.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("missing_field", format!("the body needs a string field \"{name}\"")))
 }
 
 /// The `sql` string field of a JSON body.
@@ -177,11 +178,6 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
 
 /// A number parameter, 400 when it is not one.
 fn number<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, Response> {
-    v.parse().map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_parameter",
-            format!("{k}={v} is not a number"),
-        )
-    })
+    v.parse()
+        .map_err(|_| bad_request("bad_parameter", format!("{k}={v} is not a number")))
 }

@@ -19,17 +19,17 @@ const MAX_READS_IN_FLIGHT: usize = 2;
 
 /// One table read by a dataflow on this worker.
 pub struct Source {
-    pub decoder: TableDecoder,
-    pub reader: PartitionReader,
-    pub input: SourceInput,
+    pub(super) decoder: TableDecoder,
+    pub(super) reader: PartitionReader,
+    pub(super) input: SourceInput,
     /// Whether a view of this dataflow reads the table. A job's own table
     /// that only other jobs' views read is still decoded here, so that bad
     /// records reach the dead letters, but not fed: an input that no
     /// operator consumes keeps every record pushed into it (timely hands an
     /// unconsumed batch back to the sender, which resends it with the next).
-    pub feeds: bool,
-    pub ingested: IntCounter,
-    pub rejected: IntCounter,
+    pub(super) feeds: bool,
+    pub(super) ingested: IntCounter,
+    pub(super) rejected: IntCounter,
 }
 
 /// Feeds one decoded record into a source's input at time `at` (not before
@@ -65,29 +65,29 @@ pub fn push(input: &mut SourceInput, feeds: bool, decoded: Decoded, seq: u64, at
 
 pub struct Dataflow {
     /// Timely's index of the dataflow, to drop it.
-    pub index: usize,
-    pub sources: Vec<Source>,
-    pub views: Vec<View>,
+    pub(super) index: usize,
+    pub(super) sources: Vec<Source>,
+    pub(super) views: Vec<View>,
     /// How it times records: those appended before its install are
     /// history (see [`Feeding`]).
-    pub feeding: Feeding,
+    pub(super) feeding: Feeding,
     /// Per read, the latest time a record was fed at, until every view has
     /// passed it.
-    pub in_flight: Vec<Tick>,
+    pub(super) in_flight: Vec<Tick>,
 }
 
 /// One view of a dataflow on this worker.
 pub struct View {
-    pub name: String,
-    pub trace: ViewTrace,
+    pub(super) name: String,
+    pub(super) trace: ViewTrace,
     /// This worker's row count (see `RenderedView::rows`).
-    pub rows: Rc<Cell<i64>>,
+    pub(super) rows: Rc<Cell<i64>>,
     /// The state gauges of its pattern rules.
-    pub patterns: Vec<CepStats>,
+    pub(super) patterns: Vec<CepStats>,
     /// The upper of its trace (see `RenderedView::probe`).
-    pub upper: ProbeHandle<Tick>,
+    pub(super) upper: ProbeHandle<Tick>,
     /// The compaction frontier already allowed (never regresses).
-    pub since: Tick,
+    pub(super) since: Tick,
 }
 
 /// The frontier a probe has seen (`None`: closed).
