@@ -163,7 +163,9 @@ impl Source {
             return Err((position, shown(&m), reason));
         }
         let key = match (m.key, &self.key_schema) {
-            (Some(k), Some(schema)) => Some(decode_key(k, schema).map_err(|r| (position.clone(), shown(&m), r))?),
+            (Some(k), Some(schema)) => {
+                Some(decode_key(k, schema).map_err(|e| (position.clone(), shown(&m), e.to_string()))?)
+            }
             _ => None,
         };
         match m.value {
