@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{
-    last_with_prefix, lock, read_u64, scan, write_durably, StoreError, TAG_DEAD_LETTER, TAG_DEAD_LETTER_COUNT,
-    TAG_DEAD_LETTER_ID,
-};
+use crate::keys::{read_u64, TAG_DEAD_LETTER, TAG_DEAD_LETTER_COUNT, TAG_DEAD_LETTER_ID};
+use crate::rocks::{last_with_prefix, scan, write_durably, StoreError};
+use crate::sync::lock;
 
 /// Where in the event log (or a Kafka topic) an event came from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -21,6 +21,12 @@
 //! decimals become strings with exactly their scale's digits (`"12.50"`) so
 //! money stays exact through JavaScript clients.
 //!
+//! # Kafka keys
+//!
+//! [`decode_key`] reads a Kafka record's key as the key columns of an
+//! upsert table: a JSON object, a bare JSON value for a one-column key, or
+//! a TEXT key's plain text.
+//!
 //! # Upsert deletes
 //!
 //! For a table with a PRIMARY KEY, an event carrying the key columns and
@@ -37,6 +43,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 use weir_operators::repr::{format_timestamp, parse_timestamp, Datum, OrdF64, Row, Schema, SqlType};
 
+use crate::error::ErrorKind;
 use crate::ingest::json_kind;
 
 /// Why an event could not be decoded into a row.
@@ -50,6 +57,46 @@ pub enum DecodeError {
     /// expected DECIMAL(12,2), got string "abc"`.
     #[error("column {column}: {reason}")]
     Column { column: String, reason: String },
+}
+
+impl DecodeError {
+    /// Always [`ErrorKind::User`]: the event does not fit the table.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::User
+    }
+
+    /// Never: the same event fails the same way.
+    pub fn retryable(&self) -> bool {
+        false
+    }
+}
+
+/// Why a Kafka record's key could not be read as the key columns
+/// ([`decode_key`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyDecodeError {
+    /// The key is a JSON object, or a one-column key's bare JSON value,
+    /// that does not fit the key columns.
+    #[error("key: {0}")]
+    Decode(DecodeError),
+    /// The key is not a JSON object and there are several key columns.
+    #[error("key: expected a JSON object with the key columns {}", .columns.join(", "))]
+    NotAnObject { columns: Vec<String> },
+    /// A one-column key that is neither JSON nor (for a TEXT column) text.
+    #[error("key: expected {ty} as JSON, got {text:?}")]
+    NotJson { ty: SqlType, text: String },
+}
+
+impl KeyDecodeError {
+    /// Always [`ErrorKind::User`]: the record's key does not fit the table.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::User
+    }
+
+    /// Never: the same key fails the same way.
+    pub fn retryable(&self) -> bool {
+        false
+    }
 }
 
 /// The fields of one JSON object, in document order, each value kept as its
@@ -117,6 +164,37 @@ pub fn decode_json(payload: &[u8], schema: &Schema) -> Result<Row, DecodeError> 
             })
         })
         .collect()
+}
+
+/// A Kafka record's key as the key columns of an upsert table: a JSON
+/// object holding them; for a one-column key also the bare JSON value
+/// (`42`, `"a"`), or for a TEXT key the key's text as it is (Kafka's
+/// string serializer).
+pub fn decode_key(bytes: &[u8], schema: &Schema) -> Result<Row, KeyDecodeError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return decode_json(bytes, schema).map_err(KeyDecodeError::Decode);
+    }
+    let [column] = schema.columns.as_slice() else {
+        return Err(KeyDecodeError::NotAnObject {
+            columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
+        });
+    };
+    if serde_json::from_slice::<&RawValue>(bytes).is_ok() {
+        let mut wrapped = Vec::with_capacity(bytes.len() + column.name.len() + 8);
+        wrapped.extend_from_slice(serde_json::to_string(&column.name).unwrap_or_default().as_bytes());
+        wrapped.push(b':');
+        wrapped.extend_from_slice(bytes);
+        let object = [b"{".as_slice(), &wrapped, b"}"].concat();
+        return decode_json(&object, schema).map_err(KeyDecodeError::Decode);
+    }
+    match (column.ty, std::str::from_utf8(bytes)) {
+        (SqlType::Text, Ok(text)) => Ok(vec![Datum::Text(text.to_string())]),
+        _ => Err(KeyDecodeError::NotJson {
+            ty: column.ty,
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        }),
+    }
 }
 
 /// Whether `payload` is an upsert delete: an object with `"__op": "delete"`
@@ -376,5 +454,60 @@ mod tests {
         for bad in ["", "-", ".", "1_000", "1e", "e3", "1.2.3", "NaN", "0x10", " 1"] {
             assert!(!is_numeral(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn keys_decode_as_objects_bare_values_or_text() {
+        use weir_operators::repr::Column;
+        let one = |ty| Schema {
+            columns: vec![Column {
+                name: "id".into(),
+                ty,
+                nullable: false,
+            }],
+        };
+        assert_eq!(
+            decode_key(b"{\"id\": 7}", &one(SqlType::BigInt)),
+            Ok(vec![Datum::Int(7)])
+        );
+        assert_eq!(decode_key(b"7", &one(SqlType::BigInt)), Ok(vec![Datum::Int(7)]));
+        assert_eq!(
+            decode_key(b"\"a\"", &one(SqlType::Text)),
+            Ok(vec![Datum::Text("a".into())])
+        );
+        assert_eq!(
+            decode_key(b"abc", &one(SqlType::Text)),
+            Ok(vec![Datum::Text("abc".into())])
+        );
+        assert!(decode_key(b"abc", &one(SqlType::BigInt)).is_err());
+        assert!(decode_key(b"\"x\"", &one(SqlType::BigInt)).is_err());
+    }
+
+    #[test]
+    fn key_errors_read_as_before() {
+        use weir_operators::repr::Column;
+        let column = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+            nullable: false,
+        };
+        let one = Schema {
+            columns: vec![column("id", SqlType::BigInt)],
+        };
+        let two = Schema {
+            columns: vec![column("a", SqlType::BigInt), column("b", SqlType::Text)],
+        };
+        let message = |bytes: &[u8], schema: &Schema| decode_key(bytes, schema).unwrap_err().to_string();
+        assert_eq!(message(b"abc", &one), "key: expected BIGINT as JSON, got \"abc\"");
+        assert_eq!(
+            message(b"7", &two),
+            "key: expected a JSON object with the key columns a, b"
+        );
+        assert_eq!(
+            message(b"\"x\"", &one),
+            "key: column id: expected BIGINT, got string \"x\""
+        );
+        assert_eq!(decode_key(b"abc", &one).unwrap_err().kind(), ErrorKind::User);
+        assert!(!decode_key(b"abc", &one).unwrap_err().retryable());
     }
 }

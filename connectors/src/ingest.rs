@@ -8,6 +8,8 @@
 
 use serde_json::value::RawValue;
 
+use crate::error::ErrorKind;
+
 /// Why a body was rejected. Lines and columns are 1-based; columns count
 /// bytes from the start of the line, as serde_json does.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +34,16 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// Always [`ErrorKind::User`]: the body is the producer's to fix.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::User
+    }
+
+    /// Never: the same body is rejected the same way.
+    pub fn retryable(&self) -> bool {
+        false
+    }
+
     /// (line, column) of the problem, when it has one.
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {

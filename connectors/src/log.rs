@@ -21,7 +21,10 @@ use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::store::{last_with_prefix, lock, read_u32, read_u64, scan, write_durably, StoreError, TAG_LOG, TAG_TOPIC};
+use crate::error::ErrorKind;
+use crate::keys::{read_u32, read_u64, TAG_LOG, TAG_TOPIC};
+use crate::rocks::{last_with_prefix, scan, write_durably, StoreError};
+use crate::sync::lock;
 
 /// Partitions of a topic created implicitly by its first append.
 pub const DEFAULT_PARTITIONS: u32 = 4;
@@ -51,6 +54,31 @@ pub enum LogError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl LogError {
+    /// Whose fault it is: a bad topic name, partition count, partition or
+    /// an empty batch is the caller's (`User`); a failure of the store is
+    /// classified by [`StoreError::kind`] (for RocksDB I/O: `External`).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LogError::InvalidTopicName(_)
+            | LogError::InvalidPartitionCount(_)
+            | LogError::EmptyBatch
+            | LogError::NoSuchTopic(_)
+            | LogError::NoSuchPartition { .. } => ErrorKind::User,
+            LogError::Store(e) => e.kind(),
+        }
+    }
+
+    /// Whether the same call, made again, may succeed: only for some
+    /// failures of the store ([`StoreError::retryable`]).
+    pub fn retryable(&self) -> bool {
+        match self {
+            LogError::Store(e) => e.retryable(),
+            _ => false,
+        }
+    }
 }
 
 /// A topic and how far each of its partitions has been written.

@@ -29,14 +29,20 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use weir_operators::repr::{Diff, Row, Schema, Tick};
 
 use crate::decode::encode_json;
+use crate::error::ErrorKind;
+use crate::kafka::client::{kafka_error_kind, kafka_error_retryable};
 use crate::kafka::{ensure_topic, ProduceError, Producer};
-use crate::store::{lock, read_u64, Meta, StoreError};
+use crate::keys::read_u64;
+use crate::meta::Meta;
+use crate::rocks::StoreError;
+use crate::sync::lock;
 
 /// The header carrying the engine time of a change.
 pub const AS_OF_HEADER: &str = "weir.as_of";
@@ -48,6 +54,52 @@ const TIMES_PER_TRANSACTION: usize = 1000;
 /// How often at-least-once progress is recorded (each record is a synced
 /// write; after a crash at most this much is written again).
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Why an attempt of a sink's writer failed; the writer retries it (see
+/// the module doc) and shows it in [`SinkStatus::last_error`].
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Creating the topic, producing or committing failed.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    /// A transaction or consumer call of librdkafka failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The sink's progress could not be read or recorded.
+    #[error(transparent)]
+    Progress(#[from] StoreError),
+    /// The topic's last records did not arrive in time (exactly-once, at
+    /// start).
+    #[error("timed out reading the end of topic {topic}")]
+    EndOfTopicTimeout { topic: String },
+    #[error("no producer")]
+    NoProducer,
+}
+
+impl SinkError {
+    /// Whose fault it is: as classified by the producer, librdkafka or the
+    /// store; the broker's for a timeout; weir's for a missing producer.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SinkError::Produce(e) => e.kind(),
+            SinkError::Kafka(e) => kafka_error_kind(e),
+            SinkError::Progress(e) => e.kind(),
+            SinkError::EndOfTopicTimeout { .. } => ErrorKind::External,
+            SinkError::NoProducer => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether trying again may succeed with nothing changed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            SinkError::Produce(e) => e.retryable(),
+            SinkError::Kafka(e) => kafka_error_retryable(e),
+            SinkError::Progress(e) => e.retryable(),
+            SinkError::EndOfTopicTimeout { .. } => true,
+            SinkError::NoProducer => false,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SinkEnvelope {
@@ -233,7 +285,7 @@ impl Writer {
     }
 
     /// Runs `f` until it succeeds (or the writer stops), backing off.
-    fn retry<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, String>) -> Option<T> {
+    fn retry<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, SinkError>) -> Option<T> {
         let mut wait = BACKOFF_FIRST;
         while !self.stopped() {
             match f(self) {
@@ -350,24 +402,24 @@ impl Writer {
 
     /// Creates the topic if missing and the producer; for exactly-once,
     /// settles an open transaction and finds the last time committed.
-    fn connect(&mut self) -> Result<Option<Tick>, String> {
-        ensure_topic(&self.config.brokers, &self.config.topic, self.config.partitions).map_err(|e| e.to_string())?;
-        let committed = self.progress.get("committed").map_err(|e| e.to_string())?;
+    fn connect(&mut self) -> Result<Option<Tick>, SinkError> {
+        ensure_topic(&self.config.brokers, &self.config.topic, self.config.partitions)?;
+        let committed = self.progress.get("committed")?;
         self.open_producer()?;
         if !self.config.exactly_once {
             return Ok(committed);
         }
-        let pending = self.progress.get("pending").map_err(|e| e.to_string())?;
+        let pending = self.progress.get("pending")?;
         match pending {
             Some(p) if committed.is_none_or(|c| p > c) => {
-                let last = last_written_as_of(&self.config).map_err(|e| e.to_string())?;
+                let last = last_written_as_of(&self.config)?;
                 let resumed = if last.is_some_and(|l| l >= p) {
                     Some(p)
                 } else {
                     committed
                 };
                 if let Some(t) = resumed {
-                    self.progress.put("committed", t).map_err(|e| e.to_string())?;
+                    self.progress.put("committed", t)?;
                 }
                 Ok(resumed)
             }
@@ -377,20 +429,19 @@ impl Writer {
 
     /// A new producer: transactional for exactly-once (its open
     /// transactions, from a crash, settled by `init_transactions`).
-    fn open_producer(&mut self) -> Result<(), String> {
+    fn open_producer(&mut self) -> Result<(), SinkError> {
         let id = format!("weir-sink-{}-{}", self.config.name, self.config.topic);
         let transactional = self.config.exactly_once.then_some(id.as_str());
-        let p = Producer::with_settings(&self.config.brokers, &self.config.properties, transactional)
-            .map_err(|e| e.to_string())?;
+        let p = Producer::with_settings(&self.config.brokers, &self.config.properties, transactional)?;
         if transactional.is_some() {
-            p.init_transactions(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+            p.init_transactions(FLUSH_TIMEOUT)?;
         }
         self.producer = Some(p);
         Ok(())
     }
 
     /// Writes the changes of `times` (in time order).
-    fn write(&mut self, times: &[(Tick, Vec<(Row, Diff)>)]) -> Result<(), String> {
+    fn write(&mut self, times: &[(Tick, Vec<(Row, Diff)>)]) -> Result<(), SinkError> {
         if self.producer.is_none() {
             self.open_producer()?;
         }
@@ -403,9 +454,9 @@ impl Writer {
             .collect();
         let topic = self.config.topic.clone();
         let exactly_once = self.config.exactly_once;
-        let producer = self.producer.as_mut().ok_or("no producer")?;
+        let producer = self.producer.as_mut().ok_or(SinkError::NoProducer)?;
         if exactly_once {
-            producer.begin_transaction().map_err(|e| e.to_string())?;
+            producer.begin_transaction()?;
         }
         let sent = (|| -> Result<(), ProduceError> {
             for (t, (key, value)) in &records {
@@ -420,18 +471,18 @@ impl Writer {
         if exactly_once {
             if let Err(e) = sent {
                 let _ = producer.abort_transaction(FLUSH_TIMEOUT);
-                return Err(e.to_string());
+                return Err(e.into());
             }
-            self.progress.put("pending", last).map_err(|e| e.to_string())?;
-            let producer = self.producer.as_mut().ok_or("no producer")?;
+            self.progress.put("pending", last)?;
+            let producer = self.producer.as_mut().ok_or(SinkError::NoProducer)?;
             if let Err(e) = producer.commit_transaction(FLUSH_TIMEOUT) {
                 let _ = producer.abort_transaction(FLUSH_TIMEOUT);
-                return Err(e.to_string());
+                return Err(e.into());
             }
-            self.progress.put("committed", last).map_err(|e| e.to_string())?;
+            self.progress.put("committed", last)?;
         } else {
-            sent.map_err(|e| e.to_string())?;
-            producer.flush(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+            sent?;
+            producer.flush(FLUSH_TIMEOUT)?;
             self.unrecorded = Some(last);
         }
         self.resume_after = Some(last);
@@ -517,18 +568,15 @@ pub fn encode(config: &SinkConfig, as_of: Tick, changes: &[(Row, Diff)]) -> Vec<
 
 /// The largest `weir.as_of` among the committed records at the end of the
 /// sink's topic: the last time a transaction wrote.
-fn last_written_as_of(config: &SinkConfig) -> Result<Option<Tick>, String> {
+fn last_written_as_of(config: &SinkConfig) -> Result<Option<Tick>, SinkError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", format!("weir-sink-{}-check", config.name))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let md = consumer
-        .fetch_metadata(Some(&config.topic), FLUSH_TIMEOUT)
-        .map_err(|e| e.to_string())?;
+        .create()?;
+    let md = consumer.fetch_metadata(Some(&config.topic), FLUSH_TIMEOUT)?;
     let partitions = md
         .topics()
         .iter()
@@ -537,20 +585,17 @@ fn last_written_as_of(config: &SinkConfig) -> Result<Option<Tick>, String> {
     let mut tpl = TopicPartitionList::new();
     let mut open = 0;
     for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&config.topic, p, FLUSH_TIMEOUT)
-            .map_err(|e| e.to_string())?;
+        let (low, high) = consumer.fetch_watermarks(&config.topic, p, FLUSH_TIMEOUT)?;
         if high > low {
             // Transaction markers take offsets too: look a little further back.
-            tpl.add_partition_offset(&config.topic, p, Offset::Offset((high - 100).max(low)))
-                .map_err(|e| e.to_string())?;
+            tpl.add_partition_offset(&config.topic, p, Offset::Offset((high - 100).max(low)))?;
             open += 1;
         }
     }
     if open == 0 {
         return Ok(None);
     }
-    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    consumer.assign(&tpl)?;
     let mut last: Option<Tick> = None;
     let deadline = Instant::now() + FLUSH_TIMEOUT;
     while open > 0 && Instant::now() < deadline {
@@ -563,13 +608,15 @@ fn last_written_as_of(config: &SinkConfig) -> Result<Option<Tick>, String> {
                 });
                 last = last.max(t);
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => return Err(e.to_string()),
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => return Err(e.into()),
             None => {}
         }
     }
     if open > 0 {
-        return Err(format!("timed out reading the end of topic {}", config.topic));
+        return Err(SinkError::EndOfTopicTimeout {
+            topic: config.topic.clone(),
+        });
     }
     Ok(last)
 }

@@ -8,7 +8,8 @@ use std::thread;
 
 use weir_connectors::dead_letters::{DeadLetter, Position};
 use weir_connectors::log::{LogError, DEFAULT_PARTITIONS};
-use weir_connectors::store::StateStore;
+use weir_connectors::store::{StateStore, StoreError, FORMAT_VERSION};
+use weir_connectors::ErrorKind;
 
 fn open(dir: &Path) -> StateStore {
     StateStore::open(dir).expect("open state store")
@@ -298,31 +299,31 @@ fn appends_to_different_topics_run_side_by_side() {
 }
 
 #[test]
-fn catalog_keeps_creation_order_across_reopen() {
+fn job_store_keeps_creation_order_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let catalog = open(dir.path()).catalog();
-        catalog.put_job("zeta", b"create table z").unwrap();
-        catalog.put_job("alpha", b"create view a").unwrap();
-        catalog.put_job("mid", b"create view m").unwrap();
+        let jobs = open(dir.path()).jobs();
+        jobs.put_job("zeta", b"create table z").unwrap();
+        jobs.put_job("alpha", b"create view a").unwrap();
+        jobs.put_job("mid", b"create view m").unwrap();
         // Replacing keeps the place; deleting and re-creating moves it last.
-        catalog.put_job("zeta", b"create table z2").unwrap();
-        assert!(catalog.delete_job("alpha").unwrap());
-        assert!(!catalog.delete_job("alpha").unwrap());
-        catalog.put_job("alpha", b"create view a2").unwrap();
-        assert_eq!(catalog.job("mid"), Some(b"create view m".to_vec()));
-        assert_eq!(catalog.job("nope"), None);
+        jobs.put_job("zeta", b"create table z2").unwrap();
+        assert!(jobs.delete_job("alpha").unwrap());
+        assert!(!jobs.delete_job("alpha").unwrap());
+        jobs.put_job("alpha", b"create view a2").unwrap();
+        assert_eq!(jobs.job("mid"), Some(b"create view m".to_vec()));
+        assert_eq!(jobs.job("nope"), None);
     }
-    let catalog = open(dir.path()).catalog();
+    let jobs = open(dir.path()).jobs();
     let expected = vec![
         ("zeta".to_string(), b"create table z2".to_vec()),
         ("mid".to_string(), b"create view m".to_vec()),
         ("alpha".to_string(), b"create view a2".to_vec()),
     ];
-    assert_eq!(catalog.jobs(), expected);
-    catalog.put_job("new", b"x").unwrap();
-    catalog.put_job("mid", b"m2").unwrap();
-    let names: Vec<String> = catalog.jobs().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(jobs.jobs(), expected);
+    jobs.put_job("new", b"x").unwrap();
+    jobs.put_job("mid", b"m2").unwrap();
+    let names: Vec<String> = jobs.jobs().into_iter().map(|(name, _)| name).collect();
     assert_eq!(names, vec!["zeta", "mid", "alpha", "new"]);
 }
 
@@ -392,15 +393,15 @@ fn views_share_one_database() {
     let clone = store.clone();
     store.log().append("shared", Some(0), &events(&["{}"])).unwrap();
     assert_eq!(clone.log().end_offset("shared", 0), 1);
-    store.catalog().put_job("j", b"sql").unwrap();
-    assert_eq!(clone.catalog().jobs().len(), 1);
-    // Catalog and dead letters do not show up as topics and vice versa.
+    store.jobs().put_job("j", b"sql").unwrap();
+    assert_eq!(clone.jobs().jobs().len(), 1);
+    // Jobs and dead letters do not show up as topics and vice versa.
     assert_eq!(store.log().topics().len(), 1);
     assert!(store.dead_letters().list(None, 10).unwrap().is_empty());
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<StateStore>();
     assert_send_sync::<weir_connectors::EventLog>();
-    assert_send_sync::<weir_connectors::Catalog>();
+    assert_send_sync::<weir_connectors::JobStore>();
     assert_send_sync::<weir_connectors::DeadLetters>();
 }
 
@@ -410,6 +411,57 @@ fn a_second_open_of_a_live_store_fails_cleanly() {
     let _store = open(dir.path());
     let err = StateStore::open(dir.path()).unwrap_err();
     assert!(err.to_string().contains("cannot open the state store"), "{err}");
+}
+
+#[test]
+fn errors_say_whose_fault_it_is_and_whether_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let log = store.log();
+    log.create_topic("t", 2).unwrap();
+    // The caller's mistakes.
+    for err in [
+        log.append("a/b", None, &events(&["{}"])).unwrap_err(),
+        log.append("t", Some(2), &events(&["{}"])).unwrap_err(),
+        log.append("t", None, &[]).unwrap_err(),
+        log.read("missing", 0, 0, 1).unwrap_err(),
+    ] {
+        assert_eq!((err.kind(), err.retryable()), (ErrorKind::User, false), "{err}");
+    }
+    // RocksDB's I/O errors (here: the lock of a database already open)
+    // are the disk's, and worth another try; also through the log's error.
+    let locked = StateStore::open(dir.path()).unwrap_err();
+    assert!(matches!(locked, StoreError::Open { .. }), "{locked}");
+    assert_eq!(
+        (locked.kind(), locked.retryable()),
+        (ErrorKind::External, true),
+        "{locked}"
+    );
+    let through_log = LogError::from(locked);
+    assert_eq!(
+        (through_log.kind(), through_log.retryable()),
+        (ErrorKind::External, true)
+    );
+    drop((log, store));
+
+    // A database of another format version is the configuration's fault.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let db = rocksdb::DB::open_default(other.path()).unwrap();
+        db.put(b"V", (FORMAT_VERSION + 1).to_be_bytes()).unwrap();
+    }
+    let err = StateStore::open(other.path()).unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedVersion { .. }), "{err}");
+    assert_eq!((err.kind(), err.retryable()), (ErrorKind::User, false));
+    // A record the store cannot read is weir's.
+    {
+        let db = rocksdb::DB::open_default(other.path()).unwrap();
+        db.put(b"V", FORMAT_VERSION.to_be_bytes()).unwrap();
+        db.put(b"Tt", [0u8; 2]).unwrap();
+    }
+    let err = StateStore::open(other.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!((err.kind(), err.retryable()), (ErrorKind::Internal, false));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! user's SQL and names, other jobs' reads), the read side's, the request's
 //! own shape, the disk, or the engine. The API maps each to a status.
 
-use weir_connectors::LogError;
+use weir_connectors::{ErrorKind, LogError};
 use weir_dataflows::catalog::CatalogError;
 use weir_queries::ReadError;
 
@@ -31,14 +31,17 @@ impl EngineError {
     }
 }
 
+/// An append's failure by whose fault it is: the request's (400), the
+/// disk's while a retry may help (503), else the engine's (500).
 impl From<LogError> for EngineError {
     fn from(e: LogError) -> Self {
-        match e {
-            LogError::Store(_) => EngineError::Unavailable(e.to_string()),
-            other => EngineError::BadRequest {
+        match (e.kind(), e.retryable()) {
+            (ErrorKind::User, _) => EngineError::BadRequest {
                 code: "append_failed",
-                message: other.to_string(),
+                message: e.to_string(),
             },
+            (_, true) => EngineError::Unavailable(e.to_string()),
+            (_, false) => EngineError::Internal(e.to_string()),
         }
     }
 }

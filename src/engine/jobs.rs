@@ -43,7 +43,7 @@ pub struct DropOutcome {
 impl Engine {
     /// Re-installs the jobs of the durable job store, in creation order.
     pub fn restore(self: &Arc<Self>) -> Result<usize, EngineError> {
-        let jobs = self.shared.store.catalog().jobs();
+        let jobs = self.shared.store.jobs().jobs();
         let n = jobs.len();
         for (name, bytes) in jobs {
             let stored: StoredJob = serde_json::from_slice(&bytes)
@@ -133,7 +133,7 @@ impl Engine {
         if created.is_none() {
             self.shared
                 .store
-                .catalog()
+                .jobs()
                 .put_job(name, &stored)
                 .map_err(|e| EngineError::Internal(format!("cannot store the job: {e}")))?;
         }
@@ -286,7 +286,7 @@ impl Engine {
         }
         self.shared
             .store
-            .catalog()
+            .jobs()
             .delete_job(name)
             .map_err(|e| EngineError::Internal(format!("cannot update the catalog: {e}")))?;
         cat.jobs.remove(name);

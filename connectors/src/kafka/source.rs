@@ -1,21 +1,5 @@
-//! Kafka sources, ingested exactly once into the embedded log.
-//!
-//! A Kafka table is read by one ingest thread per table, which copies the
-//! topic's records, in offset order per partition, into an embedded log
-//! topic (the *mirror*) with one partition per Kafka partition. Each
-//! mirrored record carries its Kafka offset, key, value and timestamp
-//! ([`Mirrored`]), and is written in the same atomic, synced append as the
-//! rest of its batch. So the mirror itself says how far each partition has
-//! been read: after a crash or a broker outage the ingest resumes at the
-//! record after the last one mirrored, and no record is lost or copied
-//! twice. Offsets are committed to the consumer group only so that the
-//! usual tools can show the lag.
-//!
-//! The dataflows read a mirror as they read any log topic: every dataflow
-//! processes a Kafka record at the same engine time, history can be
-//! replayed into a new version of a job without touching the broker, and
-//! read-your-writes tokens naming a Kafka position resolve through the
-//! mirror ([`mirrored_at`]).
+//! Kafka sources: the ingest thread that copies a topic, exactly once and
+//! in offset order per partition, into its mirror in the embedded log.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,20 +14,15 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use weir_operators::repr::{Datum, Row, Schema, SqlType};
-
-use crate::decode::{decode_json, DecodeError};
+use super::client::{kafka_error_kind, kafka_error_retryable, Backoff, REQUEST_TIMEOUT};
+use super::mirror::{Mirrored, MAX_MESSAGE_BYTES, OVERSIZED_PREVIEW_BYTES};
+use crate::error::ErrorKind;
+use crate::keys::read_u64;
 use crate::log::{EventLog, LogError};
-use crate::store::{lock, read_u32, read_u64, Meta, StoreError};
+use crate::meta::Meta;
+use crate::rocks::StoreError;
+use crate::sync::lock;
 
-/// The prefix of mirror topics in the embedded log; names starting with
-/// `__` are the engine's own, and refused for ingest over HTTP.
-pub const MIRROR_PREFIX: &str = "__kafka.";
-/// The largest key plus value a record may have; larger ones go to the dead
-/// letters (Kafka's own default limit for a message).
-pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
-/// How much of an oversized record is kept, for the dead letter.
-const OVERSIZED_PREVIEW_BYTES: usize = 1024;
 /// Records buffered before they are appended to the mirror.
 const FLUSH_RECORDS: usize = 20_000;
 /// How long a record may wait in the buffer before it is appended, while
@@ -63,14 +42,11 @@ const ALIGN_WAIT: Duration = Duration::from_millis(500);
 const QUIET_AFTER: Duration = Duration::from_secs(2);
 /// How often offsets are committed to the consumer group.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// Timeout of one metadata, offset or admin request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Timeout of the periodic high-watermark probe (it holds up copying).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Exponential backoff between attempts after an error.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// Why an ingest session failed. The ingest tries again, with backoff, and
+/// shows it in [`SourceStatus::last_error`].
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
     #[error("kafka: {0}")]
@@ -83,6 +59,33 @@ pub enum KafkaSourceError {
     Store(#[from] StoreError),
     #[error("mirror record {0} is unreadable")]
     Corrupt(String),
+}
+
+impl KafkaSourceError {
+    /// Whose fault it is: for librdkafka's errors the broker's, or the
+    /// user's when the source's settings are refused (bad properties,
+    /// credentials, ACLs, topic name); the user's for a missing topic; the
+    /// store's own classification for its failures; weir's for a mirror it
+    /// cannot write or read back (the mirror is the engine's own topic).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            KafkaSourceError::Kafka(e) => kafka_error_kind(e),
+            KafkaSourceError::NoSuchTopic(_) => ErrorKind::User,
+            KafkaSourceError::Log(LogError::Store(e)) | KafkaSourceError::Store(e) => e.kind(),
+            KafkaSourceError::Log(_) | KafkaSourceError::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether a new attempt may succeed with nothing changed: for the
+    /// broker's errors and some of the store's. (The ingest retries every
+    /// error, with backoff: a missing topic may be created meanwhile.)
+    pub fn retryable(&self) -> bool {
+        match self {
+            KafkaSourceError::Kafka(e) => kafka_error_retryable(e),
+            KafkaSourceError::Log(LogError::Store(e)) | KafkaSourceError::Store(e) => e.retryable(),
+            KafkaSourceError::NoSuchTopic(_) | KafkaSourceError::Log(_) | KafkaSourceError::Corrupt(_) => false,
+        }
+    }
 }
 
 /// Where a source starts reading a partition the first time.
@@ -107,135 +110,6 @@ pub struct SourceConfig {
     pub properties: Vec<(String, String)>,
     /// The embedded log topic the records are copied into.
     pub mirror: String,
-}
-
-/// One Kafka record as kept in a mirror.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mirrored<'a> {
-    pub offset: i64,
-    /// The record's timestamp (ms), if it has one.
-    pub timestamp: Option<i64>,
-    pub key: Option<&'a [u8]>,
-    /// `None` for a tombstone.
-    pub value: Option<&'a [u8]>,
-    /// For a record over [`MAX_MESSAGE_BYTES`]: its size; key and value
-    /// then hold only their first bytes.
-    pub oversized: Option<u64>,
-}
-
-const NULL_LEN: u32 = u32::MAX;
-
-impl<'a> Mirrored<'a> {
-    /// Layout: offset (8), timestamp (8, `i64::MIN` for none), full size
-    /// (8, 0 unless oversized), key and value each as a length (4,
-    /// `u32::MAX` for null) and bytes. All big-endian.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.offset.to_be_bytes());
-        out.extend_from_slice(&self.timestamp.unwrap_or(i64::MIN).to_be_bytes());
-        out.extend_from_slice(&self.oversized.unwrap_or(0).to_be_bytes());
-        for part in [self.key, self.value] {
-            match part {
-                Some(bytes) => {
-                    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                    out.extend_from_slice(bytes);
-                }
-                None => out.extend_from_slice(&NULL_LEN.to_be_bytes()),
-            }
-        }
-    }
-
-    pub fn decode(bytes: &'a [u8]) -> Option<Mirrored<'a>> {
-        let offset = read_u64(bytes.get(0..8)?)? as i64;
-        let timestamp = read_u64(bytes.get(8..16)?)? as i64;
-        let size = read_u64(bytes.get(16..24)?)?;
-        let mut rest = bytes.get(24..)?;
-        let mut part = || -> Option<Option<&'a [u8]>> {
-            let len = read_u32(rest.get(0..4)?)?;
-            rest = &rest[4..];
-            if len == NULL_LEN {
-                return Some(None);
-            }
-            let (value, tail) = rest.split_at_checked(len as usize)?;
-            rest = tail;
-            Some(Some(value))
-        };
-        let key = part()?;
-        let value = part()?;
-        Some(Mirrored {
-            offset,
-            timestamp: (timestamp != i64::MIN).then_some(timestamp),
-            key,
-            value,
-            oversized: (size > 0).then_some(size),
-        })
-    }
-}
-
-/// A Kafka record's key as the key columns of an upsert table: a JSON
-/// object holding them; for a one-column key also the bare JSON value
-/// (`42`, `"a"`), or for a TEXT key the key's text as it is (Kafka's
-/// string serializer).
-pub fn decode_key(bytes: &[u8], schema: &Schema) -> Result<Row, String> {
-    let describe = |e: DecodeError| format!("key: {e}");
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'{') {
-        return decode_json(bytes, schema).map_err(describe);
-    }
-    let [column] = schema.columns.as_slice() else {
-        return Err(format!(
-            "key: expected a JSON object with the key columns {}",
-            schema
-                .columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    };
-    if serde_json::from_slice::<&serde_json::value::RawValue>(bytes).is_ok() {
-        let mut wrapped = Vec::with_capacity(bytes.len() + column.name.len() + 8);
-        wrapped.extend_from_slice(serde_json::to_string(&column.name).unwrap_or_default().as_bytes());
-        wrapped.push(b':');
-        wrapped.extend_from_slice(bytes);
-        let object = [b"{".as_slice(), &wrapped, b"}"].concat();
-        return decode_json(&object, schema).map_err(describe);
-    }
-    match (column.ty, std::str::from_utf8(bytes)) {
-        (SqlType::Text, Ok(text)) => Ok(vec![Datum::Text(text.to_string())]),
-        _ => Err(format!(
-            "key: expected {} as JSON, got {:?}",
-            column.ty,
-            String::from_utf8_lossy(bytes)
-        )),
-    }
-}
-
-/// The engine time at which the mirror holds the record at `offset` of a
-/// Kafka partition, or a later one (the offset may have been a
-/// transaction marker or compacted away); `None` while it holds none.
-pub fn mirrored_at(log: &EventLog, mirror: &str, partition: u32, offset: u64) -> Option<u64> {
-    let end = log.end_offset(mirror, partition);
-    let at = |i: u64| -> Option<(i64, u64)> {
-        let rec = log.read(mirror, partition, i, 1).ok()?.into_iter().next()?;
-        Some((Mirrored::decode(&rec.payload)?.offset, rec.tick))
-    };
-    // Mostly a recent write: is it there at all?
-    let (last, _) = at(end.checked_sub(1)?)?;
-    if last < offset as i64 {
-        return None;
-    }
-    // The first mirrored record at or past `offset`: Kafka offsets grow
-    // with the mirror's.
-    let (mut lo, mut hi) = (0, end - 1);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if at(mid)?.0 < offset as i64 {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    at(lo).map(|(_, tick)| tick)
 }
 
 /// What an ingest reports, for `/readyz`, `/metrics` and job status.
@@ -337,23 +211,6 @@ pub fn start_ingest(
         stop,
         thread: Some(thread),
     })
-}
-
-/// Doubling waits, from [`BACKOFF_FIRST`] up to [`BACKOFF_MAX`].
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(BACKOFF_FIRST)
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        d
-    }
-    fn reset(&mut self) {
-        self.0 = BACKOFF_FIRST;
-    }
 }
 
 struct IngestThread {
@@ -790,293 +647,5 @@ impl IngestThread {
             }
         }
         Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProduceError {
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("{failed} of {sent} records were not delivered; first error: {first}")]
-    Undelivered { sent: usize, failed: usize, first: String },
-    #[error("cannot create topic {topic}: {reason}")]
-    CreateTopic { topic: String, reason: String },
-}
-
-/// Where each partition's delivered records landed: (first, last) offset.
-pub type Delivered = BTreeMap<i32, (i64, i64)>;
-
-#[derive(Default)]
-struct DeliveryState {
-    delivered: Delivered,
-    failed: usize,
-    first_error: Option<String>,
-}
-
-/// Collects delivery reports.
-struct Deliveries(Arc<Mutex<DeliveryState>>);
-
-impl ClientContext for Deliveries {
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
-}
-
-impl rdkafka::producer::ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
-        let mut st = lock(&self.0);
-        match result {
-            Ok(m) => {
-                let e = st.delivered.entry(m.partition()).or_insert((m.offset(), m.offset()));
-                e.0 = e.0.min(m.offset());
-                e.1 = e.1.max(m.offset());
-            }
-            Err((e, _)) => {
-                st.failed += 1;
-                st.first_error.get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
-}
-
-/// A producer for `weir produce`: idempotent (no record written twice by
-/// its retries), every record acknowledged by all in-sync replicas.
-pub struct Producer {
-    inner: rdkafka::producer::BaseProducer<Deliveries>,
-    state: Arc<Mutex<DeliveryState>>,
-    sent: usize,
-}
-
-impl Producer {
-    pub fn new(brokers: &str) -> Result<Producer, ProduceError> {
-        Producer::with_settings(brokers, &[], None)
-    }
-
-    /// A producer with further librdkafka `settings`, and transactional
-    /// with `transactional_id` (then [`Producer::init_transactions`] first).
-    pub fn with_settings(
-        brokers: &str,
-        settings: &[(String, String)],
-        transactional_id: Option<&str>,
-    ) -> Result<Producer, ProduceError> {
-        let state = Arc::new(Mutex::new(DeliveryState::default()));
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("batch.size", "1000000")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("message.timeout.ms", "60000");
-        if let Some(id) = transactional_id {
-            cfg.set("transactional.id", id);
-        }
-        for (k, v) in settings {
-            cfg.set(k, v);
-        }
-        let inner = cfg.create_with_context(Deliveries(Arc::clone(&state)))?;
-        Ok(Producer { inner, state, sent: 0 })
-    }
-
-    pub fn init_transactions(&self, timeout: Duration) -> Result<(), KafkaError> {
-        use rdkafka::producer::Producer as _;
-        self.inner.init_transactions(timeout)
-    }
-
-    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
-        use rdkafka::producer::Producer as _;
-        self.inner.begin_transaction()
-    }
-
-    /// Commits the transaction (flushing its records first).
-    pub fn commit_transaction(&mut self, timeout: Duration) -> Result<(), ProduceError> {
-        use rdkafka::producer::Producer as _;
-        self.inner.commit_transaction(timeout)?;
-        self.flush(timeout).map(|_| ())
-    }
-
-    pub fn abort_transaction(&mut self, timeout: Duration) -> Result<(), KafkaError> {
-        use rdkafka::producer::Producer as _;
-        let aborted = self.inner.abort_transaction(timeout);
-        // Reports of an aborted transaction's records say nothing.
-        *lock(&self.state) = DeliveryState::default();
-        self.sent = 0;
-        aborted
-    }
-
-    /// Queues one record (`value: None` is a tombstone); waits while the
-    /// local queue is full.
-    pub fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), ProduceError> {
-        self.send_with_headers(topic, key, value, None)
-    }
-
-    /// [`Producer::send`] with headers.
-    pub fn send_with_headers(
-        &mut self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: Option<&rdkafka::message::OwnedHeaders>,
-    ) -> Result<(), ProduceError> {
-        use rdkafka::producer::BaseRecord;
-        loop {
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            if let Some(v) = value {
-                record = record.payload(v);
-            }
-            if let Some(h) = headers {
-                record = record.headers(h.clone());
-            }
-            match self.inner.send(record) {
-                Ok(()) => {
-                    self.sent += 1;
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    self.inner.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Waits until every queued record is acknowledged; where they landed,
-    /// or why some were not delivered.
-    pub fn flush(&mut self, timeout: Duration) -> Result<Delivered, ProduceError> {
-        use rdkafka::producer::Producer as _;
-        self.inner.flush(timeout)?;
-        let mut st = lock(&self.state);
-        let out = std::mem::take(&mut *st);
-        let sent = std::mem::take(&mut self.sent);
-        if out.failed > 0 {
-            return Err(ProduceError::Undelivered {
-                sent,
-                failed: out.failed,
-                first: out.first_error.unwrap_or_default(),
-            });
-        }
-        Ok(out.delivered)
-    }
-}
-
-/// Creates `topic` with `partitions` partitions unless it exists; returns
-/// the partitions it has.
-pub fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<i32, ProduceError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let probe: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let existing = |c: &BaseConsumer| -> Result<Option<i32>, KafkaError> {
-        let md = c.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
-        Ok(md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().len() as i32))
-    };
-    if let Some(n) = existing(&probe)? {
-        return Ok(n);
-    }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(REQUEST_TIMEOUT))
-        .request_timeout(Some(REQUEST_TIMEOUT));
-    let runtime = block_on(admin.create_topics([&new], &opts));
-    match runtime?.into_iter().next() {
-        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | Some(Ok(_)) | None => {}
-        Some(Err((_, code))) => {
-            return Err(ProduceError::CreateTopic {
-                topic: topic.to_string(),
-                reason: code.to_string(),
-            })
-        }
-    }
-    Ok(existing(&probe)?.unwrap_or(partitions))
-}
-
-/// Runs a future to completion on this thread (the admin client's calls
-/// are futures; their work happens on librdkafka's threads).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context as TaskContext, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = TaskContext::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_decode_as_objects_bare_values_or_text() {
-        use weir_operators::repr::Column;
-        let one = |ty| Schema {
-            columns: vec![Column {
-                name: "id".into(),
-                ty,
-                nullable: false,
-            }],
-        };
-        assert_eq!(
-            decode_key(b"{\"id\": 7}", &one(SqlType::BigInt)),
-            Ok(vec![Datum::Int(7)])
-        );
-        assert_eq!(decode_key(b"7", &one(SqlType::BigInt)), Ok(vec![Datum::Int(7)]));
-        assert_eq!(
-            decode_key(b"\"a\"", &one(SqlType::Text)),
-            Ok(vec![Datum::Text("a".into())])
-        );
-        assert_eq!(
-            decode_key(b"abc", &one(SqlType::Text)),
-            Ok(vec![Datum::Text("abc".into())])
-        );
-        assert!(decode_key(b"abc", &one(SqlType::BigInt)).is_err());
-        assert!(decode_key(b"\"x\"", &one(SqlType::BigInt)).is_err());
-    }
-
-    #[test]
-    fn mirrored_records_round_trip() {
-        for m in [
-            Mirrored {
-                offset: 42,
-                timestamp: Some(1_700_000_000_000),
-                key: Some(b"{\"id\":1}"),
-                value: Some(b"{\"id\":1,\"x\":2}"),
-                oversized: None,
-            },
-            Mirrored {
-                offset: 0,
-                timestamp: None,
-                key: None,
-                value: None,
-                oversized: Some(5 << 20),
-            },
-            Mirrored {
-                offset: i64::MAX,
-                timestamp: Some(-1),
-                key: Some(b""),
-                value: Some(b""),
-                oversized: None,
-            },
-        ] {
-            let mut buf = Vec::new();
-            m.encode(&mut buf);
-            assert_eq!(Mirrored::decode(&buf), Some(m.clone()));
-            assert_eq!(Mirrored::decode(&buf[..buf.len() - 1]), None);
-        }
     }
 }

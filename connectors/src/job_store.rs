@@ -1,9 +1,9 @@
-//! The job catalog: a durable map from job name to an opaque spec (the
+//! The durable job store: a map from job name to an opaque spec (the
 //! binary stores the job's SQL and whatever else it needs to re-install it).
 //!
 //! Jobs may read tables and views that earlier jobs created, so a restarted
 //! engine must re-install them in the order they were first created:
-//! [`Catalog::jobs`] returns that order. Replacing a job keeps its place;
+//! [`JobStore::jobs`] returns that order. Replacing a job keeps its place;
 //! deleting it and creating it again puts it last.
 
 use std::collections::BTreeMap;
@@ -11,23 +11,25 @@ use std::sync::{Arc, Mutex};
 
 use rocksdb::{WriteBatch, DB};
 
-use crate::store::{lock, read_u64, scan, write_durably, StoreError, TAG_JOB};
+use crate::keys::{read_u64, TAG_JOB};
+use crate::rocks::{scan, write_durably, StoreError};
+use crate::sync::lock;
 
-/// Handle to the catalog. Cheap to clone; `Send + Sync`.
+/// Handle to the job store. Cheap to clone; `Send + Sync`.
 ///
-/// The catalog is small (one entry per job), so it is mirrored in memory and
+/// The job store is small (one entry per job), so it is mirrored in memory and
 /// reads never touch RocksDB; every change is written through durably.
 #[derive(Clone)]
-pub struct Catalog {
-    inner: Arc<CatalogInner>,
+pub struct JobStore {
+    inner: Arc<JobStoreInner>,
 }
 
-struct CatalogInner {
+struct JobStoreInner {
     db: Arc<DB>,
-    state: Mutex<CatalogState>,
+    state: Mutex<JobStoreState>,
 }
 
-struct CatalogState {
+struct JobStoreState {
     /// name → (creation number, spec).
     jobs: BTreeMap<String, (u64, Vec<u8>)>,
     next_creation: u64,
@@ -40,8 +42,8 @@ fn job_key(name: &str) -> Vec<u8> {
     key
 }
 
-impl Catalog {
-    pub(crate) fn recover(db: Arc<DB>) -> Result<Catalog, StoreError> {
+impl JobStore {
+    pub(crate) fn recover(db: Arc<DB>) -> Result<JobStore, StoreError> {
         let mut jobs = BTreeMap::new();
         let mut next_creation = 0;
         scan(&db, &[TAG_JOB], &[TAG_JOB], None, |key, value| {
@@ -51,16 +53,16 @@ impl Catalog {
             jobs.insert(name.to_string(), (creation, value[8..].to_vec()));
             Ok(true)
         })?;
-        Ok(Catalog {
-            inner: Arc::new(CatalogInner {
+        Ok(JobStore {
+            inner: Arc::new(JobStoreInner {
                 db,
-                state: Mutex::new(CatalogState { jobs, next_creation }),
+                state: Mutex::new(JobStoreState { jobs, next_creation }),
             }),
         })
     }
 
     /// Creates or replaces job `name`, durably. A replaced job keeps its
-    /// place in [`Catalog::jobs`].
+    /// place in [`JobStore::jobs`].
     pub fn put_job(&self, name: &str, spec: &[u8]) -> Result<(), StoreError> {
         let mut state = lock(&self.inner.state);
         let creation = match state.jobs.get(name) {
@@ -111,9 +113,9 @@ impl Catalog {
     }
 }
 
-impl std::fmt::Debug for Catalog {
+impl std::fmt::Debug for JobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<String> = self.jobs().into_iter().map(|(name, _)| name).collect();
-        f.debug_struct("Catalog").field("jobs", &names).finish()
+        f.debug_struct("JobStore").field("jobs", &names).finish()
     }
 }
