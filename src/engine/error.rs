@@ -9,7 +9,7 @@ use weir_queries::ReadError;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// Refused by the catalog (see [`CatalogError`]).
-    #[error(transparent)]
+    #[error("{0}")]
     Catalog(#[from] CatalogError),
     /// A read failed (see [`ReadError`]).
     #[error(transparent)]
