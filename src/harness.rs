@@ -86,10 +86,6 @@ impl Harness {
         self.shared.wakers.wake();
     }
 
-    pub fn now(&self) -> Tick {
-        self.clock.now()
-    }
-
     /// Ends the sources of a job's dataflow (see
     /// [`crate::worker::Command::EndSources`]): its views are then complete
     /// for all times, and may be read at [`Harness::END`].

@@ -177,10 +177,6 @@ impl DeadLetterQueue {
         // The writer stops only after every holder of the queue is gone.
         let _ = lock(&self.0).send(letter);
     }
-
-    pub fn sender(&self) -> std::sync::mpsc::Sender<DeadLetter> {
-        lock(&self.0).clone()
-    }
 }
 
 /// The timely worker threads, to wake them when there is work.

@@ -39,7 +39,6 @@ use relation::Context;
 
 // The aggregation monoid lives with the operators (DESIGN.md §1); this path
 // stays for code that named it here.
-pub use weir_operators::aggregate::AggDiff;
 
 /// The arrangement a view is kept in, for peeks and for other dataflows:
 /// key columns (or the whole row) → the row (or an empty row).
