@@ -29,10 +29,42 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-pub fn data_dir(name: &str) -> PathBuf {
+/// A test's data directory, removed when the test passes (kept when it
+/// panics, for a look at the RocksDB files). Declare it before the engines
+/// that use it so that they stop first.
+pub struct DataDir(PathBuf);
+
+impl std::ops::Deref for DataDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for DataDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for DataDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn data_dir(name: &str) -> DataDir {
     let d = std::env::temp_dir().join(format!("weir-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    DataDir(d)
 }
 
 pub fn start(dir: &PathBuf, extra: &[&str]) -> Engine {
