@@ -11,6 +11,8 @@
 //! - `worker/`: the timely worker loop: one function per command, sources
 //!   fed from the log, progress published to the read side.
 //! - `shared.rs`: what workers and the control plane share, a handle per concern.
+//! - `snapshots.rs`: snapshots between the workers and the control plane,
+//!   and the thread that writes them.
 //! - `http/`: the HTTP API (axum), one module per resource.
 //! - `metrics.rs`: Prometheus metrics.
 //! - `cli/`: the client commands (submit, query, produce, replay, …) and
@@ -28,4 +30,5 @@ pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod shared;
+pub mod snapshots;
 pub mod worker;

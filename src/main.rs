@@ -91,6 +91,13 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Snapshots a job's state now (every job without JOB); the engine
+    /// writes them in the background and job status shows them.
+    Snapshot {
+        job: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Writes the shop's synthetic events straight into a data directory's
     /// log (the engine must not be running on it), for loading volume.
     Generate {
@@ -137,6 +144,7 @@ fn main() -> Result<()> {
             as_of,
             url,
         } => cli::client::query(&view, &key, limit, &after, as_of, &url),
+        Cmd::Snapshot { job, url } => cli::client::snapshot(job.as_deref(), &url),
         Cmd::Produce {
             topic,
             file,

@@ -1,6 +1,8 @@
 //! Prometheus metrics of one engine (DESIGN.md: /metrics).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +34,15 @@ pub struct Metrics {
     pub sink_errors: IntGaugeVec,
     pub sink_queued: IntGaugeVec,
     pub sink_written_as_of: IntGaugeVec,
+    /// Per job: its last snapshot's time, bytes and entries, how long it
+    /// took to write, and how many were written.
+    pub snapshot_at: IntGaugeVec,
+    pub snapshot_bytes: IntGaugeVec,
+    pub snapshot_entries: IntGaugeVec,
+    pub snapshot_write_seconds: GaugeVec,
+    pub snapshots_written: IntCounterVec,
+    /// Per job: seconds since its last snapshot's time (set at each scrape).
+    pub snapshot_age_seconds: IntGaugeVec,
 }
 
 impl Metrics {
@@ -131,6 +142,43 @@ impl Metrics {
         registry.register(Box::new(partial_matches.clone()))?;
         registry.register(Box::new(peeks.clone()))?;
         registry.register(Box::new(peek_seconds.clone()))?;
+        let job = &["job"];
+        let snapshot_at = IntGaugeVec::new(
+            Opts::new("weir_snapshot_last_at_ms", "time (ms) the job's last snapshot is of"),
+            job,
+        )?;
+        let snapshot_bytes = IntGaugeVec::new(
+            Opts::new("weir_snapshot_bytes", "bytes of the job's last snapshot"),
+            job,
+        )?;
+        let snapshot_entries = IntGaugeVec::new(
+            Opts::new("weir_snapshot_entries", "entries of the job's last snapshot"),
+            job,
+        )?;
+        let snapshot_write_seconds = GaugeVec::new(
+            Opts::new(
+                "weir_snapshot_write_seconds",
+                "seconds the job's last snapshot took to write",
+            ),
+            job,
+        )?;
+        let snapshots_written = IntCounterVec::new(
+            Opts::new("weir_snapshots_written_total", "snapshots written for the job"),
+            job,
+        )?;
+        let snapshot_age_seconds = IntGaugeVec::new(
+            Opts::new(
+                "weir_snapshot_age_seconds",
+                "seconds since the time of the job's last snapshot",
+            ),
+            job,
+        )?;
+        registry.register(Box::new(snapshot_at.clone()))?;
+        registry.register(Box::new(snapshot_bytes.clone()))?;
+        registry.register(Box::new(snapshot_entries.clone()))?;
+        registry.register(Box::new(snapshot_write_seconds.clone()))?;
+        registry.register(Box::new(snapshots_written.clone()))?;
+        registry.register(Box::new(snapshot_age_seconds.clone()))?;
         Ok(Metrics {
             registry,
             ingested,
@@ -149,6 +197,12 @@ impl Metrics {
             sink_errors,
             sink_queued,
             sink_written_as_of,
+            snapshot_at,
+            snapshot_bytes,
+            snapshot_entries,
+            snapshot_write_seconds,
+            snapshots_written,
+            snapshot_age_seconds,
         })
     }
 

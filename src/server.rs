@@ -37,7 +37,20 @@ pub struct ServerArgs {
     pub generate_rate: Option<u64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seconds between snapshots of every job's state (0: none; a clean
+    /// stop still writes one). A restart restores them instead of replaying
+    /// the whole log.
+    #[arg(long, default_value_t = 60)]
+    pub snapshot_interval: u64,
+    /// Ignore the stored snapshots at start: every job replays its whole
+    /// history (the snapshots are kept, and replaced by newer ones).
+    #[arg(long)]
+    pub replay: bool,
 }
+
+/// Fault injection for tests: milliseconds the snapshot writer waits
+/// between a snapshot's last part and its manifest.
+const STALL_ENV: &str = "WEIR_FAULT_SNAPSHOT_STALL_MS";
 
 /// What the PATHs of `weir run` hold.
 struct JobFiles {
@@ -100,12 +113,15 @@ pub fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
                 }
             }
         })?;
+    let stall = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    crate::snapshots::start_writer(Arc::clone(&shared), Duration::from_millis(stall))?;
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     let timely = worker::start(Arc::clone(&shared), workers, cmd_rx);
 
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let engine = Engine::new(Arc::clone(&shared), cmd_tx);
+        engine.restore_snapshots(!args.replay);
         let restored = engine
             .restore()
             .map_err(|e| anyhow::anyhow!("restoring the catalog: {e}"))?;
@@ -132,6 +148,9 @@ pub fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
             let seed = args.seed ^ now_ms();
             tokio::spawn(async move { feed_shop(log, rate, seed).await });
         }
+        if args.snapshot_interval > 0 {
+            engine.start_snapshots(Duration::from_secs(args.snapshot_interval));
+        }
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -151,6 +170,16 @@ pub fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await?;
         eprintln!("weir: stopping");
+        // A clean stop leaves a snapshot of every job as it is now, so
+        // that the next start has nothing to replay.
+        let snapshots = Arc::clone(&engine);
+        let _ = tokio::task::spawn_blocking(move || {
+            snapshots.snapshot_all();
+            if !snapshots.shared.snapshots.wait_idle(Duration::from_secs(30)) {
+                eprintln!("weir: the last snapshots did not finish within 30 s; the previous ones stay in force");
+            }
+        })
+        .await;
         engine.shutdown();
         Ok::<_, anyhow::Error>(())
     });

@@ -19,6 +19,7 @@ use weir_operators::repr::Tick;
 use weir_queries::{Frontiers, PendingPeeks};
 
 use crate::metrics::Metrics;
+use crate::snapshots::SnapshotHub;
 
 /// Locks a mutex, recovering from poisoning: the data behind these locks
 /// stays consistent per operation, so a panicked holder leaves nothing half done.
@@ -55,6 +56,7 @@ pub struct Shared {
     pub dead_letters: DeadLetterQueue,
     pub wakers: Wakers,
     pub connectors: Connectors,
+    pub snapshots: SnapshotHub,
 }
 
 impl Shared {
@@ -67,6 +69,7 @@ impl Shared {
         dead_letters: std::sync::mpsc::Sender<DeadLetter>,
     ) -> Result<Shared, prometheus::Error> {
         Ok(Shared {
+            snapshots: SnapshotHub::new(store.snapshots()),
             log: store.log(),
             store,
             workers,

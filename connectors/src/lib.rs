@@ -6,7 +6,7 @@
 //!
 //! Files depend on each other one way. The leaves are `error`, `clock`,
 //! `keys` and `sync`; `rocks` uses `error`; the store's views `log`, `job_store`,
-//! `dead_letters` and `meta` use those; `store` opens the database and
+//! `dead_letters`, `meta` and `snapshots` use those; `store` opens the database and
 //! hands the views out. Beside them, `decode` uses `ingest`; `kafka` uses
 //! `decode`, `log` and `meta`; `sink` uses `kafka`, `decode` and `meta`.
 //!
@@ -29,6 +29,8 @@
 //! - [`dead_letters`]: [`DeadLetters`], events that could not be decoded,
 //!   recorded idempotently by id, with per-source counts.
 //! - [`meta`]: [`Meta`], small durable settings of the connectors by key.
+//! - [`snapshots`]: [`Snapshots`], the dataflows' durable snapshots: parts
+//!   of opaque entries, complete once their manifest is written.
 //! - [`ingest`]: [`split_events`] splits an HTTP ingest body (object, array
 //!   or NDJSON) into events, rejecting the whole batch with a line and
 //!   column on any error.
@@ -55,6 +57,7 @@ pub mod log;
 pub mod meta;
 mod rocks;
 pub mod sink;
+pub mod snapshots;
 pub mod source;
 pub mod store;
 mod sync;
@@ -67,4 +70,5 @@ pub use job_store::JobStore;
 pub use log::{Appended, EventLog, LogError, LogRecord, TopicInfo, DEFAULT_PARTITIONS};
 pub use meta::Meta;
 pub use sink::SinkError;
+pub use snapshots::{SnapshotManifest, Snapshots};
 pub use store::{StateStore, StoreError};

@@ -131,7 +131,7 @@ pub(crate) fn last_with_prefix(db: &DB, prefix: &[u8]) -> Result<Option<KeyValue
 
 /// The smallest key greater than every key starting with `prefix`, or
 /// `None` when the prefix is all `0xff`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {

@@ -13,6 +13,7 @@ use crate::job_store::JobStore;
 use crate::keys::{read_u32, TAG_VERSION};
 use crate::log::EventLog;
 use crate::rocks::write_durably;
+use crate::snapshots::Snapshots;
 
 pub use crate::keys::FORMAT_VERSION;
 pub use crate::meta::Meta;
@@ -28,6 +29,7 @@ pub struct StateStore {
     log: EventLog,
     jobs: JobStore,
     dead_letters: DeadLetters,
+    snapshots: Snapshots,
 }
 
 /// The RocksDB block cache (data, index and filter blocks).
@@ -65,6 +67,7 @@ impl StateStore {
             log: EventLog::recover(db.clone(), clock)?,
             jobs: JobStore::recover(db.clone())?,
             dead_letters: DeadLetters::recover(db.clone())?,
+            snapshots: Snapshots::recover(db.clone())?,
             db,
         })
     }
@@ -95,6 +98,11 @@ impl StateStore {
     /// The dead-letter list.
     pub fn dead_letters(&self) -> DeadLetters {
         self.dead_letters.clone()
+    }
+
+    /// The dataflows' snapshots.
+    pub fn snapshots(&self) -> Snapshots {
+        self.snapshots.clone()
     }
 
     /// Small durable settings of the connectors (e.g. where a Kafka source

@@ -162,3 +162,19 @@ pub fn sql(statements: &str, url: &str) -> Result<()> {
             .send_json(serde_json::json!({ "sql": statements })),
     )
 }
+
+/// `weir snapshot [JOB]`: asks for a snapshot and prints what was started.
+pub fn snapshot(job: Option<&str>, url: &str) -> Result<()> {
+    let path = match job {
+        Some(j) => format!("{url}/v1/jobs/{j}/snapshot"),
+        None => format!("{url}/v1/snapshots"),
+    };
+    let answer: serde_json::Value = agent()
+        .post(path)
+        .send_empty()
+        .map_err(client_error)?
+        .body_mut()
+        .read_json()?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}

@@ -17,6 +17,7 @@ use weir_dataflows::plan::StartFrom;
 use weir_dataflows::sql::plan_drops;
 use weir_operators::repr::Tick;
 
+use super::snapshots::{fingerprint, SnapshotKey};
 use super::{Engine, EngineError, JobStatus};
 use crate::shared::{lock, now_ms, sink_key};
 use crate::worker::{Command, Install};
@@ -146,14 +147,28 @@ impl Engine {
         for s in &plan.sinks {
             pins.extend(self.ensure_sink(s, df)?);
         }
-        pins.sort_unstable();
-        pins.dedup();
-        let feeding = Feeding { since, pins };
-        self.shared.sources.set_feeding(df, feeding.clone());
         let skip_before = from.unwrap_or(match plan.start {
             StartFrom::Earliest => 0,
             StartFrom::Latest => created_ms,
         });
+        let fingerprint = fingerprint(&sources, &plan.views, &imports, &plan.sinks, skip_before)?;
+        lock(&self.snapshot_keys).insert(df, SnapshotKey { fingerprint, since });
+        // A job restored from the job store at start resumes from its
+        // latest fitting snapshot: its state at `at`, and its sources after
+        // it. History is never fed across `at`, so `at` stays a time of
+        // the restored views.
+        let restore = if created.is_some() && from.is_none() && !replace {
+            self.choose_restore(name, fingerprint)
+        } else {
+            None
+        };
+        if let Some(r) = &restore {
+            pins.push(r.at);
+        }
+        pins.sort_unstable();
+        pins.dedup();
+        let feeding = Feeding { since, pins };
+        self.shared.sources.set_feeding(df, feeding.clone());
         // The log topics a replacement's progress is measured on.
         let topics: Vec<String> = if replace {
             sources.iter().map(|t| t.topic().to_string()).collect()
@@ -168,7 +183,8 @@ impl Engine {
             imports,
             feeding,
             sinks: plan.sinks.clone(),
-            skip_before,
+            skip_before: restore.as_ref().map_or(skip_before, |r| skip_before.max(r.at + 1)),
+            restore,
         }))?;
         if replace {
             // What the progress of the replacement is measured against
@@ -249,8 +265,11 @@ impl Engine {
                 }
                 drop(writers);
                 self.prune_sinks(&cat);
+                // The old version's snapshots are of another plan.
+                self.forget_snapshots(&name);
                 old_df
             };
+            lock(&self.snapshot_keys).remove(&old);
             let _ = self.send(Command::Drop { df: old });
             return;
         }
@@ -293,10 +312,20 @@ impl Engine {
         cat.objects.retain(|_, o| o.job != name);
         self.prune_ingests(cat);
         self.prune_sinks(cat);
+        self.forget_snapshots(name);
         for df in dfs {
+            lock(&self.snapshot_keys).remove(&df);
             self.send(Command::Drop { df })?;
         }
         Ok(())
+    }
+
+    /// Removes a job's snapshots (dropped, or replaced by another plan).
+    fn forget_snapshots(&self, name: &str) {
+        self.shared.snapshots.forget_job(name);
+        if let Err(e) = self.shared.snapshots.store.forget_job(name) {
+            eprintln!("weir: cannot remove the snapshots of job {name}: {e}");
+        }
     }
 
     /// Runs `DROP TABLE` / `DROP VIEW` statements as one change (checked

@@ -17,16 +17,19 @@ mod event_store;
 mod gauges;
 mod jobs;
 mod reads;
+mod snapshots;
 mod status;
 
-use std::sync::atomic::AtomicU64;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use weir_connectors::log::Appended;
-use weir_dataflows::catalog::Catalog;
+use weir_dataflows::catalog::{Catalog, DataflowId};
 
 pub use connectors::KafkaHealth;
 pub use error::EngineError;
+pub use snapshots::{SnapshotOutcome, SnapshotStatus};
 pub use status::{JobStatus, ViewInfo};
 
 use crate::shared::{lock, Shared};
@@ -37,6 +40,10 @@ pub struct Engine {
     commands: Mutex<std::sync::mpsc::Sender<Command>>,
     catalog: Mutex<Catalog>,
     next_df: AtomicU64,
+    /// Per installed dataflow: what its snapshots must match.
+    snapshot_keys: Mutex<HashMap<DataflowId, snapshots::SnapshotKey>>,
+    /// Whether jobs restored at start resume from their snapshots.
+    restore_snapshots: AtomicBool,
 }
 
 impl Engine {
@@ -46,6 +53,8 @@ impl Engine {
             commands: Mutex::new(commands),
             catalog: Mutex::new(Catalog::default()),
             next_df: AtomicU64::new(1),
+            snapshot_keys: Mutex::default(),
+            restore_snapshots: AtomicBool::new(true),
         })
     }
 

@@ -28,6 +28,8 @@ pub struct JobStatus {
     /// Per Kafka table.
     kafka_sources: BTreeMap<String, KafkaSourceStatus>,
     sinks: Vec<SinkStatus>,
+    /// Its snapshots: the last one written, what this run restored.
+    snapshots: super::SnapshotStatus,
 }
 
 #[derive(Serialize)]
@@ -178,6 +180,7 @@ impl Engine {
                 .filter_map(|t| Some((t.name.clone(), self.kafka_status(t)?)))
                 .collect(),
             sinks: job.plan.sinks.iter().map(|s| self.sink_status(s)).collect(),
+            snapshots: self.snapshot_status(name, job.df),
         })
     }
 

@@ -95,3 +95,14 @@ pub async fn delete(State(api): State<Api>, Path(name): Path<String>) -> Respons
         Err(e) => e.into_response(),
     }
 }
+
+/// `POST /v1/jobs/{name}/snapshot`: a snapshot of the job now (written in
+/// the background; its status shows when it is committed).
+pub async fn snapshot(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    reply(StatusCode::ACCEPTED, api.engine.snapshot(&name))
+}
+
+/// `POST /v1/snapshots`: a snapshot of every job now.
+pub async fn snapshot_all(State(api): State<Api>) -> Response {
+    (StatusCode::ACCEPTED, Json(api.engine.snapshot_all())).into_response()
+}

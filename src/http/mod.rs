@@ -50,6 +50,8 @@ pub fn router(api: Api) -> Router {
             get(jobs::get).put(jobs::replace).delete(jobs::delete),
         )
         .route("/v1/jobs/{name}/rebuild", post(jobs::rebuild))
+        .route("/v1/jobs/{name}/snapshot", post(jobs::snapshot))
+        .route("/v1/snapshots", post(jobs::snapshot_all))
         .route("/v1/sql", post(jobs::run_statements))
         .route("/v1/topics", get(topics::list))
         .route("/v1/topics/{topic}/events", post(topics::append).get(topics::read))

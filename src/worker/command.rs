@@ -23,7 +23,28 @@ pub enum Command {
     EndSources {
         df: DataflowId,
     },
+    /// Reads every stateful cut of a dataflow at `at` and hands this
+    /// worker's part to the snapshot writer (see `crate::snapshots`).
+    Snapshot(SnapshotCommand),
     Shutdown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotCommand {
+    pub df: DataflowId,
+    pub job: String,
+    pub number: u64,
+    /// A time the dataflow has completed on every worker, held by the engine.
+    pub at: Tick,
+}
+
+/// The snapshot a dataflow starts from instead of an empty state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RestorePoint {
+    pub number: u64,
+    pub at: Tick,
+    /// The worker count it was written with: one part each.
+    pub parts: u32,
 }
 
 /// Builds one version of a job as a dataflow.
@@ -40,6 +61,9 @@ pub struct Install {
     /// The job's changelog sinks.
     pub sinks: Vec<SinkPlan>,
     /// Records appended before this time are skipped (a job that starts
-    /// from the latest events); 0 reads the whole history.
+    /// from the latest events, or one restored: after its snapshot's time);
+    /// 0 reads the whole history.
     pub skip_before: Tick,
+    /// Restores this snapshot into the dataflow's cuts before it reads.
+    pub restore: Option<RestorePoint>,
 }

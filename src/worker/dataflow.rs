@@ -7,6 +7,7 @@ use std::rc::Rc;
 use prometheus::IntCounter;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use weir_connectors::source::{Decoded, Feeding, PartitionReader, TableDecoder};
+use weir_dataflows::render::cut::CutTrace;
 use weir_dataflows::render::{SourceInput, ViewTrace};
 use weir_operators::cep::CepStats;
 use weir_operators::repr::Tick;
@@ -74,6 +75,10 @@ pub struct Dataflow {
     /// Per read, the latest time a record was fed at, until every view has
     /// passed it.
     pub(super) in_flight: Vec<Tick>,
+    /// The arrangements of its stateful cuts, for snapshots.
+    pub(super) cuts: Vec<Box<dyn CutTrace>>,
+    /// How far the cuts may forget history already allowed.
+    pub(super) cuts_since: Tick,
 }
 
 /// One view of a dataflow on this worker.

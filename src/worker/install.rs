@@ -35,6 +35,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
         feeding,
         sinks,
         skip_before,
+        restore,
     } = cmd;
     let shared = &state.shared;
     let mut import_traces = HashMap::new();
@@ -80,6 +81,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
         render_job(
             scope,
+            restore.is_some(),
             &sources,
             &views,
             &mut import_traces,
@@ -88,6 +90,15 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
             &mut sink_output,
         )
     });
+    let mut cuts = rendered.cuts;
+    if state.index == 0 {
+        shared.snapshots.set_support(df, cuts.unsupported.clone());
+    }
+    if let Some(point) = &restore {
+        super::snapshot::restore(state, df, &job, point, &mut cuts);
+    }
+    // Closes the restore inputs: nothing more comes through them.
+    cuts.restores.clear();
     let mut srcs = Vec::new();
     for (name, input) in rendered.sources {
         let Some(table) = sources.iter().find(|t| t.name == name) else {
@@ -124,6 +135,8 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
             views,
             feeding,
             in_flight: Vec::new(),
+            cuts: cuts.traces,
+            cuts_since: 0,
         },
     );
 }

@@ -15,12 +15,14 @@
 //! - `sources`: feeding the sources from the log, each round.
 //! - `publish`: the views' progress and errors, each round.
 //! - `peek`: `Command::Peek`, answered now or after a later round.
+//! - `snapshot`: `Command::Snapshot`, and restoring a snapshot at install.
 
 mod command;
 mod dataflow;
 mod install;
 mod peek;
 mod publish;
+mod snapshot;
 mod sources;
 
 use std::collections::HashMap;
@@ -34,7 +36,7 @@ use weir_dataflows::render::ErrorSink;
 use weir_operators::repr::Tick;
 use weir_queries::PeekCommand;
 
-pub use command::{Command, Install};
+pub use command::{Command, Install, RestorePoint, SnapshotCommand};
 use dataflow::Dataflow;
 pub use install::table_format;
 
@@ -51,6 +53,8 @@ pub struct WorkerState {
     peers: usize,
     dataflows: HashMap<DataflowId, Dataflow>,
     pending_peeks: Vec<PeekCommand>,
+    /// Snapshots whose time this worker's cuts have not completed yet.
+    pending_snapshots: Vec<SnapshotCommand>,
     errors: ErrorSink,
 }
 
@@ -121,6 +125,7 @@ impl WorkerState {
             peers,
             dataflows: HashMap::new(),
             pending_peeks: Vec::new(),
+            pending_snapshots: Vec::new(),
             errors: Rc::new(std::cell::RefCell::new(Vec::new())),
         }
     }
@@ -131,6 +136,7 @@ impl WorkerState {
             Command::Install(install) => install::install(self, worker, install),
             Command::Drop { df } => drop_dataflow(self, worker, df),
             Command::Peek(p) => peek::receive(self, p),
+            Command::Snapshot(s) => snapshot::receive(self, s),
             Command::EndSources { df } => {
                 if let Some(d) = self.dataflows.get_mut(&df) {
                     d.sources.clear();
@@ -153,6 +159,7 @@ impl WorkerState {
         publish::dead_letters(self, now);
         publish::progress(self);
         peek::answer_pending(self);
+        snapshot::read_pending(self);
     }
 
     fn drop_all(&mut self, worker: &mut timely::worker::Worker) {
@@ -173,4 +180,5 @@ fn drop_dataflow(state: &mut WorkerState, worker: &mut timely::worker::Worker, d
     }
     state.shared.frontiers.forget(df);
     state.shared.sources.forget(df);
+    state.shared.snapshots.forget(df);
 }

@@ -60,5 +60,15 @@ pub fn progress(state: &mut WorkerState) {
                 }
             }
         }
+        // The cuts keep the history their views keep, so that a snapshot
+        // can read them at any time a reader (the snapshot's hold) can.
+        let since = d.views.iter().map(|v| v.since).min();
+        let since = since.unwrap_or_else(|| d.cuts.iter_mut().filter_map(|c| c.upper()).min().unwrap_or(Tick::MAX));
+        if since > d.cuts_since {
+            d.cuts_since = since;
+            for c in d.cuts.iter_mut() {
+                c.allow_compaction(since);
+            }
+        }
     }
 }

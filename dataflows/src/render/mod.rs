@@ -9,6 +9,7 @@
 //! Each file uses only the ones listed before it.
 //! - `collection`: a rendered relation's rows and errors, and the helpers
 //!   that route a row whose evaluation fails to the errors.
+//! - `cut`: the stateful cuts a snapshot reads and a restore feeds.
 //! - `reduce`: `GROUP BY` aggregates, by how much state each kind needs.
 //! - `pattern`: `MATCH_RECOGNIZE`: the planned conditions and measures
 //!   evaluated for the pattern operator of [`weir_operators::cep`].
@@ -17,6 +18,7 @@
 //!   ([`render_job`]).
 
 mod collection;
+pub mod cut;
 mod pattern;
 mod reduce;
 mod relation;
@@ -35,6 +37,7 @@ use weir_operators::sink::{deliver_changes, Delivery};
 use weir_operators::upsert::{Upsert, UpsertRecord};
 
 use crate::plan::{SinkPlan, TablePlan, ViewPlan};
+use cut::Cuts;
 use relation::Context;
 
 // The aggregation monoid lives with the operators (DESIGN.md §1); this path
@@ -96,6 +99,8 @@ pub type ErrorSink = Rc<std::cell::RefCell<Vec<(String, String, Row, Diff)>>>;
 pub struct RenderedJob {
     pub sources: Vec<(String, SourceInput)>,
     pub views: Vec<RenderedView>,
+    /// The dataflow's stateful cuts, for snapshots and restores.
+    pub cuts: Cuts,
 }
 
 /// Renders a job's views into `scope`.
@@ -107,8 +112,13 @@ pub struct RenderedJob {
 /// Each of `sinks` gets the changes of its view through the function
 /// `sink_output` returns for it (called on worker 0 only; see
 /// [`deliver_changes`]).
+///
+/// `restoring`: the dataflow will be fed a snapshot at its cuts (see
+/// [`cut`]), so constants render empty.
+#[allow(clippy::too_many_arguments)]
 pub fn render_job<'s>(
     scope: Scope<'s, Tick>,
+    restoring: bool,
     sources: &[TablePlan],
     views: &[ViewPlan],
     imports: &mut HashMap<String, ViewTrace>,
@@ -120,31 +130,44 @@ pub fn render_job<'s>(
         scope,
         collections: HashMap::new(),
         cep_stats: Vec::new(),
+        cuts: Cuts {
+            restoring,
+            ..Cuts::default()
+        },
     };
     let mut inputs = Vec::new();
     for table in sources {
-        let (input, coll) = match &table.primary_key {
+        let (input, coll, fresh) = match &table.primary_key {
             None => {
                 let (input, coll) = scope.new_collection::<Row, Diff>();
-                (SourceInput::Append(input), coll)
+                (SourceInput::Append(input), coll, true)
             }
-            Some(_) => {
+            Some(key) => {
                 let (input, coll) = scope.new_collection::<UpsertRecord, Diff>();
-                (SourceInput::Upsert(input), coll.upsert(&table.name))
+                let key = key.clone();
+                let name = table.name.clone();
+                // A snapshotted row goes back in as an upsert of its key,
+                // older than every record after the snapshot.
+                let back = move |row: Row| (key.iter().map(|&c| row[c].clone()).collect(), 0, Some(row));
+                let rows = ctx
+                    .cuts
+                    .own_state(scope, coll, &format!("Upsert: {name}"), back, |c| c.upsert(&name));
+                (SourceInput::Upsert(input), rows, false)
             }
         };
-        ctx.collections.insert(table.name.clone(), coll);
+        ctx.collections.insert(table.name.clone(), (coll, fresh));
         inputs.push((table.name.clone(), input));
     }
     for (name, trace) in imports.iter_mut() {
         let coll = trace
             .import_named(scope, &format!("Import: {name}"))
             .as_collection(|k: &Row, v: &Row| if v.is_empty() { k.clone() } else { v.clone() });
-        ctx.collections.insert(name.clone(), coll);
+        // Restored by its own dataflow: not part of this one's cuts.
+        ctx.collections.insert(name.clone(), (coll, false));
     }
     let mut rendered = Vec::new();
     for view in views {
-        let (oks, errs) = ctx.render(&view.plan);
+        let relation::Rendered { oks, errs, fresh } = ctx.render(&view.plan);
         let patterns = std::mem::take(&mut ctx.cep_stats);
         let name = view.name.clone();
         let sink = Rc::clone(errors);
@@ -154,16 +177,22 @@ pub fn render_job<'s>(
         });
         let rows = Rc::new(std::cell::Cell::new(0));
         let counter = Rc::clone(&rows);
-        let oks = oks.inspect(move |(_, _, diff)| counter.set(counter.get() + diff));
         let key = view.key.clone();
-        let arranged = oks
-            .clone()
-            .map(move |row| match &key {
-                Some(cols) => (cols.iter().map(|&c| row[c].clone()).collect(), row),
-                None => (row, Vec::new()),
-            })
-            .arrange_by_key_named(&format!("Arrange: {}", view.name));
-        ctx.collections.insert(view.name.clone(), oks);
+        let keyed = oks.map(move |row| match &key {
+            Some(cols) => (cols.iter().map(|&c| row[c].clone()).collect(), row),
+            None => (row, Vec::new()),
+        });
+        // A view of source rows is its own stateful cut: its arrangement.
+        let (arranged, keyed) = if fresh {
+            ctx.cuts.keyed(scope, keyed, &view.name)
+        } else {
+            let all = keyed.clone();
+            (keyed.arrange_by_key_named(&format!("Arrange: {}", view.name)), all)
+        };
+        let oks = keyed
+            .map(|(k, v)| if v.is_empty() { k } else { v })
+            .inspect(move |(_, _, diff)| counter.set(counter.get() + diff));
+        ctx.collections.insert(view.name.clone(), (oks, false));
         let (probe, _) = arranged.stream.clone().probe();
         rendered.push(RenderedView {
             name: view.name.clone(),
@@ -174,13 +203,14 @@ pub fn render_job<'s>(
         });
     }
     for sink in sinks {
-        if let Some(coll) = ctx.collections.get(&sink.from) {
+        if let Some((coll, _)) = ctx.collections.get(&sink.from) {
             deliver_changes(coll.clone(), &format!("Sink: {}", sink.name), sink_output(sink));
         }
     }
     RenderedJob {
         sources: inputs,
         views: rendered,
+        cuts: ctx.cuts,
     }
 }
 

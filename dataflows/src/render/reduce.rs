@@ -4,58 +4,99 @@
 
 use std::rc::Rc;
 
+use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::operators::count::CountTotal;
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::VecCollection;
 use rust_decimal::Decimal;
+use timely::dataflow::Scope;
 use weir_operators::aggregate::{as_decimal, avg_datum, sum_datum, AggDiff};
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, Tick};
 use weir_operators::topk::{MonotonicTopK, RowOrder};
 
 use super::collection::Coll;
+use super::cut::{Cuts, ValCutTrace};
 use crate::expr::{order_cmp, ScalarExpr};
 use crate::plan::{AggFunc, Aggregate};
 
+/// Arranges keyed rows by key: at a stateful cut when they are fresh
+/// (see [`super::cut`]), else as any arrangement.
+pub(super) fn arrange_rows<'s>(
+    cuts: &mut Cuts,
+    scope: Scope<'s, Tick>,
+    rows: VecCollection<'s, Tick, (Row, Row), Diff>,
+    fresh: bool,
+    name: &str,
+) -> Arranged<'s, ValCutTrace<Diff>> {
+    if fresh {
+        cuts.keyed(scope, rows, name).0
+    } else {
+        rows.arrange_by_key_named(&format!("Arrange: {name}"))
+    }
+}
+
+/// A reduce over arranged keyed rows (as differential's `reduce_named`).
+pub(super) fn reduce_rows<'s, L>(
+    arranged: Arranged<'s, ValCutTrace<Diff>>,
+    name: &str,
+    logic: L,
+) -> VecCollection<'s, Tick, (Row, Row), Diff>
+where
+    L: FnMut(&Row, &[(&Row, Diff)], &mut Vec<(Row, Diff)>) + 'static,
+{
+    arranged
+        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<Row, Row, _, _>, _, _>(name, logic, |vec, key, upds| {
+            vec.clear();
+            vec.extend(upds.drain(..).map(|(v, t, r)| ((key.clone(), v), t, r)));
+        })
+        .as_collection(|k, v| (k.clone(), v.clone()))
+}
+
 pub(super) fn reduce_accumulable<'s>(
+    cuts: Option<&mut Cuts>,
+    scope: Scope<'s, Tick>,
     keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
     aggs: Vec<Aggregate>,
 ) -> Coll<'s> {
     let aggs2 = aggs.clone();
-    keyed_rows
-        .explode(move |(key, row)| {
-            let accs = aggs2
-                .iter()
-                .map(|a| match a.func {
-                    AggFunc::CountRows => (0, Decimal::ZERO),
-                    _ => match a.expr.eval(&row) {
-                        Ok(Datum::Null) | Err(_) => (0, Decimal::ZERO),
-                        Ok(d) => (1, as_decimal(&d)),
-                    },
-                })
-                .collect();
-            Some((key, AggDiff { rows: 1, accs }))
-        })
-        .count_total_core::<Diff>()
-        .flat_map(move |(key, state)| {
-            // A group whose rows were all retracted has no output row.
-            if state.rows <= 0 {
-                return None;
-            }
-            let mut row = key;
-            for (a, (n, sum)) in aggs
-                .iter()
-                .zip(state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO))))
-            {
-                row.push(match a.func {
-                    AggFunc::CountRows => Datum::Int(state.rows),
-                    AggFunc::Count => Datum::Int(*n),
-                    _ if *n == 0 => Datum::Null,
-                    AggFunc::Sum => sum_datum(*sum, a.input_type),
-                    AggFunc::Avg => avg_datum(*sum, *n, a.input_type),
-                    AggFunc::Min | AggFunc::Max => Datum::Null,
-                });
-            }
-            Some(row)
-        })
+    let exploded = keyed_rows.explode(move |(key, row)| {
+        let accs = aggs2
+            .iter()
+            .map(|a| match a.func {
+                AggFunc::CountRows => (0, Decimal::ZERO),
+                _ => match a.expr.eval(&row) {
+                    Ok(Datum::Null) | Err(_) => (0, Decimal::ZERO),
+                    Ok(d) => (1, as_decimal(&d)),
+                },
+            })
+            .collect();
+        Some((key, AggDiff { rows: 1, accs }))
+    });
+    let arranged = match cuts {
+        Some(cuts) => cuts.accumulated(scope, exploded, "CountTotal"),
+        None => exploded.arrange_by_self_named("Arrange: CountTotal"),
+    };
+    arranged.count_total_core::<Diff>().flat_map(move |(key, state)| {
+        // A group whose rows were all retracted has no output row.
+        if state.rows <= 0 {
+            return None;
+        }
+        let mut row = key;
+        for (a, (n, sum)) in aggs
+            .iter()
+            .zip(state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO))))
+        {
+            row.push(match a.func {
+                AggFunc::CountRows => Datum::Int(state.rows),
+                AggFunc::Count => Datum::Int(*n),
+                _ if *n == 0 => Datum::Null,
+                AggFunc::Sum => sum_datum(*sum, a.input_type),
+                AggFunc::Avg => avg_datum(*sum, *n, a.input_type),
+                AggFunc::Min | AggFunc::Max => Datum::Null,
+            });
+        }
+        Some(row)
+    })
 }
 
 /// The value of an aggregate over no rows: 0 for counts, NULL otherwise.
@@ -73,6 +114,8 @@ pub(super) fn empty_value(a: &Aggregate) -> Datum {
 /// one entry per aggregate, so state is proportional to groups, not events
 /// or distinct values (DESIGN.md §4).
 pub(super) fn reduce_monotonic<'s>(
+    mut cuts: Option<&mut Cuts>,
+    scope: Scope<'s, Tick>,
     keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
     aggs: Vec<Aggregate>,
 ) -> Coll<'s> {
@@ -82,7 +125,7 @@ pub(super) fn reduce_monotonic<'s>(
     let n_acc = accumulable.len();
     // (key, [ACCUMULATED, accumulated values…]): the key is what precedes
     // the accumulated values.
-    let mut parts = reduce_accumulable(keyed_rows.clone(), accumulable).map(move |row| {
+    let mut parts = reduce_accumulable(cuts.as_deref_mut(), scope, keyed_rows.clone(), accumulable).map(move |row| {
         let split = row.len() - n_acc;
         let mut tagged = vec![Datum::Int(ACCUMULATED)];
         tagged.extend_from_slice(&row[split..]);
@@ -112,13 +155,26 @@ pub(super) fn reduce_monotonic<'s>(
                 o
             }
         });
-        let best = values
-            .monotonic_top_k(&format!("{:?}", a.func), 1, order)
-            .map(move |mut row| {
-                row.pop(); // the row number
-                let v = row.pop().unwrap_or(Datum::Null);
-                (row, vec![Datum::Int(i as i64), v])
-            });
+        let name = format!("{:?}", a.func);
+        let best = match cuts.as_deref_mut() {
+            // A snapshotted best row is (key…, value, row number).
+            Some(cuts) => cuts.own_state(
+                scope,
+                values,
+                &name,
+                |mut row: Row| {
+                    row.pop();
+                    (row[..row.len().saturating_sub(1)].to_vec(), row)
+                },
+                |values| values.monotonic_top_k(&name, 1, order),
+            ),
+            None => values.monotonic_top_k(&name, 1, order),
+        }
+        .map(move |mut row| {
+            row.pop(); // the row number
+            let v = row.pop().unwrap_or(Datum::Null);
+            (row, vec![Datum::Int(i as i64), v])
+        });
         parts = parts.concat(best);
     }
     parts
@@ -154,6 +210,8 @@ pub(super) fn reduce_monotonic<'s>(
 /// Aggregates that need the group's values (min, max, DISTINCT, float
 /// sums): a reduce over the distinct argument values of each group.
 pub(super) fn reduce_general<'s>(
+    cuts: Option<&mut Cuts>,
+    scope: Scope<'s, Tick>,
     keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
     aggs: Vec<Aggregate>,
 ) -> Coll<'s> {
@@ -164,7 +222,12 @@ pub(super) fn reduce_general<'s>(
         let vals: Row = arg_exprs.iter().map(|e| e.eval(&row).unwrap_or(Datum::Null)).collect();
         (key, vals)
     });
-    args.reduce_named(
+    let arranged = match cuts {
+        Some(cuts) => arrange_rows(cuts, scope, args, true, "Reduce: aggregates"),
+        None => args.arrange_by_key_named("Arrange: Reduce: aggregates"),
+    };
+    reduce_rows(
+        arranged,
         "Reduce: aggregates",
         move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
             let rows: Diff = input.iter().map(|(_, n)| *n).sum();

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::ToStream;
 use timely::dataflow::Scope;
@@ -11,39 +12,58 @@ use weir_operators::repr::{Datum, Diff, Row, Tick};
 use weir_operators::topk::{MonotonicTopK, RowOrder};
 
 use super::collection::{empty_errs, filter, keyed, split, Coll, Errs};
-use super::reduce::{empty_value, reduce_accumulable, reduce_general, reduce_monotonic};
+use super::cut::Cuts;
+use super::reduce::{arrange_rows, empty_value, reduce_accumulable, reduce_general, reduce_monotonic, reduce_rows};
 use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan};
 
 pub(super) struct Context<'s> {
     pub(super) scope: Scope<'s, Tick>,
-    pub(super) collections: HashMap<String, Coll<'s>>,
+    /// Each named collection, and whether it is *fresh*: a stateless
+    /// function of the sources (and constants), so that its first
+    /// arrangement is a stateful cut (see [`super::cut`]).
+    pub(super) collections: HashMap<String, (Coll<'s>, bool)>,
     /// The state gauges of every pattern rendered so far.
     pub(super) cep_stats: Vec<CepStats>,
+    pub(super) cuts: Cuts,
+}
+
+/// A rendered relation: its rows, its errors, and whether it is fresh (see
+/// [`Context::collections`]).
+pub(super) struct Rendered<'s> {
+    pub(super) oks: Coll<'s>,
+    pub(super) errs: Errs<'s>,
+    pub(super) fresh: bool,
 }
 
 impl<'s> Context<'s> {
-    pub(super) fn render(&mut self, plan: &RelPlan) -> (Coll<'s>, Errs<'s>) {
+    pub(super) fn render(&mut self, plan: &RelPlan) -> Rendered<'s> {
+        let (oks, errs, fresh) = self.render_parts(plan);
+        Rendered { oks, errs, fresh }
+    }
+
+    fn render_parts(&mut self, plan: &RelPlan) -> (Coll<'s>, Errs<'s>, bool) {
         let scope = self.scope;
         match plan {
             RelPlan::Get { name } => {
-                let coll = self
+                let (coll, fresh) = self
                     .collections
                     .get(name)
                     .cloned()
                     .unwrap_or_else(|| panic!("planner resolved {name} but it was not provided to render"));
-                (coll, empty_errs(scope))
+                (coll, empty_errs(scope), fresh)
             }
             RelPlan::Constant { rows } => {
-                // Constants exist once, not once per worker.
-                let rows: Vec<(Row, Tick, Diff)> = if scope.index() == 0 {
+                // Constants exist once, not once per worker; a restored
+                // dataflow has them in its cuts already.
+                let rows: Vec<(Row, Tick, Diff)> = if scope.index() == 0 && !self.cuts.restoring {
                     rows.iter().map(|r| (r.clone(), 0, 1)).collect()
                 } else {
                     Vec::new()
                 };
-                (rows.to_stream(scope).as_collection(), empty_errs(scope))
+                (rows.to_stream(scope).as_collection(), empty_errs(scope), true)
             }
             RelPlan::Map { input, exprs } => {
-                let (oks, errs) = self.render(input);
+                let (oks, errs, fresh) = self.render_parts(input);
                 let exprs = exprs.clone();
                 let (oks, e2) = split(oks.map(move |mut row| {
                     for e in &exprs {
@@ -54,43 +74,61 @@ impl<'s> Context<'s> {
                     }
                     Ok(row)
                 }));
-                (oks, errs.concat(e2))
+                (oks, errs.concat(e2), fresh)
             }
             RelPlan::Filter { input, predicates } => {
-                let (oks, errs) = self.render(input);
+                let (oks, errs, fresh) = self.render_parts(input);
                 let (oks, e2) = filter(oks, predicates.clone());
-                (oks, errs.concat(e2))
+                (oks, errs.concat(e2), fresh)
             }
             RelPlan::Project { input, outputs } => {
-                let (oks, errs) = self.render(input);
+                let (oks, errs, fresh) = self.render_parts(input);
                 let outputs = outputs.clone();
                 (
                     oks.map(move |row| outputs.iter().map(|&i| row[i].clone()).collect()),
                     errs,
+                    fresh,
                 )
             }
             RelPlan::Distinct { input } => {
-                let (oks, errs) = self.render(input);
-                (oks.distinct_core::<Diff>(), errs)
+                let (oks, errs, fresh) = self.render_parts(input);
+                let arranged = if fresh {
+                    self.cuts.rows(scope, oks, "Distinct")
+                } else {
+                    oks.arrange_by_self_named("Arrange: Distinct")
+                };
+                (arranged.distinct_total_core::<Diff>(), errs, false)
             }
             RelPlan::MatchRecognize(m) => {
-                let (oks, errs) = self.render(&m.input);
+                let (oks, errs, _) = self.render_parts(&m.input);
+                self.cuts
+                    .refuse("MATCH_RECOGNIZE keeps partial matches that snapshots do not cover yet");
                 let stats = CepStats::default();
                 self.cep_stats.push(stats.clone());
                 let (matches, e2) = super::pattern::render(oks, m, stats);
-                (matches, errs.concat(e2))
+                (matches, errs.concat(e2), false)
             }
             RelPlan::UnionAll { inputs } => {
                 let mut oks = Vec::new();
                 let mut errs = Vec::new();
+                let mut fresh = Vec::new();
                 for i in inputs {
-                    let (o, e) = self.render(i);
+                    let (o, e, f) = self.render_parts(i);
                     oks.push(o);
                     errs.push(e);
+                    fresh.push(f);
+                }
+                let all_fresh = fresh.iter().all(|f| *f);
+                if !all_fresh && fresh.iter().any(|f| *f) {
+                    // A cut after the union would hold the other inputs'
+                    // rows twice on restore.
+                    self.cuts
+                        .refuse("a UNION ALL of source rows with computed rows has no stateful cut");
                 }
                 (
                     differential_dataflow::collection::concatenate(scope, oks),
                     differential_dataflow::collection::concatenate(scope, errs),
+                    all_fresh,
                 )
             }
             RelPlan::Join {
@@ -102,24 +140,32 @@ impl<'s> Context<'s> {
                 kind,
                 right_arity,
             } => {
-                let (l, le) = self.render(left);
-                let (r, re) = self.render(right);
+                let (l, le, lfresh) = self.render_parts(left);
+                let (r, re, rfresh) = self.render_parts(right);
                 let (lk, le2) = keyed(l.clone(), left_key.clone());
                 let (rk, re2) = keyed(r, right_key.clone());
                 // SQL equality never matches NULL keys.
                 let no_nulls = |(k, _): &(Row, Row)| !k.iter().any(Datum::is_null);
-                let joined = lk
-                    .filter(no_nulls)
-                    .join_map(rk.filter(no_nulls), |_k, lrow: &Row, rrow: &Row| {
-                        let mut row = lrow.clone();
-                        row.extend(rrow.iter().cloned());
-                        row
-                    });
+                let la = arrange_rows(&mut self.cuts, scope, lk.filter(no_nulls), lfresh, "Join left");
+                let ra = arrange_rows(&mut self.cuts, scope, rk.filter(no_nulls), rfresh, "Join right");
+                let joined = la.join_core(ra, |_k, lrow: &Row, rrow: &Row| {
+                    let mut row = lrow.clone();
+                    row.extend(rrow.iter().cloned());
+                    Some(row)
+                });
                 let (matched, je) = filter(joined, residual.clone());
                 let errs = le.concat(re).concat(le2).concat(re2).concat(je);
                 match kind {
-                    JoinKind::Inner => (matched, errs),
+                    JoinKind::Inner => (matched, errs, false),
                     JoinKind::Left => {
+                        // The unmatched left rows need the left input
+                        // itself, restored at a cut of its own.
+                        let l = if lfresh {
+                            let (_, all) = self.cuts.keyed(scope, l.map(|row| (row, Row::new())), "Join left rows");
+                            all.map(|(row, _)| row)
+                        } else {
+                            l
+                        };
                         let nulls = vec![Datum::Null; *right_arity];
                         let arity_right = *right_arity;
                         let matched_left = matched
@@ -130,7 +176,7 @@ impl<'s> Context<'s> {
                             row.extend(nulls.iter().cloned());
                             row
                         });
-                        (matched.concat(unmatched), errs)
+                        (matched.concat(unmatched), errs, false)
                     }
                 }
             }
@@ -140,15 +186,16 @@ impl<'s> Context<'s> {
                 aggregates,
                 monotonic,
             } => {
-                let (oks, errs) = self.render(input);
+                let (oks, errs, fresh) = self.render_parts(input);
                 let (keyed_rows, e2) = keyed(oks, group_key.clone());
                 let extreme = |a: &Aggregate| matches!(a.func, AggFunc::Min | AggFunc::Max) && !a.distinct;
+                let cuts = fresh.then_some(&mut self.cuts);
                 let out = if aggregates.iter().all(Aggregate::is_accumulable) {
-                    reduce_accumulable(keyed_rows, aggregates.clone())
+                    reduce_accumulable(cuts, scope, keyed_rows, aggregates.clone())
                 } else if *monotonic && aggregates.iter().all(|a| a.is_accumulable() || extreme(a)) {
-                    reduce_monotonic(keyed_rows, aggregates.clone())
+                    reduce_monotonic(cuts, scope, keyed_rows, aggregates.clone())
                 } else {
-                    reduce_general(keyed_rows, aggregates.clone())
+                    reduce_general(cuts, scope, keyed_rows, aggregates.clone())
                 };
                 let out = if group_key.is_empty() {
                     // An aggregate without GROUP BY has one row, also over
@@ -168,7 +215,7 @@ impl<'s> Context<'s> {
                 } else {
                     out
                 };
-                (out, errs.concat(e2))
+                (out, errs.concat(e2), false)
             }
             RelPlan::TopK {
                 input,
@@ -178,36 +225,53 @@ impl<'s> Context<'s> {
                 monotonic,
                 ..
             } => {
-                let (oks, errs) = self.render(input);
+                let (oks, errs, fresh) = self.render_parts(input);
                 let part = partition_by.clone();
-                let keyed_rows = oks.map(move |row| (part.iter().map(|&i| row[i].clone()).collect::<Row>(), row));
+                let key_of = move |row: &Row| part.iter().map(|&i| row[i].clone()).collect::<Row>();
+                let keyed_rows = oks.map({
+                    let key_of = key_of.clone();
+                    move |row| (key_of(&row), row)
+                });
                 let order = row_order(order_by.clone());
                 let out = match (limit, monotonic) {
+                    (Some(k), true) if fresh => {
+                        let k = *k;
+                        // A snapshotted output row is the input row with
+                        // its row number appended.
+                        let back = move |mut row: Row| {
+                            row.pop();
+                            (key_of(&row), row)
+                        };
+                        self.cuts.own_state(scope, keyed_rows, "ROW_NUMBER", back, move |rows| {
+                            rows.monotonic_top_k("ROW_NUMBER", k, order)
+                        })
+                    }
                     (Some(k), true) => keyed_rows.monotonic_top_k("ROW_NUMBER", *k, order),
                     _ => {
                         let limit = *limit;
-                        keyed_rows
-                            .reduce_named(
-                                "TopK: ROW_NUMBER",
-                                move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
-                                    let mut rows: Vec<&Row> = Vec::new();
-                                    for (row, n) in input {
-                                        for _ in 0..(*n).max(0) {
-                                            rows.push(row);
-                                        }
+                        let arranged = arrange_rows(&mut self.cuts, scope, keyed_rows, fresh, "TopK: ROW_NUMBER");
+                        reduce_rows(
+                            arranged,
+                            "TopK: ROW_NUMBER",
+                            move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+                                let mut rows: Vec<&Row> = Vec::new();
+                                for (row, n) in input {
+                                    for _ in 0..(*n).max(0) {
+                                        rows.push(row);
                                     }
-                                    rows.sort_by(|a, b| order(a, b));
-                                    for (i, row) in rows.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
-                                        let mut r = row.clone();
-                                        r.push(Datum::Int(i as i64 + 1));
-                                        output.push((r, 1));
-                                    }
-                                },
-                            )
-                            .map(|(_key, row)| row)
+                                }
+                                rows.sort_by(|a, b| order(a, b));
+                                for (i, row) in rows.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
+                                    let mut r = row.clone();
+                                    r.push(Datum::Int(i as i64 + 1));
+                                    output.push((r, 1));
+                                }
+                            },
+                        )
+                        .map(|(_key, row)| row)
                     }
                 };
-                (out, errs)
+                (out, errs, false)
             }
         }
     }

@@ -1,0 +1,112 @@
+//! `Command::Snapshot`: this worker's part of a snapshot, read from the
+//! dataflow's cuts once they have completed its time; and restoring a
+//! snapshot into a dataflow's cuts at install.
+
+use std::time::Instant;
+
+use weir_dataflows::catalog::DataflowId;
+use weir_dataflows::render::cut::Cuts;
+
+use super::command::{RestorePoint, SnapshotCommand};
+use super::WorkerState;
+use crate::snapshots::{Restored, SnapshotPart};
+
+pub fn receive(state: &mut WorkerState, cmd: SnapshotCommand) {
+    state.pending_snapshots.push(cmd);
+    read_pending(state);
+}
+
+/// Reads the snapshots whose time every cut on this worker has completed.
+pub fn read_pending(state: &mut WorkerState) {
+    if state.pending_snapshots.is_empty() {
+        return;
+    }
+    let pending = std::mem::take(&mut state.pending_snapshots);
+    for cmd in pending {
+        let entries = match state.dataflows.get_mut(&cmd.df) {
+            None => Err(format!("dataflow {} was dropped", cmd.df)),
+            Some(d) => {
+                let complete = d.cuts.iter_mut().all(|c| c.upper().is_none_or(|u| u > cmd.at));
+                if !complete {
+                    state.pending_snapshots.push(cmd);
+                    continue;
+                }
+                if d.cuts_since > cmd.at {
+                    Err(format!(
+                        "worker {} compacted past the snapshot's time {} (to {})",
+                        state.index, cmd.at, d.cuts_since
+                    ))
+                } else {
+                    let mut entries = Vec::new();
+                    let mut failed = None;
+                    for (i, c) in d.cuts.iter_mut().enumerate() {
+                        if let Err(e) = c.read_at(cmd.at, &mut |bytes| entries.push((i as u32, bytes))) {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                    }
+                    failed.map_or(Ok(entries), Err)
+                }
+            }
+        };
+        state.shared.snapshots.hand_over(SnapshotPart {
+            job: cmd.job,
+            number: cmd.number,
+            part: state.index as u32,
+            entries,
+        });
+    }
+}
+
+/// Feeds this worker's share of a snapshot's parts into the dataflow's
+/// restore inputs: part `p` goes to worker `p % peers`, whatever the worker
+/// count the snapshot was written with (every cut is exchanged by key
+/// downstream).
+pub fn restore(state: &WorkerState, df: DataflowId, job: &str, point: &RestorePoint, cuts: &mut Cuts) {
+    let started = Instant::now();
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut error = None;
+    for part in (state.index as u32..point.parts).step_by(state.peers.max(1)) {
+        let read = state
+            .shared
+            .snapshots
+            .store
+            .read_part(job, point.number, part, &mut |cut, entry| {
+                if error.is_some() {
+                    return;
+                }
+                entries += 1;
+                bytes += entry.len() as u64;
+                match cuts.restores.get_mut(cut as usize) {
+                    Some(input) => {
+                        if let Err(e) = input.push(point.at, entry) {
+                            error = Some(e.to_string());
+                        }
+                    }
+                    None => {
+                        error = Some(format!(
+                            "snapshot entry for cut {cut}, which the dataflow does not have"
+                        ))
+                    }
+                }
+            });
+        if let Err(e) = read {
+            error.get_or_insert_with(|| e.to_string());
+        }
+    }
+    if let Some(e) = &error {
+        eprintln!(
+            "weir: restoring job {job} from snapshot {} failed on worker {}: {e}",
+            point.number, state.index
+        );
+    }
+    let base = Restored {
+        number: point.number,
+        at: point.at,
+        ..Restored::default()
+    };
+    state
+        .shared
+        .snapshots
+        .restored_part(df, &base, entries, bytes, started.elapsed().as_millis() as u64, error);
+}
