@@ -209,7 +209,7 @@ impl Snapshots {
             out.push(m);
             Ok(true)
         })?;
-        out.sort_by(|a, b| b.number.cmp(&a.number));
+        out.sort_by_key(|m| std::cmp::Reverse(m.number));
         Ok(out)
     }
 

@@ -74,6 +74,11 @@ pub fn start(dir: &PathBuf, extra: &[&str]) -> Engine {
 /// Starts `weir <command…> --data-dir dir --listen … --workers 2 <extra…>`
 /// (`extra` may give its own `--workers`).
 pub fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
+    start_env(dir, command, extra, &[])
+}
+
+/// [`start_with`], with these environment variables set for the engine.
+pub fn start_env(dir: &PathBuf, command: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Engine {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -88,6 +93,7 @@ pub fn start_with(dir: &PathBuf, command: &[&str], extra: &[&str]) -> Engine {
             &["--workers", "2"][..]
         })
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

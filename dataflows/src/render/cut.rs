@@ -49,6 +49,13 @@ pub const SNAPSHOT_FORMAT: u32 = 1;
 pub type ValCutTrace<R> = TraceAgent<ValSpine<Row, Row, Tick, R>>;
 pub type KeyCutTrace<R> = TraceAgent<KeySpine<Row, Tick, R>>;
 
+/// A cut at keyed rows: its arrangement, and the collection it holds (the
+/// input with the restored updates).
+pub type KeyedCut<'s> = (
+    Arranged<'s, ValCutTrace<Diff>>,
+    VecCollection<'s, Tick, (Row, Row), Diff>,
+);
+
 /// A cut's arrangement, as the snapshot reads it.
 pub trait CutTrace {
     /// The first time not yet complete; `None` once closed.
@@ -223,10 +230,7 @@ impl Cuts {
         scope: Scope<'s, Tick>,
         coll: VecCollection<'s, Tick, (Row, Row), Diff>,
         name: &str,
-    ) -> (
-        Arranged<'s, ValCutTrace<Diff>>,
-        VecCollection<'s, Tick, (Row, Row), Diff>,
-    ) {
+    ) -> KeyedCut<'s> {
         let (input, restored) = scope.new_collection::<(Row, Row), Diff>();
         self.restores.push(Box::new(Restore {
             input,

@@ -1,0 +1,318 @@
+//! Snapshots end to end, on the real binary and real RocksDB files: state
+//! snapshotted, the process killed (`kill -9`), restarted with another
+//! worker count from the snapshot, more input; every view equals what a
+//! copy of the data directory gives when it replays its whole log
+//! (`--replay`). Also a crash while a snapshot is being written, and a
+//! replaced job whose old snapshot must not be used.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+/// Every stateful construct snapshots cover: accumulable aggregates,
+/// min/max over append-only input, count distinct, an inner and a left
+/// join with an upsert table, DISTINCT, top-N per group, a view over a
+/// view, aggregates over the upsert table.
+const JOB: &str = "
+CREATE TABLE orders (order_id BIGINT, customer_id BIGINT, amount DECIMAL(10,2), status TEXT)
+  WITH (connector = 'log', topic = 'orders', format = 'json');
+CREATE TABLE customers (customer_id BIGINT PRIMARY KEY, name TEXT, tier TEXT)
+  WITH (connector = 'log', topic = 'customers', format = 'json');
+CREATE MATERIALIZED VIEW totals AS
+  SELECT customer_id, count(*) AS n, sum(amount) AS total, avg(amount) AS mean FROM orders GROUP BY customer_id;
+CREATE MATERIALIZED VIEW extremes AS
+  SELECT customer_id, min(amount) AS lo, max(amount) AS hi, count(*) AS n FROM orders GROUP BY customer_id;
+CREATE MATERIALIZED VIEW kinds_per_customer AS
+  SELECT customer_id, count(DISTINCT status) AS kinds FROM orders GROUP BY customer_id;
+CREATE MATERIALIZED VIEW named AS
+  SELECT o.order_id, c.name, c.tier FROM orders o JOIN customers c ON o.customer_id = c.customer_id;
+CREATE MATERIALIZED VIEW with_customer AS
+  SELECT c.customer_id, c.name, t.total FROM customers c LEFT JOIN totals t ON t.customer_id = c.customer_id;
+CREATE MATERIALIZED VIEW statuses AS SELECT DISTINCT status FROM orders;
+CREATE MATERIALIZED VIEW top_orders AS
+  SELECT order_id, customer_id, amount FROM (
+    SELECT order_id, customer_id, amount,
+           ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY amount DESC, order_id) AS rn
+    FROM orders) ranked
+  WHERE rn <= 2;
+CREATE MATERIALIZED VIEW tiers AS SELECT tier, count(*) AS customers FROM customers GROUP BY tier;
+CREATE MATERIALIZED VIEW big AS SELECT customer_id, total FROM totals WHERE total > 300;
+";
+
+/// A second job over the first one's view.
+const OVER: &str = "
+CREATE MATERIALIZED VIEW big_count AS SELECT count(*) AS customers FROM big;
+";
+
+const VIEWS: &[&str] = &[
+    "totals",
+    "extremes",
+    "kinds_per_customer",
+    "named",
+    "with_customer",
+    "statuses",
+    "top_orders",
+    "tiers",
+    "big",
+    "big_count",
+];
+
+/// A batch of orders and customer upserts (some deletes), from `seed`.
+fn batch(seed: u64, first_order: i64, orders: usize) -> (String, String) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let statuses = ["placed", "paid", "shipped", "cancelled"];
+    let orders: Vec<String> = (0..orders)
+        .map(|i| {
+            json!({
+                "order_id": first_order + i as i64,
+                "customer_id": rng.random_range(1..=25),
+                "amount": format!("{}.{:02}", rng.random_range(1..200), rng.random_range(0..100)),
+                "status": statuses[rng.random_range(0..statuses.len())],
+            })
+            .to_string()
+        })
+        .collect();
+    let customers: Vec<String> = (0..15)
+        .map(|_| {
+            let id = rng.random_range(1..=25);
+            if rng.random_range(0..5) == 0 {
+                json!({"customer_id": id, "__op": "delete"}).to_string()
+            } else {
+                let tier = ["gold", "silver", "standard"][rng.random_range(0..3)];
+                json!({"customer_id": id, "name": format!("c{id}-{}", rng.random_range(0..9)), "tier": tier})
+                    .to_string()
+            }
+        })
+        .collect();
+    (orders.join("\n"), customers.join("\n"))
+}
+
+/// Appends a batch; returns the tokens to read after.
+fn ingest(e: &Engine, seed: u64, first_order: i64) -> Vec<String> {
+    let (orders, customers) = batch(seed, first_order, 150);
+    let mut tokens = Vec::new();
+    for (topic, body) in [("orders", orders), ("customers", customers)] {
+        let (s, a) = post(e, &format!("/v1/topics/{topic}/events"), &body);
+        assert_eq!(s, 200, "{a}");
+        tokens.push(a["token"].as_str().expect("a token").to_string());
+    }
+    tokens
+}
+
+/// Every view's rows after the given writes, sorted.
+fn read_all(e: &Engine, after: &[String]) -> Vec<(String, Vec<String>)> {
+    VIEWS
+        .iter()
+        .map(|v| {
+            let mut path = format!("/v1/views/{v}?limit=100000");
+            for t in after {
+                path.push_str(&format!("&after={t}"));
+            }
+            let (s, body) = get(e, &path);
+            assert_eq!(s, 200, "{v}: {body}");
+            let mut rows: Vec<String> = rows_of(&body).iter().map(Value::to_string).collect();
+            rows.sort();
+            (v.to_string(), rows)
+        })
+        .collect()
+}
+
+fn submit_jobs(e: &Engine) {
+    for (name, sql) in [("shop", JOB), ("over", OVER)] {
+        let (s, body) = post(e, "/v1/jobs", &json!({"name": name, "sql": sql}).to_string());
+        assert_eq!(s, 201, "{body}");
+    }
+}
+
+fn job(e: &Engine, name: &str) -> Value {
+    let (s, v) = get(e, &format!("/v1/jobs/{name}"));
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// Snapshots every job and waits until each has committed one newer than
+/// `after` (a snapshot number); returns the numbers.
+fn snapshot_now(e: &Engine, after: u64) -> Vec<u64> {
+    let (s, v) = post(e, "/v1/snapshots", "");
+    assert_eq!(s, 202, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let numbers: Vec<u64> = ["shop", "over"]
+            .iter()
+            .map(|j| job(e, j)["snapshots"]["last"]["number"].as_u64().unwrap_or(0))
+            .collect();
+        if numbers.iter().all(|&n| n > after) {
+            return numbers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot was committed: {v} {}",
+            job(e, "shop")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        // Asking again is harmless: a snapshot in progress is not repeated.
+        let _ = post(e, "/v1/snapshots", "");
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+fn wait_restored(e: &Engine, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = job(e, name)["snapshots"]["restored"].clone();
+        if r["complete"] == json!(true) || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn restore_after_kill_equals_full_replay_with_other_worker_counts() {
+    let dir = data_dir("snap");
+    let replay_dir = data_dir("snap-replay");
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    submit_jobs(&e);
+    let mut tokens = ingest(&e, 1, 0);
+    tokens.extend(ingest(&e, 2, 1000));
+    let _ = read_all(&e, &tokens);
+    snapshot_now(&e, 0);
+    // More input after the snapshot: the restart must read exactly this.
+    let tokens = ingest(&e, 3, 2000);
+    let before = read_all(&e, &tokens);
+
+    // kill -9; a copy replays everything, the original restores (2 → 3
+    // workers, and the copy on 1).
+    drop(e);
+    copy_dir(&dir, &replay_dir);
+    let e = start(&dir, &["--snapshot-interval", "0", "--workers", "3"]);
+    let r = wait_restored(&e, "shop");
+    assert_eq!(
+        r["complete"],
+        json!(true),
+        "the job was restored from its snapshot: {r}"
+    );
+    assert!(r["error"].is_null(), "{r}");
+    assert!(r["entries"].as_u64().unwrap_or(0) > 0, "{r}");
+    wait_ready(&e, Duration::from_secs(60));
+    let replay = start(&replay_dir, &["--snapshot-interval", "0", "--workers", "1", "--replay"]);
+    assert!(job(&replay, "shop")["snapshots"]["restored"].is_null());
+    wait_ready(&replay, Duration::from_secs(60));
+    assert_eq!(
+        read_all(&e, &[]),
+        before,
+        "restored views equal the views before the kill"
+    );
+    assert_eq!(read_all(&replay, &[]), before, "a full replay gives the same views");
+
+    // More input into both: they stay equal (3 → 1 workers for the next
+    // restore below).
+    let t1 = ingest(&e, 4, 3000);
+    let t2 = ingest(&replay, 4, 3000);
+    let restored = read_all(&e, &t1);
+    assert_eq!(restored, read_all(&replay, &t2));
+
+    // Snapshot again on 3 workers, kill, restore on 1.
+    let last = job(&e, "shop")["snapshots"]["last"]["number"].as_u64().unwrap_or(0);
+    snapshot_now(&e, last);
+    drop(e);
+    let e = start(&dir, &["--snapshot-interval", "0", "--workers", "1"]);
+    let r = wait_restored(&e, "shop");
+    assert_eq!(r["complete"], json!(true), "{r}");
+    wait_ready(&e, Duration::from_secs(60));
+    assert_eq!(read_all(&e, &[]), restored);
+    drop(e);
+    drop(replay);
+}
+
+#[test]
+fn a_crash_while_writing_a_snapshot_leaves_the_previous_one_in_force() {
+    let dir = data_dir("snap-crash");
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    submit_jobs(&e);
+    let tokens = ingest(&e, 11, 0);
+    let _ = read_all(&e, &tokens);
+    let first = snapshot_now(&e, 0);
+    drop(e);
+
+    // The writer now stalls before every manifest: the second snapshot is
+    // never committed when the process is killed.
+    let mut e = start_env(
+        &dir,
+        &["serve"],
+        &["--snapshot-interval", "0"],
+        &[("WEIR_FAULT_SNAPSHOT_STALL_MS", "60000")],
+    );
+    wait_ready(&e, Duration::from_secs(60));
+    let tokens = ingest(&e, 12, 1000);
+    let before = read_all(&e, &tokens);
+    let (s, v) = post(&e, "/v1/jobs/shop/snapshot", "");
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["outcome"], json!("started"), "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = e.child.kill();
+    let _ = e.child.wait();
+
+    let e = start(&dir, &["--snapshot-interval", "0", "--workers", "3"]);
+    let r = wait_restored(&e, "shop");
+    assert_eq!(
+        r["number"].as_u64(),
+        Some(first[0]),
+        "the previous snapshot is used: {r}"
+    );
+    wait_ready(&e, Duration::from_secs(60));
+    assert_eq!(read_all(&e, &[]), before);
+}
+
+#[test]
+fn a_replaced_job_does_not_restore_the_old_plans_snapshot() {
+    let dir = data_dir("snap-replace");
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    submit_jobs(&e);
+    let tokens = ingest(&e, 21, 0);
+    let _ = read_all(&e, &tokens);
+    snapshot_now(&e, 0);
+    // Replace a job with another plan (it counts differently).
+    let new_sql = OVER.replace("count(*) AS customers", "count(*) + 1 AS customers");
+    assert_ne!(new_sql, OVER);
+    let (s, v) = put(&e, "/v1/jobs/over", json!({"sql": new_sql}));
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job(&e, "over")["status"] != json!("running") {
+        assert!(Instant::now() < deadline, "the replacement never swapped in");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = read_all(&e, &[]);
+    drop(e);
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    wait_ready(&e, Duration::from_secs(60));
+    assert!(
+        job(&e, "over")["snapshots"]["restored"].is_null(),
+        "the old plan's snapshot was removed at the swap and not restored"
+    );
+    assert_eq!(
+        wait_restored(&e, "shop")["complete"],
+        json!(true),
+        "the other job restores"
+    );
+    let after = read_all(&e, &[]);
+    assert_eq!(after, before);
+    assert!(
+        after
+            .iter()
+            .any(|(v, rows)| v == "big_count" && rows.iter().any(|r| r.contains("customers"))),
+        "{after:?}"
+    );
+}
