@@ -17,6 +17,15 @@ impl Engine {
         m.view_rows.reset();
         m.freshness_lag_ms.reset();
         m.partial_matches.reset();
+        m.snapshot_age_seconds.reset();
+        for name in cat.jobs.keys() {
+            if let Some(last) = self.shared.snapshots.last(name) {
+                let age = now_ms().saturating_sub(last.at) / 1000;
+                m.snapshot_age_seconds
+                    .with_label_values(&[name.as_str()])
+                    .set(age as i64);
+            }
+        }
         for g in [
             &m.kafka_connected,
             &m.kafka_lag,
