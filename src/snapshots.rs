@@ -13,10 +13,10 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use weir_connectors::sink::SinkStatus;
 use weir_connectors::snapshots::{SnapshotManifest, Snapshots};
 use weir_dataflows::catalog::DataflowId;
 use weir_operators::repr::Tick;
-use weir_queries::ReadHold;
 
 use crate::shared::{lock, now_ms, Shared};
 
@@ -36,10 +36,14 @@ struct Pending {
     manifest: SnapshotManifest,
     parts_done: u32,
     started: Instant,
-    /// Keep the views' (and so the cuts') history at the snapshot's time
-    /// until every worker has read it.
-    _holds: Vec<ReadHold>,
+    /// The job's sinks: the snapshot is committed only once they have
+    /// written through its time (a restored sink resumes after what it
+    /// recorded, and must not miss changes folded into the snapshot).
+    sinks: Vec<Arc<SinkStatus>>,
 }
+
+/// How long the writer waits for a job's sinks to reach a snapshot's time.
+const SINK_WAIT: Duration = Duration::from_secs(60);
 
 /// What a dataflow restored, over its workers.
 #[derive(Clone, Debug, Default)]
@@ -97,14 +101,14 @@ impl SnapshotHub {
     }
 
     /// Starts tracking a snapshot the workers were asked to read.
-    pub fn begin(&self, job: &str, manifest: SnapshotManifest, holds: Vec<ReadHold>) {
+    pub fn begin(&self, job: &str, manifest: SnapshotManifest, sinks: Vec<Arc<SinkStatus>>) {
         lock(&self.state).pending.insert(
             (job.to_string(), manifest.number),
             Pending {
                 manifest,
                 parts_done: 0,
                 started: Instant::now(),
-                _holds: holds,
+                sinks,
             },
         );
     }
@@ -236,6 +240,25 @@ fn run_writer(shared: &Shared, parts: Receiver<SnapshotPart>, stall: Duration) {
             drop(st);
             if !stall.is_zero() {
                 std::thread::sleep(stall);
+            }
+            let deadline = Instant::now() + SINK_WAIT;
+            let behind =
+                |s: &Arc<SinkStatus>| s.written_as_of.load(std::sync::atomic::Ordering::SeqCst) < done.manifest.at;
+            while done.sinks.iter().any(behind) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if done.sinks.iter().any(behind) {
+                let e = format!(
+                    "its sinks did not write through {} within {SINK_WAIT:?}",
+                    done.manifest.at
+                );
+                eprintln!(
+                    "weir: snapshot {} of job {} abandoned: {e}",
+                    done.manifest.number, part.job
+                );
+                lock(&hub.state).failed.insert(part.job.clone(), e);
+                let _ = hub.store.discard(&part.job, done.manifest.number);
+                continue;
             }
             done.manifest.written_ms = now_ms();
             done.manifest.write_ms = done.started.elapsed().as_millis() as u64;

@@ -11,7 +11,12 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::ExchangeData;
 
+use crate::capture::{Capture, Captured};
 use crate::repr::{Diff, Row, Tick};
+
+/// What writes an operator's state down for a snapshot (see
+/// [`crate::capture`]).
+pub type StateWriter<S> = (Capture, Box<dyn Fn(&S) -> Captured>);
 
 /// A complete-when-the-frontier-passes time's capability and updates.
 type Pending<D> = (Capability<Tick>, Vec<(D, Diff)>);
@@ -24,11 +29,13 @@ type Pending<D> = (Capability<Tick>, Vec<(D, Diff)>);
 ///
 /// # Contract
 /// `state` lives for the operator's lifetime and is private to the worker;
-/// records with the same route value always reach the same worker.
+/// records with the same route value always reach the same worker. With
+/// `capture`, the state is written down as of each requested time.
 pub fn process_by_time<'scope, D, S, R, L>(
     collection: VecCollection<'scope, Tick, D, Diff>,
     name: &str,
     route: R,
+    capture: Option<StateWriter<S>>,
     mut logic: L,
 ) -> VecCollection<'scope, Tick, Row, Diff>
 where
@@ -61,6 +68,9 @@ where
                         if frontier.less_equal(&t) {
                             break;
                         }
+                        if let Some((c, write)) = &capture {
+                            c.before(t, &mut || write(&state));
+                        }
                         let (cap, data) = entry.remove();
                         logic(&mut state, data, &mut out);
                         if !out.is_empty() {
@@ -69,6 +79,18 @@ where
                                 session.give((row, t, diff));
                             }
                         }
+                    }
+                    if let Some((c, write)) = &capture {
+                        // Nothing is left before the first pending time or
+                        // the frontier, whichever comes first.
+                        let next = pending.keys().next().copied();
+                        let f = frontier.frontier().first().copied();
+                        let upto = match (next, f) {
+                            (Some(n), Some(f)) => Some(n.min(f)),
+                            (Some(n), None) => Some(n),
+                            (None, f) => f,
+                        };
+                        c.passed(upto, &mut || write(&state));
                     }
                 }
             },

@@ -5,6 +5,8 @@
 //!   values: what every crate agrees on.
 //! - [`aggregate`]: SQL aggregates as values: the monoid a group's
 //!   count/sum/avg live in (DESIGN.md §4), and folding values into a result.
+//! - [`capture`]: an operator's own state written down as of a time, for
+//!   snapshots.
 //! - [`by_time`]: the keyed "process each complete time in order" skeleton.
 //! - [`upsert`]: keyed, sequenced upserts → one row per key.
 //! - [`topk`]: top-k per group over append-only input, state bounded by k.
@@ -17,6 +19,7 @@
 
 pub mod aggregate;
 pub mod by_time;
+pub mod capture;
 pub mod cep;
 pub mod repr;
 pub mod sink;

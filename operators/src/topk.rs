@@ -11,6 +11,7 @@ use std::rc::Rc;
 use differential_dataflow::{Hashable, VecCollection};
 
 use crate::by_time::process_by_time;
+use crate::capture::{encode_rows, Capture};
 use crate::repr::{Datum, Diff, Row, Tick};
 
 /// Row order within a group: the first rows in this order are the top.
@@ -24,17 +25,41 @@ pub type RowOrder = Rc<dyn Fn(&Row, &Row) -> Ordering>;
 /// (retractions are ignored: the caller must only use it on append-only input). `order`
 /// must be a total order on rows (break ties on the whole row), so that the
 /// result is deterministic.
+///
+/// With `capture`, its state is written as of each requested time as the
+/// kept input rows (see [`crate::capture`]); fed back in, they rebuild the
+/// same top k.
 pub trait MonotonicTopK<'scope> {
-    fn monotonic_top_k(self, name: &str, k: usize, order: RowOrder) -> VecCollection<'scope, Tick, Row, Diff>;
+    fn monotonic_top_k(
+        self,
+        name: &str,
+        k: usize,
+        order: RowOrder,
+        capture: Option<Capture>,
+    ) -> VecCollection<'scope, Tick, Row, Diff>;
 }
 
+type TopState = HashMap<Row, Vec<Row>>;
+
 impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), Diff> {
-    fn monotonic_top_k(self, name: &str, k: usize, order: RowOrder) -> VecCollection<'scope, Tick, Row, Diff> {
+    fn monotonic_top_k(
+        self,
+        name: &str,
+        k: usize,
+        order: RowOrder,
+        capture: Option<Capture>,
+    ) -> VecCollection<'scope, Tick, Row, Diff> {
+        let writer = capture.map(|c| {
+            let write: Box<dyn Fn(&TopState) -> _> =
+                Box::new(|state: &TopState| encode_rows(state.values().flatten().map(|r| (r, 1))));
+            (c, write)
+        });
         process_by_time(
             self,
             &format!("TopK: {name}"),
             |(key, _): &(Row, Row)| key.hashed(),
-            move |state: &mut HashMap<Row, Vec<Row>>, records, out| {
+            writer,
+            move |state: &mut TopState, records, out| {
                 let mut touched: HashMap<Row, Vec<Row>> = HashMap::new();
                 // A row added n times takes n positions.
                 for ((key, row), copies) in records {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use differential_dataflow::{Hashable, VecCollection};
 
 use crate::by_time::process_by_time;
+use crate::capture::{encode_rows, Capture};
 use crate::repr::{Diff, Row, Tick};
 
 /// One upsert: the key, the record's sequence number in its topic (a total
@@ -21,17 +22,30 @@ pub type UpsertRecord = (Row, u64, Option<Row>);
 /// whatever order records arrive in: a record older than what the key holds
 /// (also a deleted key's tombstone) is ignored. Output changes are emitted at
 /// the time of the record that caused them.
+///
+/// With `capture`, its state is written as of each requested time as the
+/// latest rows (see [`crate::capture`]); fed back in as upserts older than
+/// any later record, they rebuild the same state.
 pub trait Upsert<'scope> {
-    fn upsert(self, name: &str) -> VecCollection<'scope, Tick, Row, Diff>;
+    fn upsert(self, name: &str, capture: Option<Capture>) -> VecCollection<'scope, Tick, Row, Diff>;
 }
 
+type UpsertState = HashMap<Row, (u64, Option<Row>)>;
+
 impl<'scope> Upsert<'scope> for VecCollection<'scope, Tick, UpsertRecord, Diff> {
-    fn upsert(self, name: &str) -> VecCollection<'scope, Tick, Row, Diff> {
+    fn upsert(self, name: &str, capture: Option<Capture>) -> VecCollection<'scope, Tick, Row, Diff> {
+        let writer = capture.map(|c| {
+            let write: Box<dyn Fn(&UpsertState) -> _> = Box::new(|state: &UpsertState| {
+                encode_rows(state.values().filter_map(|(_, r)| r.as_ref()).map(|r| (r, 1)))
+            });
+            (c, write)
+        });
         process_by_time(
             self,
             &format!("Upsert: {name}"),
             |(key, _, _): &UpsertRecord| key.hashed(),
-            |state: &mut HashMap<Row, (u64, Option<Row>)>, mut records, out| {
+            writer,
+            |state: &mut UpsertState, mut records, out| {
                 records.sort_by_key(|((_, seq, _), _)| *seq);
                 // A diff is only ever +1 (records are appended); a retraction
                 // of an upsert has no meaning and is ignored.

@@ -18,6 +18,10 @@ use super::{Engine, EngineError};
 use crate::shared::{lock, now_ms, sink_key};
 use crate::worker::{Command, RestorePoint, SnapshotCommand};
 
+/// How far ahead of the log's clock a snapshot's time is chosen: the
+/// workers must get the request before their dataflows pass that time.
+const SNAPSHOT_LEAD_MS: Tick = 300;
+
 /// What the snapshot code needs to know of an installed dataflow.
 #[derive(Clone, Debug)]
 pub(super) struct SnapshotKey {
@@ -160,39 +164,17 @@ impl Engine {
         if views.is_empty() {
             return skipped("the job has no views: it holds no state");
         }
-        let frontiers = &self.shared.frontiers;
-        let mut at = Tick::MAX;
-        for v in &views {
-            match frontiers.complete_through(df, v) {
-                Some(t) => at = at.min(t),
-                None => return skipped("the job's views are not complete yet"),
-            }
-        }
-        // A sink resumes after the time it recorded: the snapshot must not
-        // fold changes it has not written.
-        {
-            let writers = self.shared.connectors.sinks();
-            for s in &sinks {
-                let written = writers
-                    .get(&sink_key(s))
-                    .map_or(0, |w| w.status.written_as_of.load(std::sync::atomic::Ordering::SeqCst));
-                at = at.min(written);
-            }
-        }
-        if at == Tick::MAX || at < key.since {
-            return skipped("the job is still reading its history (or its sinks are behind it)");
-        }
+        // A time ahead of everything the dataflow has processed, so that
+        // operators with their own state can write it down as they pass it.
+        let at = self.shared.log.now().max(key.since) + SNAPSHOT_LEAD_MS;
         let last = hub.last(job);
-        if last.as_ref().is_some_and(|m| m.at >= at) {
-            return skipped("nothing is newer than the last snapshot");
-        }
-        let mut holds = Vec::new();
-        for v in &views {
-            match frontiers.hold_read(df, v, 0, Some(at)) {
-                Ok(Some(h)) => holds.push(h),
-                _ => return skipped("the views moved on before the snapshot's time was held"),
-            }
-        }
+        let sinks = {
+            let writers = self.shared.connectors.sinks();
+            sinks
+                .iter()
+                .filter_map(|s| writers.get(&sink_key(s)).map(|w| Arc::clone(&w.status)))
+                .collect()
+        };
         let stored = hub
             .store
             .last_number(job)
@@ -209,7 +191,7 @@ impl Engine {
             written_ms: 0,
             write_ms: 0,
         };
-        hub.begin(job, manifest, holds);
+        hub.begin(job, manifest, sinks);
         self.send(Command::Snapshot(SnapshotCommand {
             df,
             job: job.to_string(),

@@ -78,10 +78,13 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
         })
     };
     let errors = std::rc::Rc::clone(&state.errors);
+    let state_source = restore
+        .as_ref()
+        .map(|point| super::snapshot::state_source(state, &job, point));
     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
         render_job(
             scope,
-            restore.is_some(),
+            state_source,
             &sources,
             &views,
             &mut import_traces,
@@ -94,6 +97,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
     if state.index == 0 {
         shared.snapshots.set_support(df, cuts.unsupported.clone());
     }
+    cuts.state_source = None;
     if let Some(point) = &restore {
         super::snapshot::restore(state, df, &job, point, &mut cuts);
     }

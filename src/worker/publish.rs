@@ -62,9 +62,18 @@ pub fn progress(state: &mut WorkerState) {
         }
         // The cuts keep the history their views keep, so that a snapshot
         // can read them at any time a reader (the snapshot's hold) can.
-        let since = d.views.iter().map(|v| v.since).min();
-        let since = since.unwrap_or_else(|| d.cuts.iter_mut().filter_map(|c| c.upper()).min().unwrap_or(Tick::MAX));
-        if since > d.cuts_since {
+        // A dataflow without views keeps nothing: its cuts follow the
+        // snapshots alone.
+        let since = d.views.iter().map(|v| v.since).min().unwrap_or(Tick::MAX);
+        // Never past a snapshot this worker still has to read.
+        let pending = state
+            .pending_snapshots
+            .iter()
+            .filter(|s| s.df == *df)
+            .map(|s| s.at)
+            .min();
+        let since = pending.map_or(since, |p| since.min(p));
+        if since > d.cuts_since && since < Tick::MAX {
             d.cuts_since = since;
             for c in d.cuts.iter_mut() {
                 c.allow_compaction(since);

@@ -5,13 +5,21 @@
 use std::time::Instant;
 
 use weir_dataflows::catalog::DataflowId;
-use weir_dataflows::render::cut::Cuts;
+use weir_dataflows::render::cut::{Cuts, StateSource};
 
 use super::command::{RestorePoint, SnapshotCommand};
 use super::WorkerState;
 use crate::snapshots::{Restored, SnapshotPart};
 
+/// Announces the snapshot to the dataflow's cuts (the operators with their
+/// own state write it down as they pass its time), then reads it once every
+/// cut is ready.
 pub fn receive(state: &mut WorkerState, cmd: SnapshotCommand) {
+    if let Some(d) = state.dataflows.get_mut(&cmd.df) {
+        for c in d.cuts.iter_mut() {
+            c.request(cmd.at);
+        }
+    }
     state.pending_snapshots.push(cmd);
     read_pending(state);
 }
@@ -26,7 +34,7 @@ pub fn read_pending(state: &mut WorkerState) {
         let entries = match state.dataflows.get_mut(&cmd.df) {
             None => Err(format!("dataflow {} was dropped", cmd.df)),
             Some(d) => {
-                let complete = d.cuts.iter_mut().all(|c| c.upper().is_none_or(|u| u > cmd.at));
+                let complete = d.cuts.iter_mut().all(|c| c.ready(cmd.at));
                 if !complete {
                     state.pending_snapshots.push(cmd);
                     continue;
@@ -40,9 +48,12 @@ pub fn read_pending(state: &mut WorkerState) {
                     let mut entries = Vec::new();
                     let mut failed = None;
                     for (i, c) in d.cuts.iter_mut().enumerate() {
+                        if failed.is_some() {
+                            c.cancel(cmd.at);
+                            continue;
+                        }
                         if let Err(e) = c.read_at(cmd.at, &mut |bytes| entries.push((i as u32, bytes))) {
                             failed = Some(e.to_string());
-                            break;
                         }
                     }
                     failed.map_or(Ok(entries), Err)
@@ -56,6 +67,26 @@ pub fn read_pending(state: &mut WorkerState) {
             entries,
         });
     }
+}
+
+/// Reads one cut's entries from every part of a snapshot: for operators
+/// that restore their own state and keep the part of it routed to them.
+pub fn state_source(state: &WorkerState, job: &str, point: &RestorePoint) -> StateSource {
+    let store = state.shared.snapshots.store.clone();
+    let (job, number, parts) = (job.to_string(), point.number, point.parts);
+    Box::new(move |cut| {
+        let mut entries = Vec::new();
+        for part in 0..parts {
+            store
+                .read_part(&job, number, part, &mut |c, e| {
+                    if c == cut {
+                        entries.push(e.to_vec());
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(entries)
+    })
 }
 
 /// Feeds this worker's share of a snapshot's parts into the dataflow's
@@ -93,6 +124,9 @@ pub fn restore(state: &WorkerState, df: DataflowId, job: &str, point: &RestorePo
         if let Err(e) = read {
             error.get_or_insert_with(|| e.to_string());
         }
+    }
+    if error.is_none() {
+        error = cuts.restore_error.take();
     }
     if let Some(e) = &error {
         eprintln!(

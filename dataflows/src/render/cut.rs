@@ -39,6 +39,8 @@ use serde::de::DeserializeOwned;
 use timely::dataflow::Scope;
 use timely::progress::Antichain;
 use weir_operators::aggregate::AggDiff;
+use weir_operators::capture::Capture;
+use weir_operators::cep::PatternState;
 use weir_operators::repr::{Diff, Row, Tick};
 
 /// The version of what a cut's entries mean. Bump it whenever rendering
@@ -56,18 +58,24 @@ pub type KeyedCut<'s> = (
     VecCollection<'s, Tick, (Row, Row), Diff>,
 );
 
-/// A cut's arrangement, as the snapshot reads it.
+/// A cut as the snapshot reads it: an arrangement, or an operator's own
+/// state captured as of the snapshot's time.
 pub trait CutTrace {
-    /// The first time not yet complete; `None` once closed.
-    fn upper(&mut self) -> Option<Tick>;
+    /// Announces a snapshot at `at` (a time not yet processed: operators
+    /// with their own state write it down when they pass it).
+    fn request(&mut self, _at: Tick) {}
+    /// Forgets an announced snapshot.
+    fn cancel(&mut self, _at: Tick) {}
+    /// Whether the cut can be read at `at` now.
+    fn ready(&mut self, at: Tick) -> bool;
     /// Lets the arrangement forget history before `since`.
-    fn allow_compaction(&mut self, since: Tick);
+    fn allow_compaction(&mut self, _since: Tick) {}
     /// Every update with a time at or before `at`, consolidated, each
     /// encoded as one entry.
     ///
     /// # Contract
-    /// The caller has checked that the trace is complete through `at` and
-    /// not compacted past it.
+    /// The caller has checked [`CutTrace::ready`], and has not allowed
+    /// compaction past `at`.
     fn read_at(&mut self, at: Tick, out: &mut dyn FnMut(Vec<u8>)) -> Result<(), SnapshotEncodeError>;
 }
 
@@ -77,10 +85,15 @@ pub trait RestoreInput {
     fn push(&mut self, at: Tick, entry: &[u8]) -> Result<(), SnapshotDecodeError>;
 }
 
-/// An entry could not be encoded (a bug of weir's, not of the input).
+/// A cut could not be read: an entry would not encode (a bug of weir's, not
+/// of the input), or an operator could not capture its state at the time.
 #[derive(Debug, thiserror::Error)]
-#[error("internal error: cannot encode a snapshot entry: {0}")]
-pub struct SnapshotEncodeError(#[from] bincode::Error);
+pub enum SnapshotEncodeError {
+    #[error("internal error: cannot encode a snapshot entry: {0}")]
+    Encode(#[from] bincode::Error),
+    #[error("cannot capture an operator's state: {0}")]
+    Capture(String),
+}
 
 /// A stored entry does not decode as its cut's type: the snapshot does not
 /// belong to this dataflow or is damaged.
@@ -131,8 +144,8 @@ macro_rules! cut_trace {
         struct $name($trace);
 
         impl CutTrace for $name {
-            fn upper(&mut self) -> Option<Tick> {
-                trace_upper(&mut self.0)
+            fn ready(&mut self, at: Tick) -> bool {
+                trace_upper(&mut self.0).is_none_or(|u| u > at)
             }
             fn allow_compaction(&mut self, since: Tick) {
                 compact(&mut self.0, since)
@@ -163,6 +176,31 @@ cut_trace!(ValCut, ValCutTrace<Diff>, Row, Diff);
 cut_trace!(KeyCut, KeyCutTrace<Diff>, (), Diff);
 cut_trace!(AggCut, KeyCutTrace<AggDiff>, (), AggDiff);
 
+/// The own state of an operator, captured as of the snapshot's time.
+struct CaptureCut(Capture);
+
+impl CutTrace for CaptureCut {
+    fn request(&mut self, at: Tick) {
+        self.0.request(at);
+    }
+    fn cancel(&mut self, at: Tick) {
+        self.0.cancel(at);
+    }
+    fn ready(&mut self, at: Tick) -> bool {
+        self.0.captured(at)
+    }
+    fn read_at(&mut self, at: Tick, out: &mut dyn FnMut(Vec<u8>)) -> Result<(), SnapshotEncodeError> {
+        match self.0.take(at) {
+            Some(Ok(entries)) => {
+                entries.into_iter().for_each(out);
+                Ok(())
+            }
+            Some(Err(e)) => Err(SnapshotEncodeError::Capture(e)),
+            None => Err(SnapshotEncodeError::Capture(format!("no state was captured at {at}"))),
+        }
+    }
+}
+
 /// Feeds decoded entries `(key, val, diff)` into an input, mapped to the
 /// input's records by `map`.
 struct Restore<E, D, R, F>
@@ -191,6 +229,15 @@ where
     }
 }
 
+/// The restore input of a cut that restores by other means.
+struct NoRestore;
+
+impl RestoreInput for NoRestore {
+    fn push(&mut self, _at: Tick, _entry: &[u8]) -> Result<(), SnapshotDecodeError> {
+        Ok(())
+    }
+}
+
 /// The cuts of one dataflow on one worker, in render order.
 #[derive(Default)]
 pub struct Cuts {
@@ -204,7 +251,15 @@ pub struct Cuts {
     /// Set while rendering a restore: constants render empty (their rows
     /// are in the cuts).
     pub restoring: bool,
+    /// While restoring: the snapshot's entries of a cut, from every part
+    /// (for operators that restore their own state at construction).
+    pub state_source: Option<StateSource>,
+    /// Why restoring an operator's own state failed, if it did.
+    pub restore_error: Option<String>,
 }
+
+/// Reads a cut's entries from every part of the snapshot being restored.
+pub type StateSource = Box<dyn FnMut(u32) -> Result<Vec<Vec<u8>>, String>>;
 
 impl fmt::Debug for Cuts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,6 +271,28 @@ impl fmt::Debug for Cuts {
 }
 
 impl Cuts {
+    /// The cut of a pattern rule: its state is captured by the operator
+    /// itself, and restored into it at construction. Returns what the
+    /// operator takes.
+    pub fn pattern(&mut self) -> PatternState {
+        let cut = self.traces.len() as u32;
+        let restore = match self.state_source.as_mut() {
+            Some(read) => read(cut).unwrap_or_else(|e| {
+                self.restore_error.get_or_insert(e);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let state = PatternState {
+            capture: Capture::default(),
+            restore,
+        };
+        self.traces.push(Box::new(CaptureCut(state.capture.clone())));
+        // Its restore is the operator's own: nothing is fed at this cut.
+        self.restores.push(Box::new(NoRestore));
+        state
+    }
+
     /// Marks the dataflow as one that cannot be snapshotted (the first
     /// reason is kept).
     pub fn refuse(&mut self, why: impl Into<String>) {
@@ -280,23 +357,22 @@ impl Cuts {
     }
 
     /// The cut of an operator that keeps its own state: `op` is applied to
-    /// `input` with the restored records concatenated, and its output is
-    /// arranged for the snapshot. Restoring feeds each snapshotted output
-    /// row, mapped by `back`, into the operator's input, which turns it
-    /// into the same state (the operator must be idempotent that way: the
-    /// latest row per key, the top k).
+    /// `input` with the restored records concatenated, and to a [`Capture`]
+    /// through which it writes its state as rows `(row, (), count)`.
+    /// Restoring feeds each snapshotted row, mapped by `back`, into the
+    /// operator's input, which turns it into the same state (the latest row
+    /// per key, the top k).
     pub fn own_state<'s, D, F, O>(
         &mut self,
         scope: Scope<'s, Tick>,
         input: VecCollection<'s, Tick, D, Diff>,
-        name: &str,
         mut back: F,
         op: O,
     ) -> VecCollection<'s, Tick, Row, Diff>
     where
         D: differential_dataflow::Data,
         F: FnMut(Row) -> D + 'static,
-        O: FnOnce(VecCollection<'s, Tick, D, Diff>) -> VecCollection<'s, Tick, Row, Diff>,
+        O: FnOnce(VecCollection<'s, Tick, D, Diff>, Capture) -> VecCollection<'s, Tick, Row, Diff>,
     {
         let (restore, restored) = scope.new_collection::<D, Diff>();
         self.restores.push(Box::new(Restore {
@@ -304,9 +380,9 @@ impl Cuts {
             map: move |(k, (), d): (Row, (), Diff)| (back(k), d),
             _entry: std::marker::PhantomData,
         }));
-        let out = op(input.concat(restored));
-        let arranged = out.clone().arrange_by_self_named(&format!("Snapshot: {name}"));
-        self.traces.push(Box::new(KeyCut(arranged.trace)));
+        let capture = Capture::default();
+        let out = op(input.concat(restored), capture.clone());
+        self.traces.push(Box::new(CaptureCut(capture)));
         out
     }
 }

@@ -113,12 +113,13 @@ pub struct RenderedJob {
 /// `sink_output` returns for it (called on worker 0 only; see
 /// [`deliver_changes`]).
 ///
-/// `restoring`: the dataflow will be fed a snapshot at its cuts (see
-/// [`cut`]), so constants render empty.
+/// `restore`: the dataflow will be fed a snapshot at its cuts (see
+/// [`cut`]), so constants render empty; operators with their own state read
+/// theirs through it at construction.
 #[allow(clippy::too_many_arguments)]
 pub fn render_job<'s>(
     scope: Scope<'s, Tick>,
-    restoring: bool,
+    restore: Option<cut::StateSource>,
     sources: &[TablePlan],
     views: &[ViewPlan],
     imports: &mut HashMap<String, ViewTrace>,
@@ -131,7 +132,8 @@ pub fn render_job<'s>(
         collections: HashMap::new(),
         cep_stats: Vec::new(),
         cuts: Cuts {
-            restoring,
+            restoring: restore.is_some(),
+            state_source: restore,
             ..Cuts::default()
         },
     };
@@ -151,7 +153,7 @@ pub fn render_job<'s>(
                 let back = move |row: Row| (key.iter().map(|&c| row[c].clone()).collect(), 0, Some(row));
                 let rows = ctx
                     .cuts
-                    .own_state(scope, coll, &format!("Upsert: {name}"), back, |c| c.upsert(&name));
+                    .own_state(scope, coll, back, |c, capture| c.upsert(&name, Some(capture)));
                 (SourceInput::Upsert(input), rows, false)
             }
         };

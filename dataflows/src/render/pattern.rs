@@ -3,7 +3,9 @@
 //! columns) evaluated for the pattern operator of `weir_operators::cep`.
 
 use weir_operators::aggregate::fold_aggregate;
-use weir_operators::cep::{match_recognize, CepStats, Ctx, Layout, Matcher, Program, Rule, RuleError, VarId};
+use weir_operators::cep::{
+    match_recognize, CepStats, Ctx, Layout, Matcher, PatternState, Program, Rule, RuleError, VarId,
+};
 use weir_operators::repr::{Datum, Row};
 
 use super::collection::{Coll, Errs};
@@ -178,7 +180,12 @@ impl Rule for PlannedRule {
 }
 
 /// Renders a planned `MATCH_RECOGNIZE` over its input's rows.
-pub(super) fn render<'s>(input: Coll<'s>, m: &MatchRecognize, stats: CepStats) -> (Coll<'s>, Errs<'s>) {
+pub(super) fn render<'s>(
+    input: Coll<'s>,
+    m: &MatchRecognize,
+    stats: CepStats,
+    snapshots: Option<PatternState>,
+) -> (Coll<'s>, Errs<'s>) {
     // The planner compiled this pattern already; it cannot fail here.
     let program = Program::compile(&m.pattern).unwrap_or_else(|e| panic!("planned pattern does not compile: {e}"));
     let history = m
@@ -206,5 +213,5 @@ pub(super) fn render<'s>(input: Coll<'s>, m: &MatchRecognize, stats: CepStats) -
         order_by_name: m.order_by_name.clone(),
         watermark: m.watermark,
     };
-    match_recognize(input, "MatchRecognize", layout, matcher, stats)
+    match_recognize(input, "MatchRecognize", layout, matcher, stats, snapshots)
 }

@@ -157,18 +157,14 @@ pub(super) fn reduce_monotonic<'s>(
         });
         let name = format!("{:?}", a.func);
         let best = match cuts.as_deref_mut() {
-            // A snapshotted best row is (key…, value, row number).
+            // A snapshotted best row is (key…, value).
             Some(cuts) => cuts.own_state(
                 scope,
                 values,
-                &name,
-                |mut row: Row| {
-                    row.pop();
-                    (row[..row.len().saturating_sub(1)].to_vec(), row)
-                },
-                |values| values.monotonic_top_k(&name, 1, order),
+                |row: Row| (row[..row.len().saturating_sub(1)].to_vec(), row),
+                |values, capture| values.monotonic_top_k(&name, 1, order, Some(capture)),
             ),
-            None => values.monotonic_top_k(&name, 1, order),
+            None => values.monotonic_top_k(&name, 1, order, None),
         }
         .map(move |mut row| {
             row.pop(); // the row number

@@ -100,13 +100,21 @@ impl<'s> Context<'s> {
                 (arranged.distinct_total_core::<Diff>(), errs, false)
             }
             RelPlan::MatchRecognize(m) => {
-                let (oks, errs, _) = self.render_parts(&m.input);
-                self.cuts
-                    .refuse("MATCH_RECOGNIZE keeps partial matches that snapshots do not cover yet");
+                let (oks, errs, fresh) = self.render_parts(&m.input);
+                // The rule keeps its own state (partitions, partial matches,
+                // the watermark); its matches so far are restored at the
+                // first arrangement after it, as if it were a source.
+                let snapshots = if fresh {
+                    Some(self.cuts.pattern())
+                } else {
+                    self.cuts
+                        .refuse("a MATCH_RECOGNIZE over computed rows (another view's changes) is not snapshotted");
+                    None
+                };
                 let stats = CepStats::default();
                 self.cep_stats.push(stats.clone());
-                let (matches, e2) = super::pattern::render(oks, m, stats);
-                (matches, errs.concat(e2), false)
+                let (matches, e2) = super::pattern::render(oks, m, stats, snapshots);
+                (matches, errs.concat(e2), fresh)
             }
             RelPlan::UnionAll { inputs } => {
                 let mut oks = Vec::new();
@@ -236,17 +244,13 @@ impl<'s> Context<'s> {
                 let out = match (limit, monotonic) {
                     (Some(k), true) if fresh => {
                         let k = *k;
-                        // A snapshotted output row is the input row with
-                        // its row number appended.
-                        let back = move |mut row: Row| {
-                            row.pop();
-                            (key_of(&row), row)
-                        };
-                        self.cuts.own_state(scope, keyed_rows, "ROW_NUMBER", back, move |rows| {
-                            rows.monotonic_top_k("ROW_NUMBER", k, order)
+                        // A snapshotted row is a kept input row.
+                        let back = move |row: Row| (key_of(&row), row);
+                        self.cuts.own_state(scope, keyed_rows, back, move |rows, capture| {
+                            rows.monotonic_top_k("ROW_NUMBER", k, order, Some(capture))
                         })
                     }
-                    (Some(k), true) => keyed_rows.monotonic_top_k("ROW_NUMBER", *k, order),
+                    (Some(k), true) => keyed_rows.monotonic_top_k("ROW_NUMBER", *k, order, None),
                     _ => {
                         let limit = *limit;
                         let arranged = arrange_rows(&mut self.cuts, scope, keyed_rows, fresh, "TopK: ROW_NUMBER");

@@ -33,7 +33,30 @@ pub(super) struct Clock {
     floor: i64,
 }
 
+/// What a snapshot keeps of a clock (the same on every worker: every worker
+/// sees every tick's largest event time).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct ClockSnapshot {
+    max_ts: Option<i64>,
+    last_arrival: Tick,
+    floor: i64,
+}
+
 impl Clock {
+    pub(super) fn snapshot(&self) -> ClockSnapshot {
+        ClockSnapshot {
+            max_ts: self.max_ts,
+            last_arrival: self.last_arrival,
+            floor: self.floor,
+        }
+    }
+
+    pub(super) fn restore(&mut self, s: ClockSnapshot) {
+        self.max_ts = s.max_ts;
+        self.last_arrival = s.last_arrival;
+        self.floor = s.floor;
+    }
+
     /// A clock that has seen no rows yet.
     pub(super) fn new(settings: Watermark) -> Clock {
         Clock {

@@ -204,7 +204,55 @@ impl Default for Partition {
     }
 }
 
+/// A partition as a snapshot holds it: its rows and positions, without the
+/// attempt in progress. The attempt is rebuilt by matching again from its
+/// start row, which gives the same threads: matching is deterministic and
+/// an attempt's state is a function of the rows from its start on.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSnapshot {
+    rows: Vec<(i64, Row)>,
+    base: u64,
+    pending: Vec<((i64, Row), usize)>,
+    start: u64,
+    matches: u64,
+    last_ts: i64,
+}
+
 impl Partition {
+    /// What a snapshot keeps of this partition (see [`PartitionSnapshot`]).
+    pub fn snapshot(&self) -> PartitionSnapshot {
+        PartitionSnapshot {
+            rows: self.rows.iter().cloned().collect(),
+            base: self.base,
+            pending: self.pending.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+            start: self.start,
+            matches: self.matches,
+            last_ts: self.last_ts,
+        }
+    }
+
+    /// A partition restored from a snapshot, its attempt (if one was in
+    /// progress) matched again up to `watermark`, the watermark it was
+    /// taken at. Nothing is emitted by that: what it decided was emitted
+    /// before the snapshot; evaluation errors found again are returned (the
+    /// dead letters record them once).
+    pub fn restore<R: Rule>(s: PartitionSnapshot, m: &Matcher<R>, watermark: i64) -> (Partition, Emitted) {
+        let mut p = Partition {
+            rows: s.rows.into(),
+            base: s.base,
+            pending: s.pending.into_iter().collect(),
+            start: s.start,
+            cursor: s.start,
+            attempt: None,
+            matches: s.matches,
+            wake: None,
+            last_ts: s.last_ts,
+        };
+        let mut out = Emitted::default();
+        p.run(m, Some(watermark), &mut out);
+        (p, out)
+    }
+
     fn end(&self) -> u64 {
         self.base + self.rows.len() as u64
     }

@@ -33,6 +33,6 @@ mod program;
 
 pub use clock::Watermark;
 pub use matcher::{Bind, Bindings, Ctx, Emitted, Matcher, Partition, Rule, RuleError};
-pub use operator::{match_recognize, CepStats, Layout, Rejects, Rows};
+pub use operator::{match_recognize, CepStats, Layout, PatternEntry, PatternState, Rejects, Rows};
 pub use pattern::{Pattern, Skip, VarId};
 pub use program::{CepError, Program, MAX_INSTRUCTIONS};

@@ -13,9 +13,28 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, OkErr};
 
-use super::clock::{event_time, Clock, Watermark};
-use super::matcher::{Emitted, Matcher, Partition, Rule};
+use serde::{Deserialize, Serialize};
+
+use super::clock::{event_time, Clock, ClockSnapshot, Watermark};
+use super::matcher::{Emitted, Matcher, Partition, PartitionSnapshot, Rule};
+use crate::capture::{Capture, Captured};
 use crate::repr::{format_timestamp, Diff, Row, Tick};
+
+/// One entry of a rule's snapshot: the clock (every worker writes the same),
+/// or one partition.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PatternEntry {
+    Clock { clock: ClockSnapshot, watermark: i64 },
+    Partition { key: Row, state: PartitionSnapshot },
+}
+
+/// A rule's snapshot state: the capture the snapshot reads, and the entries
+/// of a snapshot to restore (all of them: each worker keeps its partitions).
+#[derive(Clone, Default)]
+pub struct PatternState {
+    pub capture: Capture,
+    pub restore: Vec<Vec<u8>>,
+}
 
 /// Where a rule's input rows are keyed and ordered.
 #[derive(Clone, Debug)]
@@ -44,6 +63,54 @@ struct State<R> {
 }
 
 impl<R: Rule> State<R> {
+    /// The state as snapshot entries (see [`PatternEntry`]).
+    fn snapshot(&self) -> Captured {
+        let encode =
+            |e: &PatternEntry| bincode::serialize(e).map_err(|e| format!("cannot encode a pattern's state: {e}"));
+        let mut out = vec![encode(&PatternEntry::Clock {
+            clock: self.clock.snapshot(),
+            watermark: self.watermark,
+        })?];
+        for (key, p) in &self.partitions {
+            out.push(encode(&PatternEntry::Partition {
+                key: key.clone(),
+                state: p.snapshot(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Restores the clock and this worker's partitions (those whose key
+    /// routes here) from a snapshot's entries.
+    fn restore(&mut self, entries: &[Vec<u8>], index: usize, peers: usize) -> Result<(), String> {
+        let mut clock_done = false;
+        for bytes in entries {
+            let entry: PatternEntry =
+                bincode::deserialize(bytes).map_err(|e| format!("a pattern snapshot entry does not decode: {e}"))?;
+            match entry {
+                PatternEntry::Clock { clock, watermark } => {
+                    if !clock_done {
+                        self.clock.restore(clock);
+                        self.watermark = watermark;
+                        clock_done = true;
+                    }
+                }
+                PatternEntry::Partition { key, state } => {
+                    if (key.hashed() % peers.max(1) as u64) as usize != index {
+                        continue;
+                    }
+                    let (p, _) = Partition::restore(state, &self.matcher, self.watermark);
+                    if p.in_progress() {
+                        self.attempts += 1;
+                    }
+                    self.partitions.insert(key.clone(), p);
+                    self.reindex(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn key(&self, row: &Row) -> Row {
         self.layout.partition_by.iter().map(|&i| row[i].clone()).collect()
     }
@@ -180,6 +247,15 @@ impl<R: Rule> State<R> {
     }
 }
 
+/// Captures every requested state as of a time before `t`, each after the
+/// idle work through its time (see [`State::idle_until`]).
+fn capture_before<R: Rule>(c: &Capture, state: &mut State<R>, t: Tick) {
+    while let Some(at) = c.first_request_before(t) {
+        state.idle_until(at);
+        c.passed(Some(at.saturating_add(1)), &mut || state.snapshot());
+    }
+}
+
 /// Output rows of a rule.
 pub type Rows<'s> = VecCollection<'s, Tick, Row, Diff>;
 /// Rows for the dead letters, with the reason.
@@ -204,13 +280,18 @@ pub struct CepStats {
 /// Output is emitted at the tick the watermark passes what decides it: a
 /// match when no more preferred match can still appear, a time-out when the
 /// watermark passes its start plus `WITHIN`.
+///
+/// With `snapshots`, the state is written down as of each requested time
+/// (see [`crate::capture`]), and first restored from its `restore` entries.
 pub fn match_recognize<'s, R: Rule>(
     input: VecCollection<'s, Tick, Row, Diff>,
     name: &str,
     layout: Layout,
     matcher: Matcher<R>,
     stats: CepStats,
+    snapshots: Option<PatternState>,
 ) -> (Rows<'s>, Rejects<'s>) {
+    let (index, peers) = (input.scope().index(), input.scope().peers());
     let order_by = layout.order_by;
     // Each worker's largest event time per tick, seen by every worker.
     let marks = input
@@ -252,6 +333,21 @@ pub fn match_recognize<'s, R: Rule>(
         outbox: Vec::new(),
         watermark: i64::MIN,
     };
+    let capture = snapshots.as_ref().map(|s| s.capture.clone());
+    if let Some(s) = &snapshots {
+        if let Err(e) = state.restore(&s.restore, index, peers) {
+            // The snapshot was checked against the plan's fingerprint: an
+            // entry that does not decode is damage, reported where the
+            // restore is.
+            state.outbox.push((
+                0,
+                Emitted {
+                    rows: Vec::new(),
+                    errors: vec![(format!("pattern state not restored: {e}"), Row::new())],
+                },
+            ));
+        }
+    }
     /// A match (or time-out) row, or a row for the dead letters.
     type Out = (Result<Row, (String, Row)>, Tick, Diff);
     type Builder = CapacityContainerBuilder<Vec<Out>>;
@@ -293,13 +389,21 @@ pub fn match_recognize<'s, R: Rule>(
                         .min()
                         .copied();
                     let Some(t) = next.filter(complete) else { break };
+                    if let Some(c) = &capture {
+                        capture_before(c, &mut state, t);
+                    }
                     let data = rows.remove(&t).unwrap_or_default();
                     let mark = marks.remove(&t);
                     state.tick(t, data, mark);
                 }
                 match now {
                     // Every tick before the frontier is complete.
-                    Some(n) => state.idle_until(n.saturating_sub(1)),
+                    Some(n) => {
+                        if let Some(c) = &capture {
+                            capture_before(c, &mut state, n);
+                        }
+                        state.idle_until(n.saturating_sub(1));
+                    }
                     None => state.finish(*held.time()),
                 }
                 for (t, e) in state.outbox.drain(..) {
