@@ -105,7 +105,11 @@ fn ingest(e: &Engine, seed: u64, first_order: i64) -> Vec<String> {
 
 /// Every view's rows after the given writes, sorted.
 fn read_all(e: &Engine, after: &[String]) -> Vec<(String, Vec<String>)> {
-    VIEWS
+    read_views(e, VIEWS, after)
+}
+
+fn read_views(e: &Engine, views: &[&str], after: &[String]) -> Vec<(String, Vec<String>)> {
+    views
         .iter()
         .map(|v| {
             let mut path = format!("/v1/views/{v}?limit=100000");
@@ -137,11 +141,15 @@ fn job(e: &Engine, name: &str) -> Value {
 /// Snapshots every job and waits until each has committed one newer than
 /// `after` (a snapshot number); returns the numbers.
 fn snapshot_now(e: &Engine, after: u64) -> Vec<u64> {
+    snapshot_jobs(e, &["shop", "over"], after)
+}
+
+fn snapshot_jobs(e: &Engine, jobs: &[&str], after: u64) -> Vec<u64> {
     let (s, v) = post(e, "/v1/snapshots", "");
     assert_eq!(s, 202, "{v}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let numbers: Vec<u64> = ["shop", "over"]
+        let numbers: Vec<u64> = jobs
             .iter()
             .map(|j| job(e, j)["snapshots"]["last"]["number"].as_u64().unwrap_or(0))
             .collect();
@@ -315,4 +323,112 @@ fn a_replaced_job_does_not_restore_the_old_plans_snapshot() {
             .any(|(v, rows)| v == "big_count" && rows.iter().any(|r| r.contains("customers"))),
         "{after:?}"
     );
+}
+
+const RULES: &str = "
+CREATE TABLE events (user_id BIGINT, kind TEXT, ts TIMESTAMP)
+  WITH (connector = 'log', topic = 'events', format = 'json',
+        'watermark.lateness' = '0 seconds', 'watermark.idle' = 'none');
+CREATE MATERIALIZED VIEW journeys AS
+SELECT * FROM events MATCH_RECOGNIZE (
+  PARTITION BY user_id ORDER BY ts
+  MEASURES A.ts AS started, C.ts AS finished, MATCH_NUMBER() AS n
+  ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW
+  PATTERN (A B* C) WITHIN INTERVAL '10' SECOND
+  DEFINE A AS kind = 'start', B AS kind = 'step', C AS kind = 'end'
+);
+CREATE MATERIALIZED VIEW timeouts AS
+SELECT user_id, started FROM events MATCH_RECOGNIZE (
+  PARTITION BY user_id ORDER BY ts
+  MEASURES A.ts AS started, TIMED_OUT() AS timed_out
+  PATTERN (A B*? C) WITHIN INTERVAL '5' SECOND EMIT TIMEOUTS
+  DEFINE A AS kind = 'start', B AS kind = 'step', C AS kind = 'end'
+) AS t
+WHERE timed_out;
+CREATE MATERIALIZED VIEW matches_per_user AS
+SELECT user_id, count(*) AS matches FROM journeys GROUP BY user_id;
+";
+
+const RULE_VIEWS: &[&str] = &["journeys", "timeouts", "matches_per_user"];
+
+/// Appends one event per request (each its own tick); returns the last token.
+fn events(e: &Engine, evs: &[(i64, &str, i64)]) -> String {
+    let mut token = String::new();
+    for (user, kind, second) in evs {
+        let ts = format!("2026-11-30T10:00:{second:02}Z");
+        let (s, a) = post(
+            e,
+            "/v1/topics/events/events",
+            &json!({"user_id": user, "kind": kind, "ts": ts}).to_string(),
+        );
+        assert_eq!(s, 200, "{a}");
+        token = a["token"].as_str().expect("a token").to_string();
+    }
+    token
+}
+
+#[test]
+fn pattern_rules_resume_mid_match_and_time_out_after_a_restore() {
+    let dir = data_dir("snap-rules");
+    let replay_dir = data_dir("snap-rules-replay");
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    let (s, body) = post(&e, "/v1/jobs", &json!({"name": "rules", "sql": RULES}).to_string());
+    assert_eq!(s, 201, "{body}");
+    // User 1 starts a journey, user 2 starts one that will time out, user 3
+    // completes one; user 9 only moves event time on (to :03).
+    let t = events(
+        &e,
+        &[
+            (1, "start", 0),
+            (2, "start", 0),
+            (3, "start", 0),
+            (1, "step", 1),
+            (3, "end", 2),
+            (9, "tick", 3),
+        ],
+    );
+    let before = read_views(&e, RULE_VIEWS, &[t]);
+    assert_eq!(before[0].1.len(), 1, "only user 3's journey is complete: {before:?}");
+    assert!(before[1].1.is_empty(), "nothing timed out yet: {before:?}");
+    snapshot_jobs(&e, &["rules"], 0);
+    drop(e);
+    copy_dir(&dir, &replay_dir);
+
+    let e = start(&dir, &["--snapshot-interval", "0", "--workers", "3"]);
+    assert_eq!(wait_restored(&e, "rules")["complete"], json!(true));
+    let replay = start(&replay_dir, &["--snapshot-interval", "0", "--workers", "1", "--replay"]);
+    // User 1 ends the journey started before the snapshot; user 3 makes a
+    // second one (MATCH_NUMBER 2); event time passes :05, so user 2's
+    // journey times out, at event time :00 + 5 s.
+    let after_events = [
+        (1, "end", 4),
+        (3, "start", 6),
+        (3, "end", 7),
+        (9, "tick", 8),
+        (9, "tick", 9),
+    ];
+    let t1 = events(&e, &after_events);
+    let t2 = events(&replay, &after_events);
+    let restored = read_views(&e, RULE_VIEWS, &[t1]);
+    let replayed = read_views(&replay, RULE_VIEWS, &[t2]);
+    assert_eq!(restored, replayed, "a restored rule set equals a full replay");
+    let journeys = &restored[0].1;
+    assert_eq!(journeys.len(), 3, "{journeys:?}");
+    assert!(
+        journeys
+            .iter()
+            .any(|j| j.contains("\"user_id\":1") && j.contains("10:00:04")),
+        "user 1's journey, started before the snapshot, completed after it: {journeys:?}"
+    );
+    assert!(
+        journeys
+            .iter()
+            .any(|j| j.contains("\"user_id\":3") && j.contains("\"n\":2")),
+        "the match count continued: {journeys:?}"
+    );
+    let timeouts = &restored[1].1;
+    assert_eq!(timeouts.len(), 1, "{timeouts:?}");
+    assert!(timeouts[0].contains("\"user_id\":2"), "{timeouts:?}");
+    drop(e);
+    drop(replay);
 }
