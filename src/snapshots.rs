@@ -242,8 +242,7 @@ fn run_writer(shared: &Shared, parts: Receiver<SnapshotPart>, stall: Duration) {
                 std::thread::sleep(stall);
             }
             let deadline = Instant::now() + SINK_WAIT;
-            let behind =
-                |s: &Arc<SinkStatus>| s.written_as_of.load(std::sync::atomic::Ordering::SeqCst) < done.manifest.at;
+            let behind = |s: &Arc<SinkStatus>| s.settled.load(std::sync::atomic::Ordering::SeqCst) <= done.manifest.at;
             while done.sinks.iter().any(behind) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }

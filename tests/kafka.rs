@@ -903,6 +903,20 @@ fn exactly_once_sink_writes_every_change_once_across_a_crash() {
         }
     };
     settled(&e, &t);
+    // A snapshot first: the restart restores it (the Kafka copy resumes
+    // after its time, the sink after what it recorded, which the snapshot
+    // never passes).
+    let (s, v) = post(&e, "/v1/jobs/shop/snapshot", "");
+    assert_eq!(s, 202, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let number = loop {
+        let (_, v) = get(&e, "/v1/jobs/shop");
+        if let Some(n) = v["snapshots"]["last"]["number"].as_u64() {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no snapshot: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     // Crash while changes flow, restart: the topic, read committed, still
     // applies to exactly the view (a change written twice would not).
     let producer = {
@@ -921,6 +935,8 @@ fn exactly_once_sink_writes_every_change_once_across_a_crash() {
     settled(&e, &t);
     let (_, v) = get(&e, "/v1/jobs/shop");
     assert_eq!(v["sinks"][0]["semantic"], "exactly-once", "{v}");
+    assert_eq!(v["snapshots"]["restored"]["number"].as_u64(), Some(number), "{v}");
+    assert_eq!(v["snapshots"]["restored"]["complete"], json!(true), "{v}");
 }
 
 #[test]

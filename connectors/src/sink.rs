@@ -135,6 +135,11 @@ pub enum SinkMsg {
     /// From here on, write `version`'s changes from where the current
     /// version's end (a replaced job's new version takes over).
     Activate { version: u64 },
+    /// `version` was restored from a snapshot at `at`, taken once this sink
+    /// had written every change through `at` (see
+    /// [`SinkStatus::settled`]): its changes through `at` are the restored
+    /// state, not changes, and are not written.
+    ResumeAfter { version: u64, at: Tick },
 }
 
 /// What a sink reports, for job status and metrics.
@@ -144,6 +149,9 @@ pub struct SinkStatus {
     pub written_as_of: AtomicU64,
     /// The active version's frontier: its changes before it are handed over.
     pub frontier: AtomicU64,
+    /// Every change before this time is written (flushed and acknowledged;
+    /// recorded as written for exactly-once).
+    pub settled: AtomicU64,
     pub records: AtomicU64,
     pub errors: AtomicU64,
     /// Times handed over and not yet written.
@@ -334,6 +342,9 @@ impl Writer {
                     }
                 }
             }
+            // Every change before it was taken in before it (one channel):
+            // it is in `batch` or written.
+            let frontier = self.status.frontier.load(Ordering::SeqCst);
             self.status.queued.store(batch.len() as u64, Ordering::Relaxed);
             if !batch.is_empty() {
                 let times = std::mem::take(&mut batch);
@@ -342,6 +353,7 @@ impl Writer {
                 }
                 self.status.queued.store(0, Ordering::Relaxed);
             }
+            self.status.settled.fetch_max(frontier, Ordering::SeqCst);
             if self.unrecorded.is_some() && self.last_progress.elapsed() >= PROGRESS_EVERY {
                 self.record_progress();
             }
@@ -379,7 +391,12 @@ impl Writer {
             }
             SinkMsg::Frontier { version, frontier } => {
                 if version == self.active {
-                    self.status.frontier.store(frontier, Ordering::Relaxed);
+                    self.status.frontier.store(frontier, Ordering::SeqCst);
+                }
+            }
+            SinkMsg::ResumeAfter { version, at } => {
+                if version == self.active {
+                    self.resume_after = self.resume_after.max(Some(at));
                 }
             }
             SinkMsg::Activate { version } => {

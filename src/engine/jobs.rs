@@ -164,6 +164,15 @@ impl Engine {
         };
         if let Some(r) = &restore {
             pins.push(r.at);
+            // The sinks wrote every change through the snapshot's time
+            // before it was committed: what the restore brings at that
+            // time is state, not news.
+            let writers = self.shared.connectors.sinks();
+            for s in &plan.sinks {
+                if let Some(w) = writers.get(&sink_key(s)) {
+                    let _ = w.sender().send(SinkMsg::ResumeAfter { version: df, at: r.at });
+                }
+            }
         }
         pins.sort_unstable();
         pins.dedup();
