@@ -17,9 +17,12 @@ use weir_connectors::store::StateStore;
 use weir_operators::repr::{Row, Tick};
 use weir_queries::reader::ReadOptions;
 
-use crate::engine::{Engine, EngineError, JobStatus};
+use crate::engine::{Engine, EngineError, JobStatus, SnapshotOutcome};
 use crate::shared::Shared;
 use crate::worker;
+
+/// How long [`Harness::snapshot`] waits for a snapshot to be written.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a read waits for its time to be complete.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
@@ -40,10 +43,31 @@ impl Harness {
     /// at tick 0.
     pub fn start(workers: usize) -> Result<Harness> {
         let dir = tempfile::tempdir().context("a temporary directory")?;
-        let clock = ManualClock::new(0);
+        Self::open(dir, ManualClock::new(0), workers)
+    }
+
+    /// Stops the engine and starts it again on the same files, with
+    /// `workers` workers and the clock where it is: the jobs are restored
+    /// from the job store, each from its latest snapshot if it has one (as
+    /// `weir serve` does after a crash; nothing is snapshotted at the stop).
+    pub fn restart(mut self, workers: usize) -> Result<Harness> {
+        self.stop();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().context("a temporary directory")?);
+        let clock = self.clock.clone();
+        drop(self);
+        let h = Self::open(dir, clock, workers)?;
+        {
+            let _guard = h.runtime.enter();
+            h.engine.restore()?;
+        }
+        Ok(h)
+    }
+
+    fn open(dir: tempfile::TempDir, clock: ManualClock, workers: usize) -> Result<Harness> {
         let store = StateStore::open_with_clock(dir.path(), Clock::Manual(clock.clone()))?;
         let (dlq_tx, dead_letters) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared::new(store, workers, 20_000, dlq_tx)?);
+        crate::snapshots::start_writer(Arc::clone(&shared), Duration::ZERO)?;
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
         let timely = worker::start(Arc::clone(&shared), workers, cmd_rx);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -77,6 +101,11 @@ impl Harness {
         }
         self.clock.set(tick);
         Ok(self.engine.append(topic, partition, events)?)
+    }
+
+    /// The clock's tick.
+    pub fn now(&self) -> Tick {
+        self.clock.now()
     }
 
     /// Moves the clock to `tick` with nothing appended: topics are sealed
@@ -116,6 +145,65 @@ impl Harness {
         self.dead_letters.try_iter().collect()
     }
 
+    /// Snapshots the job: the snapshot's time is chosen ahead of the clock,
+    /// which is moved past it; returns that time once the snapshot is
+    /// written. The caller appends after it.
+    pub fn snapshot(&self, job: &str) -> Result<Tick> {
+        let (number, at) = match self.engine.snapshot(job)? {
+            SnapshotOutcome::Started { number, at } => (number, at),
+            SnapshotOutcome::Skipped { reason } => bail!("snapshot of {job} skipped: {reason}"),
+        };
+        // Time moves on only once every worker has the request: the clock
+        // jumps here, where the engine's would take the lead time.
+        let deadline = std::time::Instant::now() + SNAPSHOT_TIMEOUT;
+        while self
+            .shared
+            .snapshots
+            .requests_taken(job, number)
+            .is_some_and(|n| n < self.shared.workers)
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("the workers did not take the snapshot request in");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.advance_to(at + 1);
+        loop {
+            if self.shared.snapshots.last(job).is_some_and(|m| m.number >= number) {
+                return Ok(at);
+            }
+            if let Some(e) = self.shared.snapshots.last_failure(job) {
+                bail!("snapshot of {job} failed: {e}");
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("snapshot of {job} not written within {SNAPSHOT_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// What the job restored at start: (snapshot time, entries), once every
+    /// worker has fed its part; an error if a worker failed.
+    pub fn restored(&self, job: &str) -> Result<Option<(Tick, u64)>> {
+        let Some(df) = self.engine.job_dataflow(job) else {
+            bail!("no job {job}");
+        };
+        let deadline = std::time::Instant::now() + SNAPSHOT_TIMEOUT;
+        loop {
+            match self.shared.snapshots.restored(df) {
+                None if std::time::Instant::now() > deadline => return Ok(None),
+                None => {}
+                Some(r) if r.error.is_some() => bail!("restore failed: {:?}", r.error),
+                Some(r) if r.workers_done >= self.shared.workers => return Ok(Some((r.at, r.entries))),
+                Some(_) => {}
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("restore not complete");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The view's partial matches in progress over all workers, when it
     /// has pattern rules.
     pub fn partial_matches(&self, view: &str) -> Option<i64> {
@@ -124,11 +212,17 @@ impl Harness {
     }
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
+impl Harness {
+    fn stop(&mut self) {
         self.engine.shutdown();
         if let Some(t) = self.timely.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -34,6 +34,9 @@ pub struct SnapshotPart {
 /// A snapshot being written.
 struct Pending {
     manifest: SnapshotManifest,
+    /// Workers that have taken the request in (its operators capture their
+    /// state from then on).
+    requested: usize,
     parts_done: u32,
     started: Instant,
     /// The job's sinks: the snapshot is committed only once they have
@@ -106,11 +109,28 @@ impl SnapshotHub {
             (job.to_string(), manifest.number),
             Pending {
                 manifest,
+                requested: 0,
                 parts_done: 0,
                 started: Instant::now(),
                 sinks,
             },
         );
+    }
+
+    /// A worker has taken in the request for a snapshot.
+    pub fn requested(&self, job: &str, number: u64) {
+        if let Some(p) = lock(&self.state).pending.get_mut(&(job.to_string(), number)) {
+            p.requested += 1;
+        }
+    }
+
+    /// How many workers have taken in the request (`None`: it is no longer
+    /// pending).
+    pub fn requests_taken(&self, job: &str, number: u64) -> Option<usize> {
+        lock(&self.state)
+            .pending
+            .get(&(job.to_string(), number))
+            .map(|p| p.requested)
     }
 
     /// Whether a snapshot of the job is being written.
@@ -193,21 +213,26 @@ impl SnapshotHub {
 /// once its last part is written, on a thread of its own; it ends with the
 /// process. `stall`: a fault-injection pause between the last part and the
 /// manifest (tests kill the process there).
+///
+/// The thread does not keep the engine's shared state alive: it ends when
+/// that is dropped (with it the parts' sender), so the store can close.
 pub fn start_writer(shared: Arc<Shared>, stall: Duration) -> std::io::Result<()> {
     let Some(parts) = lock(&shared.snapshots.received).take() else {
         return Ok(());
     };
+    let shared = Arc::downgrade(&shared);
     std::thread::Builder::new()
         .name("weir-snapshots".into())
         .spawn(move || run_writer(&shared, parts, stall))
         .map(|_| ())
 }
 
-fn run_writer(shared: &Shared, parts: Receiver<SnapshotPart>, stall: Duration) {
-    let hub = &shared.snapshots;
-    let metrics = &shared.metrics;
-    {
-        for part in parts {
+fn run_writer(shared: &std::sync::Weak<Shared>, parts: Receiver<SnapshotPart>, stall: Duration) {
+    for part in parts {
+        let Some(shared) = shared.upgrade() else { return };
+        let hub = &shared.snapshots;
+        let metrics = &shared.metrics;
+        {
             let key = (part.job.clone(), part.number);
             let written = match part.entries {
                 Ok(entries) => write_part(&hub.store, &part.job, part.number, part.part, entries),

@@ -173,7 +173,11 @@ fn sqlite_value(d: &Datum) -> String {
     }
 }
 
-fn run(workers: usize, seed: u64, batches: usize) {
+/// Runs `batches` random batches against SQLite. With `restore = Some(w)`,
+/// the job is snapshotted after a random batch, a few more batches are
+/// appended, and the engine is restarted on `w` workers from the snapshot
+/// (those batches are read again from the log); it goes on from there.
+fn run(workers: usize, seed: u64, batches: usize, restore: Option<usize>) {
     let mut script = TABLES.to_string();
     for (name, select) in VIEWS {
         script.push_str(&format!("CREATE MATERIALIZED VIEW {name} AS {select};\n"));
@@ -200,7 +204,7 @@ fn run(workers: usize, seed: u64, batches: usize) {
     let t1 = &plan.tables[0].schema;
     // The engine in process: the real log, sources (JSON decoding, upsert
     // deletes) and worker loop; batches are appended at ticks 1, 2, …
-    let h = Harness::start(workers).expect("the engine starts");
+    let mut h = Harness::start(workers).expect("the engine starts");
     h.submit("differential", &script).expect("the job installs");
     let conn = rusqlite::Connection::open_in_memory().expect("SQLite opens in memory");
     conn.execute_batch(SQLITE_TABLES).expect("SQLite tables");
@@ -209,8 +213,11 @@ fn run(workers: usize, seed: u64, batches: usize) {
             .expect("SQLite view");
     }
     let mut rng = StdRng::seed_from_u64(seed);
+    let snapshot_after = rng.random_range(batches as u64 / 4..batches as u64 / 2);
+    let restart_after = snapshot_after + rng.random_range(0..4);
+    let mut tick = 0;
     for batch in 0..batches as u64 {
-        let tick = batch + 1;
+        tick += 1;
         let (mut inserts, mut upserts) = (Vec::new(), Vec::new());
         for op in random_ops(&mut rng) {
             match op {
@@ -268,19 +275,49 @@ fn run(workers: usize, seed: u64, batches: usize) {
             failed.is_empty(),
             "no record or row of these views should fail, on any worker: {failed:?}"
         );
+        if let Some(after) = restore {
+            if batch == snapshot_after {
+                tick = h.snapshot("differential").expect("the job is snapshotted") + 1;
+            }
+            if batch == restart_after {
+                h = h.restart(after).expect("the engine restarts");
+                let restored = h.restored("differential").expect("the restore works");
+                let Some((_, entries)) = restored else {
+                    panic!("the job was not restored from its snapshot (seed {seed})")
+                };
+                assert!(entries > 0, "the snapshot holds the job's state");
+                tick = tick.max(h.now()) + 1;
+            }
+        }
     }
 }
 
 #[test]
 fn views_equal_sqlite_one_worker() {
     for seed in 0..3 {
-        run(1, seed, 40);
+        run(1, seed, 40, None);
     }
 }
 
 #[test]
 fn views_equal_sqlite_four_workers() {
     for seed in 10..12 {
-        run(4, seed, 40);
+        run(4, seed, 40, None);
+    }
+}
+
+/// Snapshot at a random batch, restore on more workers, then on fewer:
+/// every view, at every later batch's time, still equals SQLite.
+#[test]
+fn views_equal_sqlite_across_restores_one_to_three_workers() {
+    for seed in 20..22 {
+        run(1, seed, 30, Some(3));
+    }
+}
+
+#[test]
+fn views_equal_sqlite_across_restores_three_to_one_worker() {
+    for seed in 30..32 {
+        run(3, seed, 30, Some(1));
     }
 }

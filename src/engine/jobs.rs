@@ -294,6 +294,11 @@ impl Engine {
         self.send(Command::EndSources { df })
     }
 
+    /// The dataflow of a job's current version.
+    pub fn job_dataflow(&self, name: &str) -> Option<DataflowId> {
+        lock(&self.catalog).jobs.get(name).map(|j| j.df)
+    }
+
     pub fn drop_job(&self, name: &str) -> Result<(), EngineError> {
         let mut cat = lock(&self.catalog);
         self.drop_job_in(&mut cat, name)

@@ -139,15 +139,15 @@ impl Engine {
         None
     }
 
-    /// Asks the workers for a snapshot of the job at the latest time all of
-    /// its views have completed (and its sinks have written through).
+    /// Asks the workers for a snapshot of the job at a time a little ahead
+    /// of the log's clock; they read it once they have passed that time,
+    /// the writer commits it once the job's sinks have too.
     pub fn snapshot(&self, job: &str) -> Result<SnapshotOutcome, EngineError> {
         let skipped = |reason: &str| Ok(SnapshotOutcome::Skipped { reason: reason.into() });
-        let (df, views, sinks) = {
+        let (df, sinks) = {
             let cat = lock(&self.catalog);
             let j = cat.jobs.get(job).ok_or_else(|| EngineError::no_job(job))?;
-            let views: Vec<String> = j.plan.views.iter().map(|v| v.name.clone()).collect();
-            (j.df, views, j.plan.sinks.clone())
+            (j.df, j.plan.sinks.clone())
         };
         let Some(key) = lock(&self.snapshot_keys).get(&df).cloned() else {
             return skipped("the job is not installed yet");
@@ -160,9 +160,6 @@ impl Engine {
         }
         if hub.in_progress(job) {
             return skipped("a snapshot of the job is being written");
-        }
-        if views.is_empty() {
-            return skipped("the job has no views: it holds no state");
         }
         // A time ahead of everything the dataflow has processed, so that
         // operators with their own state can write it down as they pass it.

@@ -20,6 +20,7 @@ pub fn receive(state: &mut WorkerState, cmd: SnapshotCommand) {
             c.request(cmd.at);
         }
     }
+    state.shared.snapshots.requested(&cmd.job, cmd.number);
     state.pending_snapshots.push(cmd);
     read_pending(state);
 }
@@ -34,7 +35,11 @@ pub fn read_pending(state: &mut WorkerState) {
         let entries = match state.dataflows.get_mut(&cmd.df) {
             None => Err(format!("dataflow {} was dropped", cmd.df)),
             Some(d) => {
-                let complete = d.cuts.iter_mut().all(|c| c.ready(cmd.at));
+                // Its sources have read everything through the time (so a
+                // job without views, which only decodes, has recorded its
+                // dead letters), and every cut can be read at it.
+                let complete =
+                    d.sources.iter().all(|s| s.input.time() > cmd.at) && d.cuts.iter_mut().all(|c| c.ready(cmd.at));
                 if !complete {
                     state.pending_snapshots.push(cmd);
                     continue;

@@ -127,11 +127,18 @@ impl<'s> Context<'s> {
                     fresh.push(f);
                 }
                 let all_fresh = fresh.iter().all(|f| *f);
-                if !all_fresh && fresh.iter().any(|f| *f) {
-                    // A cut after the union would hold the other inputs'
-                    // rows twice on restore.
-                    self.cuts
-                        .refuse("a UNION ALL of source rows with computed rows has no stateful cut");
+                if !all_fresh {
+                    // A cut after the union would restore the computed
+                    // inputs' rows, which come back by themselves: each
+                    // input of source rows gets a cut of its own instead
+                    // (an arrangement of its rows kept for the snapshot).
+                    for (o, f) in oks.iter_mut().zip(&fresh) {
+                        if *f {
+                            let rows = o.clone().map(|row| (row, Row::new()));
+                            let (_, all) = self.cuts.keyed(scope, rows, "Union input");
+                            *o = all.map(|(row, _)| row);
+                        }
+                    }
                 }
                 (
                     differential_dataflow::collection::concatenate(scope, oks),
