@@ -91,6 +91,23 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Shows a topic's retention and what it holds; with --age or --bytes
+    /// (or --keep-all) sets it. Records go only once every dataflow that
+    /// reads them has a snapshot past them.
+    Retention {
+        topic: String,
+        /// e.g. `7 days`, `12h`.
+        #[arg(long)]
+        age: Option<String>,
+        /// e.g. `10 GB`, `500MiB`.
+        #[arg(long)]
+        bytes: Option<String>,
+        /// Keep everything again.
+        #[arg(long)]
+        keep_all: bool,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Snapshots a job's state now (every job without JOB); the engine
     /// writes them in the background and job status shows them.
     Snapshot {
@@ -145,6 +162,13 @@ fn main() -> Result<()> {
             url,
         } => cli::client::query(&view, &key, limit, &after, as_of, &url),
         Cmd::Snapshot { job, url } => cli::client::snapshot(job.as_deref(), &url),
+        Cmd::Retention {
+            topic,
+            age,
+            bytes,
+            keep_all,
+            url,
+        } => cli::client::retention(&topic, age, bytes, keep_all, &url),
         Cmd::Produce {
             topic,
             file,

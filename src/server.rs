@@ -48,6 +48,9 @@ pub struct ServerArgs {
     pub replay: bool,
 }
 
+/// How often the log is trimmed by the topics' retention policies.
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+
 /// Fault injection for tests: milliseconds the snapshot writer waits
 /// between a snapshot's last part and its manifest.
 const STALL_ENV: &str = "WEIR_FAULT_SNAPSHOT_STALL_MS";
@@ -151,6 +154,7 @@ pub fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
         if args.snapshot_interval > 0 {
             engine.start_snapshots(Duration::from_secs(args.snapshot_interval));
         }
+        engine.start_retention(RETENTION_EVERY);
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;

@@ -145,26 +145,35 @@ fn snapshot_now(e: &Engine, after: u64) -> Vec<u64> {
 }
 
 fn snapshot_jobs(e: &Engine, jobs: &[&str], after: u64) -> Vec<u64> {
-    let (s, v) = post(e, "/v1/snapshots", "");
-    assert_eq!(s, 202, "{v}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let numbers: Vec<u64> = jobs
-            .iter()
-            .map(|j| job(e, j)["snapshots"]["last"]["number"].as_u64().unwrap_or(0))
-            .collect();
-        if numbers.iter().all(|&n| n > after) {
-            return numbers;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot was committed: {v} {}",
-            job(e, "shop")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        // Asking again is harmless: a snapshot in progress is not repeated.
-        let _ = post(e, "/v1/snapshots", "");
+    // One request per job, each started once: a second one could start a
+    // newer snapshot than the one waited for.
+    let mut numbers = Vec::new();
+    for j in jobs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let number = loop {
+            let (s, v) = post(e, &format!("/v1/jobs/{j}/snapshot"), "");
+            assert_eq!(s, 202, "{v}");
+            if v["outcome"] == json!("started") {
+                break v["number"].as_u64().expect("a number");
+            }
+            assert!(Instant::now() < deadline, "no snapshot of {j} started: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(number > after);
+        numbers.push(number);
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (j, n) in jobs.iter().zip(&numbers) {
+        while job(e, j)["snapshots"]["last"]["number"].as_u64().unwrap_or(0) < *n {
+            assert!(
+                Instant::now() < deadline,
+                "snapshot {n} of {j} was not committed: {}",
+                job(e, j)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    numbers
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -431,4 +440,72 @@ fn pattern_rules_resume_mid_match_and_time_out_after_a_restore() {
     assert!(timeouts[0].contains("\"user_id\":2"), "{timeouts:?}");
     drop(e);
     drop(replay);
+}
+
+#[test]
+fn retention_removes_only_what_every_reader_has_snapshotted() {
+    let dir = data_dir("snap-retention");
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    submit_jobs(&e);
+    let held = |e: &Engine| {
+        let (s, v) = get(e, "/v1/topics/orders");
+        assert_eq!(s, 200, "{v}");
+        v
+    };
+    let t = ingest(&e, 41, 0);
+    let _ = read_all(&e, &t);
+    // No snapshot yet: every record is still needed, whatever the policy.
+    let (s, v) = post(
+        &e,
+        "/v1/topics/orders",
+        &json!({"retention": {"age": "1 ms"}}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["held"]["records"], json!(150), "{v}");
+    assert_eq!(v["held"]["trimmed_through"], json!(0), "{v}");
+    assert_eq!(v["needed_from"], json!(0), "{v}");
+
+    snapshot_now(&e, 0);
+    let t = ingest(&e, 42, 1000);
+    let before = read_all(&e, &t);
+    // Now the records before the snapshot may go; those after it stay.
+    let (s, v) = post(
+        &e,
+        "/v1/topics/orders",
+        &json!({"retention": {"age": "1 ms"}}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["held"]["records"], json!(150), "only the second batch is held: {v}");
+    let through = v["held"]["trimmed_through"].as_u64().unwrap_or(0);
+    assert!(through > 0, "{v}");
+    assert_eq!(held(&e)["policy"]["max_age_ms"], json!(1));
+    // A rebuild from the start needs what is gone: refused, saying what is held.
+    let (s, v) = post(&e, "/v1/jobs/shop/rebuild", "");
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], json!("history_trimmed"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("{}", through + 1)),
+        "{v}"
+    );
+    // Bad settings are refused and change nothing.
+    let (s, v) = post(
+        &e,
+        "/v1/topics/orders",
+        &json!({"retention": {"age": "soon"}}).to_string(),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(held(&e)["policy"]["max_age_ms"], json!(1));
+    // The views are whole after a restart from the snapshot.
+    drop(e);
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    assert_eq!(wait_restored(&e, "shop")["complete"], json!(true));
+    wait_ready(&e, Duration::from_secs(60));
+    assert_eq!(read_all(&e, &[]), before);
+    // Keeping everything again.
+    let (s, v) = post(&e, "/v1/topics/orders", &json!({"retention": null}).to_string());
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["policy"]["max_age_ms"], Value::Null, "{v}");
 }

@@ -17,6 +17,7 @@
 //! | `I` dead-letter id (UTF-8) | its number `u64` BE | [`DeadLetters`](crate::dead_letters::DeadLetters) |
 //! | `C` source (UTF-8) | dead letters recorded for that source, `u64` BE | [`DeadLetters`](crate::dead_letters::DeadLetters) |
 //! | `M` key (UTF-8) | any bytes | [`Meta`](crate::meta::Meta) |
+//! | `R` topic | the largest tick of a record removed by retention, `u64` BE | [`EventLog`](crate::log::EventLog) |
 //! | `N` job `0x00` snapshot `u64` | the snapshot's manifest as JSON | [`Snapshots`](crate::snapshots::Snapshots) |
 //! | `S` job `0x00` snapshot `u64` part `u32` chunk `u32` | entries: cut `u32`, length `u32`, bytes | [`Snapshots`](crate::snapshots::Snapshots) |
 
@@ -34,6 +35,7 @@ pub(crate) const TAG_DEAD_LETTER_ID: u8 = b'I';
 pub(crate) const TAG_DEAD_LETTER_COUNT: u8 = b'C';
 pub(crate) const TAG_META: u8 = b'M';
 pub(crate) const TAG_SNAPSHOT_MANIFEST: u8 = b'N';
+pub(crate) const TAG_TRIMMED: u8 = b'R';
 pub(crate) const TAG_SNAPSHOT_DATA: u8 = b'S';
 
 pub(crate) fn read_u32(bytes: &[u8]) -> Option<u32> {

@@ -29,6 +29,8 @@
 //! - [`dead_letters`]: [`DeadLetters`], events that could not be decoded,
 //!   recorded idempotently by id, with per-source counts.
 //! - [`meta`]: [`Meta`], small durable settings of the connectors by key.
+//! - [`retention`]: per-topic retention policies, and which records one
+//!   lets go.
 //! - [`snapshots`]: [`Snapshots`], the dataflows' durable snapshots: parts
 //!   of opaque entries, complete once their manifest is written.
 //! - [`ingest`]: [`split_events`] splits an HTTP ingest body (object, array
@@ -55,6 +57,7 @@ pub mod kafka;
 pub mod keys;
 pub mod log;
 pub mod meta;
+pub mod retention;
 mod rocks;
 pub mod sink;
 pub mod snapshots;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::error::ErrorKind;
-use crate::keys::{read_u32, read_u64, TAG_LOG, TAG_TOPIC};
+use crate::keys::{read_u32, read_u64, TAG_LOG, TAG_TOPIC, TAG_TRIMMED};
 use crate::rocks::{last_with_prefix, scan, write_durably, StoreError};
 use crate::sync::lock;
 
@@ -79,6 +79,17 @@ impl LogError {
             _ => false,
         }
     }
+}
+
+/// What a topic holds (see [`EventLog::held`]).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Held {
+    pub records: u64,
+    /// Approximate bytes on disk (RocksDB's estimate; what is still in the
+    /// memtable is not counted).
+    pub bytes: u64,
+    /// The largest tick of a record retention removed (0: none).
+    pub trimmed_through: u64,
 }
 
 /// A topic and how far each of its partitions has been written.
@@ -139,6 +150,12 @@ struct Topic {
     /// after its batch is durable, so a reader that stays below it reads
     /// complete batches.
     end_offsets: Box<[AtomicU64]>,
+    /// Per partition, the first offset still held (retention removes a
+    /// prefix of a partition, never anything in between).
+    start_offsets: Box<[AtomicU64]>,
+    /// The largest tick of a record retention removed (0: none): history
+    /// from the tick after it on is whole.
+    trimmed_through: AtomicU64,
     /// Round-robin cursor for appends that name no partition.
     next_partition: AtomicU32,
     /// The next topic-wide seq. Held for the whole of an append: appends to
@@ -158,6 +175,8 @@ impl Topic {
             name: name.to_string(),
             partitions: AtomicU32::new(partitions),
             end_offsets: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            start_offsets: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            trimmed_through: AtomicU64::new(0),
             next_partition: AtomicU32::new(0),
             next_seq: Mutex::new(0),
             last_tick: AtomicU64::new(0),
@@ -229,6 +248,20 @@ fn partition_prefix(topic: &str, partition: u32) -> Vec<u8> {
     key
 }
 
+fn trimmed_key(topic: &str) -> Vec<u8> {
+    let mut k = vec![TAG_TRIMMED];
+    k.extend_from_slice(topic.as_bytes());
+    k
+}
+
+/// The key prefix of every record of a topic.
+fn topic_records_prefix(topic: &str) -> Vec<u8> {
+    let mut k = vec![TAG_LOG];
+    k.extend_from_slice(topic.as_bytes());
+    k.push(0);
+    k
+}
+
 fn record_key(topic: &str, partition: u32, offset: u64) -> Vec<u8> {
     let mut key = partition_prefix(topic, partition);
     key.extend_from_slice(&offset.to_be_bytes());
@@ -277,12 +310,23 @@ impl EventLog {
             let mut next_seq = 0;
             let mut last_tick = 0;
             for partition in 0..partitions {
-                if let Some((key, value)) = last_with_prefix(&db, &partition_prefix(&name, partition))? {
+                let prefix = partition_prefix(&name, partition);
+                if let Some((key, value)) = last_with_prefix(&db, &prefix)? {
                     let last = decode_record(&key, &value)?;
                     topic.end_offsets[partition as usize].store(last.offset + 1, Ordering::Release);
                     next_seq = next_seq.max(last.seq + 1);
                     last_tick = last_tick.max(last.tick);
+                    let mut first = last.offset;
+                    scan(&db, &prefix, &prefix, None, |key, value| {
+                        first = decode_record(key, value)?.offset;
+                        Ok(false)
+                    })?;
+                    topic.start_offsets[partition as usize].store(first, Ordering::Release);
                 }
+            }
+            if let Some(v) = db.get(trimmed_key(&name))? {
+                let t = read_u64(&v).ok_or_else(|| StoreError::corrupt(&trimmed_key(&name), "not 8 bytes"))?;
+                topic.trimmed_through.store(t, Ordering::Release);
             }
             *lock(&topic.next_seq) = next_seq;
             topic.last_tick.store(last_tick, Ordering::SeqCst);
@@ -507,10 +551,11 @@ impl EventLog {
     /// a binary search reads a handful of records instead of the whole
     /// history.
     pub fn first_offset_from(&self, topic: &str, partition: u32, tick: u64) -> u64 {
+        let start = self.start_offset(topic, partition);
         if tick == 0 {
-            return 0;
+            return start;
         }
-        let (mut lo, mut hi) = (0, self.end_offset(topic, partition));
+        let (mut lo, mut hi) = (start, self.end_offset(topic, partition));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.appended_at(topic, partition, mid) {
@@ -528,6 +573,87 @@ impl EventLog {
             .filter(|t| partition < t.partitions())
             .and_then(|t| t.end_offsets.get(partition as usize).map(|o| o.load(Ordering::Acquire)))
             .unwrap_or(0)
+    }
+
+    /// The first offset of a partition still held (0 unless retention
+    /// removed records).
+    pub fn start_offset(&self, topic: &str, partition: u32) -> u64 {
+        self.get(topic)
+            .filter(|t| partition < t.partitions())
+            .and_then(|t| {
+                t.start_offsets
+                    .get(partition as usize)
+                    .map(|o| o.load(Ordering::Acquire))
+            })
+            .unwrap_or(0)
+    }
+
+    /// What `topic` holds: records, approximate bytes on disk, and the
+    /// largest tick retention removed (0: the whole history is held).
+    pub fn held(&self, topic: &str) -> Held {
+        let Some(t) = self.get(topic) else {
+            return Held::default();
+        };
+        let partitions = t.partitions() as usize;
+        let records = (0..partitions)
+            .map(|p| t.end_offsets[p].load(Ordering::Acquire) - t.start_offsets[p].load(Ordering::Acquire))
+            .sum();
+        let prefix = topic_records_prefix(topic);
+        let end = crate::rocks::prefix_end(&prefix).unwrap_or_default();
+        let range = rocksdb::Range::new(&prefix, &end);
+        let bytes = self
+            .inner
+            .db
+            .get_approximate_sizes(&[range])
+            .first()
+            .copied()
+            .unwrap_or(0);
+        Held {
+            records,
+            bytes,
+            trimmed_through: t.trimmed_through.load(Ordering::Acquire),
+        }
+    }
+
+    /// Removes, in each partition `p`, the records before offset
+    /// `keep_from[p]` (a prefix: offsets of the rest do not change), and
+    /// records durably the largest tick removed. Returns the records
+    /// removed.
+    ///
+    /// # Contract
+    /// The caller has checked that no reader still needs them (DESIGN.md
+    /// §4: never below a snapshot a dataflow needs).
+    pub fn trim(&self, topic: &str, keep_from: &[u64]) -> Result<u64, LogError> {
+        let t = self
+            .get(topic)
+            .ok_or_else(|| LogError::NoSuchTopic(topic.to_string()))?;
+        let mut batch = WriteBatch::default();
+        let mut removed = 0;
+        let mut through = t.trimmed_through.load(Ordering::Acquire);
+        let mut moved = Vec::new();
+        for (p, &keep) in keep_from.iter().enumerate().take(t.partitions() as usize) {
+            let start = t.start_offsets[p].load(Ordering::Acquire);
+            let keep = keep.min(t.end_offsets[p].load(Ordering::Acquire));
+            if keep <= start {
+                continue;
+            }
+            if let Some(tick) = self.appended_at(topic, p as u32, keep - 1) {
+                through = through.max(tick);
+            }
+            batch.delete_range(record_key(topic, p as u32, start), record_key(topic, p as u32, keep));
+            removed += keep - start;
+            moved.push((p, keep));
+        }
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        batch.put(trimmed_key(topic), through.to_be_bytes());
+        write_durably(&self.inner.db, batch)?;
+        for (p, keep) in moved {
+            t.start_offsets[p].store(keep, Ordering::Release);
+        }
+        t.trimmed_through.store(through, Ordering::Release);
+        Ok(removed)
     }
 
     /// All topics, sorted by name.

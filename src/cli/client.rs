@@ -178,3 +178,32 @@ pub fn snapshot(job: Option<&str>, url: &str) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
+
+/// `weir retention TOPIC [--age A] [--bytes B] [--keep-all]`.
+pub fn retention(topic: &str, age: Option<String>, bytes: Option<String>, keep_all: bool, url: &str) -> Result<()> {
+    let path = format!("{url}/v1/topics/{topic}");
+    let answer: serde_json::Value = if keep_all || age.is_some() || bytes.is_some() {
+        let retention = if keep_all {
+            serde_json::Value::Null
+        } else {
+            let mut r = serde_json::Map::new();
+            if let Some(a) = age {
+                r.insert("age".into(), a.into());
+            }
+            if let Some(b) = bytes {
+                r.insert("bytes".into(), b.into());
+            }
+            r.into()
+        };
+        agent()
+            .post(path)
+            .send_json(serde_json::json!({ "retention": retention }))
+            .map_err(client_error)?
+            .body_mut()
+            .read_json()?
+    } else {
+        agent().get(path).call().map_err(client_error)?.body_mut().read_json()?
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}

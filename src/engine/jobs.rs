@@ -82,11 +82,15 @@ impl Engine {
     pub fn rebuild(self: &Arc<Self>, name: &str, from: Tick) -> Result<JobStatus, EngineError> {
         {
             let mut cat = lock(&self.catalog);
-            let sql = cat
-                .jobs
-                .get(name)
-                .map(|j| j.sql.clone())
-                .ok_or_else(|| EngineError::no_job(name))?;
+            let job = cat.jobs.get(name).ok_or_else(|| EngineError::no_job(name))?;
+            let sql = job.sql.clone();
+            let topics: Vec<String> = cat
+                .inputs(&job.plan)
+                .sources
+                .iter()
+                .map(|t| t.topic().to_string())
+                .collect();
+            self.check_history_held(&topics, from)?;
             self.install_in(&mut cat, name, &sql, true, None, Some(from))?;
         }
         self.job(name)

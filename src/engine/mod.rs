@@ -17,6 +17,7 @@ mod event_store;
 mod gauges;
 mod jobs;
 mod reads;
+mod retention;
 mod snapshots;
 mod status;
 
@@ -29,6 +30,7 @@ use weir_dataflows::catalog::{Catalog, DataflowId};
 
 pub use connectors::KafkaHealth;
 pub use error::EngineError;
+pub use retention::TopicRetention;
 pub use snapshots::{SnapshotOutcome, SnapshotStatus};
 pub use status::{JobStatus, ViewInfo};
 

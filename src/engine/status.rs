@@ -37,6 +37,8 @@ pub struct TableStatus {
     name: String,
     topic: String,
     primary_key: Option<Vec<String>>,
+    /// What its topic holds (records, bytes, what retention removed).
+    held: weir_connectors::log::Held,
 }
 
 #[derive(Serialize)]
@@ -161,6 +163,7 @@ impl Engine {
                     name: t.name.clone(),
                     topic: t.topic().to_string(),
                     primary_key: column_names(&t.schema, &t.primary_key),
+                    held: self.shared.log.held(t.topic()),
                 })
                 .collect(),
             views: job

@@ -55,6 +55,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/sql", post(jobs::run_statements))
         .route("/v1/topics", get(topics::list))
         .route("/v1/topics/{topic}/events", post(topics::append).get(topics::read))
+        .route("/v1/topics/{topic}", post(topics::set_retention).get(topics::retention))
         .route("/v1/views", get(views::list))
         .route("/v1/views/{view}", get(views::read))
         .route("/v1/query", post(views::query))

@@ -9,9 +9,10 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use weir_connectors::ingest::split_events;
+use weir_connectors::retention::RetentionPolicy;
 use weir_queries::Token;
 
-use super::{body_bytes, error, located_error, number, parse_query, Api};
+use super::{body_bytes, error, located_error, number, parse_query, reply, Api};
 use crate::engine::Engine;
 
 /// Where an ingest landed, with the token that reads can wait for.
@@ -120,4 +121,93 @@ pub async fn read(State(api): State<Api>, Path(topic): Path<String>, RawQuery(q)
         .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `GET /v1/topics/{topic}`: its retention, what it holds, what its readers
+/// still need.
+pub async fn retention(State(api): State<Api>, Path(topic): Path<String>) -> Response {
+    reply(StatusCode::OK, api.engine.topic_retention(&topic))
+}
+
+/// `POST /v1/topics/{topic}` with `{"retention": {"age": "7 days", "bytes":
+/// "10 GB"}}` (either limit may be left out; `{"retention": null}` keeps
+/// everything again): sets the topic's retention and trims by it.
+pub async fn set_retention(State(api): State<Api>, Path(topic): Path<String>, body: Body) -> Response {
+    let bytes = match body_bytes(body, api.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, "bad_parameter", m);
+    let v: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("invalid JSON body: {e}"),
+            )
+        }
+    };
+    let Some(r) = v.get("retention") else {
+        return bad("the body needs a \"retention\" field".into());
+    };
+    let mut policy = RetentionPolicy::default();
+    if !r.is_null() {
+        let Some(obj) = r.as_object() else {
+            return bad("retention is {\"age\": …, \"bytes\": …} or null".into());
+        };
+        if let Some(unknown) = obj.keys().find(|k| *k != "age" && *k != "bytes") {
+            return bad(format!("unknown retention setting {unknown}: age and bytes are known"));
+        }
+        if let Some(age) = obj.get("age") {
+            match age_ms(age) {
+                Some(ms) => policy.max_age_ms = Some(ms),
+                None => {
+                    return bad(format!(
+                        "age {age} is neither milliseconds nor a duration like '7 days'"
+                    ))
+                }
+            }
+        }
+        if let Some(b) = obj.get("bytes") {
+            match byte_count(b) {
+                Some(n) => policy.max_bytes = Some(n),
+                None => return bad(format!("bytes {b} is neither a number nor a size like '10 GB'")),
+            }
+        }
+    }
+    reply(StatusCode::OK, api.engine.set_retention(&topic, policy))
+}
+
+fn age_ms(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => weir_dataflows::sql::parse_duration_ms(s).and_then(|ms| u64::try_from(ms).ok()),
+        _ => None,
+    }
+}
+
+/// `1000`, `"500 MB"`, `"10GB"`, `"2 GiB"` (KB/MB/GB/TB are powers of 1000,
+/// KiB/MiB/GiB/TiB of 1024).
+fn byte_count(v: &Value) -> Option<u64> {
+    let s = match v {
+        Value::Number(n) => return n.as_u64(),
+        Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit: u64 = match s[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }

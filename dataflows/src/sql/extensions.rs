@@ -135,7 +135,7 @@ fn unit_ms(unit: &str) -> Option<i64> {
 }
 
 /// `'500 ms'`, `'2 seconds'`, `'10min'`, `'1 hour'` → milliseconds.
-pub(super) fn parse_duration_ms(text: &str) -> Option<i64> {
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
     let t = text.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let n: i64 = t[..digits].parse().ok()?;
