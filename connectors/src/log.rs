@@ -137,7 +137,14 @@ struct LogInner {
     /// Stamps appends and seals topics.
     clock: Clock,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Answers of [`EventLog::first_offset_from`] that can no longer
+    /// change (a record at or after the tick exists): every job and worker
+    /// restored from one snapshot asks the same questions.
+    first_offsets: Mutex<HashMap<(String, u32, u64), u64>>,
 }
+
+/// Cached answers of `first_offset_from` kept at most.
+const FIRST_OFFSETS_CACHED: usize = 4096;
 
 struct Topic {
     name: String,
@@ -337,6 +344,7 @@ impl EventLog {
                 db,
                 clock,
                 topics: RwLock::new(topics),
+                first_offsets: Mutex::default(),
             }),
         })
     }
@@ -555,13 +563,26 @@ impl EventLog {
         if tick == 0 {
             return start;
         }
-        let (mut lo, mut hi) = (start, self.end_offset(topic, partition));
+        let key = (topic.to_string(), partition, tick);
+        if let Some(&o) = lock(&self.inner.first_offsets).get(&key) {
+            return o.max(start);
+        }
+        let end = self.end_offset(topic, partition);
+        let (mut lo, mut hi) = (start, end);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.appended_at(topic, partition, mid) {
                 Some(t) if t < tick => lo = mid + 1,
                 _ => hi = mid,
             }
+        }
+        // Past the end, a later append may still come before the answer.
+        if lo < end {
+            let mut cache = lock(&self.inner.first_offsets);
+            if cache.len() >= FIRST_OFFSETS_CACHED {
+                cache.clear();
+            }
+            cache.insert(key, lo);
         }
         lo
     }
