@@ -20,81 +20,17 @@
 //!
 //! Run: `cargo bench --bench restart` (release build of the real binary).
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{agent, get_json as get, proc_kib, start_shop as start, status, weir, Engine};
 use serde_json::{json, Value};
 
-fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn get(url: &str) -> Option<Value> {
-    agent().get(url).call().ok()?.body_mut().read_json().ok()
-}
-
-fn status(url: &str) -> u16 {
-    agent().get(url).call().map(|r| r.status().as_u16()).unwrap_or(0)
-}
-
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-struct Engine {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, workers: usize, extra: &[&str]) -> Engine {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a port");
-    let child = weir()
-        .args([
-            "run",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop"),
-            "--generate-rate",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            &workers.to_string(),
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    Engine {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+    proc_kib(pid, "VmRSS")
 }
 
 fn wait_ready(e: &Engine) {

@@ -23,34 +23,21 @@
 //! `WEIR_BENCH_LOOKUPS` sets the number of point lookups (default 5000);
 //! a lookup that is not answered within 2 s counts as failed.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{agent, proc_kib, start_shop, status, weir, Engine};
 use serde_json::json;
 
-fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn status(url: &str) -> u16 {
-    agent().get(url).call().map(|r| r.status().as_u16()).unwrap_or(0)
-}
-
 fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc_kib(pid, "VmHWM")
+}
+
+fn start(dir: &Path, workers: usize) -> Engine {
+    start_shop(dir, workers, &[])
 }
 
 /// User + system CPU seconds of a process so far.
@@ -66,48 +53,6 @@ fn cpu_seconds(pid: u32) -> f64 {
             Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks_per_second)
         })
         .unwrap_or(0.0)
-}
-
-struct Engine {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, workers: usize) -> Engine {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a port");
-    let child = weir()
-        .args([
-            "run",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop"),
-            "--generate-rate",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            &workers.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    Engine {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
 }
 
 /// `None` when there is no sample.

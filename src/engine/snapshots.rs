@@ -165,13 +165,20 @@ impl Engine {
         // operators with their own state can write it down as they pass it.
         let at = self.shared.log.now().max(key.since) + SNAPSHOT_LEAD_MS;
         let last = hub.last(job);
-        let sinks = {
+        let sinks: Vec<_> = {
             let writers = self.shared.connectors.sinks();
             sinks
                 .iter()
                 .filter_map(|s| writers.get(&sink_key(s)).map(|w| Arc::clone(&w.status)))
                 .collect()
         };
+        // The snapshot would wait for them to write through its time.
+        if sinks
+            .iter()
+            .any(|s| s.failing.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return skipped("a sink of the job is failing: its changes are not written through yet");
+        }
         let stored = hub
             .store
             .last_number(job)
