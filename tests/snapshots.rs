@@ -509,3 +509,71 @@ fn retention_removes_only_what_every_reader_has_snapshotted() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["policy"]["max_age_ms"], Value::Null, "{v}");
 }
+
+/// Every view of the job `shop` at exactly `as_of`.
+fn read_at(e: &Engine, as_of: u64) -> Vec<(String, Vec<String>)> {
+    VIEWS[..VIEWS.len() - 1]
+        .iter()
+        .map(|v| {
+            let (s, body) = get(e, &format!("/v1/views/{v}?limit=100000&as_of={as_of}"));
+            assert_eq!(s, 200, "{v} as of {as_of}: {body}");
+            assert_eq!(body["as_of"], json!(as_of), "{body}");
+            let mut rows: Vec<String> = rows_of(&body).iter().map(Value::to_string).collect();
+            rows.sort();
+            (v.to_string(), rows)
+        })
+        .collect()
+}
+
+/// The `as_of` every view was complete at after the given writes.
+fn as_of_after(e: &Engine, after: &[String]) -> u64 {
+    let mut path = "/v1/views/totals?limit=1".to_string();
+    for t in after {
+        path.push_str("&after=");
+        path.push_str(t);
+    }
+    let (s, body) = get(e, &path);
+    assert_eq!(s, 200, "{body}");
+    body["as_of"].as_u64().expect("an as_of")
+}
+
+#[test]
+fn point_in_time_reads_older_than_the_live_window_equal_the_views_then() {
+    let dir = data_dir("snap-pit");
+    let e = start(&dir, &["--snapshot-interval", "0"]);
+    submit_jobs(&e);
+    let t = ingest(&e, 51, 0);
+    let first_at = as_of_after(&e, &t);
+    let first = read_at(&e, first_at);
+    // Later, with a snapshot in between: the second read starts from it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = ingest(&e, 52, 1000);
+    snapshot_jobs(&e, &["shop"], 0);
+    let t2 = ingest(&e, 53, 2000);
+    let second_at = as_of_after(&e, &t2);
+    let second = read_at(&e, second_at);
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = ingest(&e, 54, 3000);
+    // Both times are now older than the 2 s the live views keep.
+    assert_eq!(
+        read_at(&e, first_at),
+        first,
+        "as of the first time, from the start of the log"
+    );
+    assert_eq!(
+        read_at(&e, second_at),
+        second,
+        "as of the second time, from the snapshot"
+    );
+    assert_ne!(first, second);
+    // A view over another job's view would need that one as of the time too.
+    let (s, body) = get(&e, &format!("/v1/views/big_count?as_of={first_at}"));
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["code"], json!("as_of_too_old"), "{body}");
+    // After a restart too.
+    drop(e);
+    let e = start(&dir, &["--snapshot-interval", "0", "--workers", "3"]);
+    wait_ready(&e, Duration::from_secs(60));
+    assert_eq!(read_at(&e, first_at), first);
+    assert_eq!(read_at(&e, second_at), second);
+}

@@ -198,6 +198,7 @@ impl Engine {
             sinks: plan.sinks.clone(),
             skip_before: restore.as_ref().map_or(skip_before, |r| skip_before.max(r.at + 1)),
             restore,
+            until: None,
         }))?;
         if replace {
             // What the progress of the replacement is measured against

@@ -16,6 +16,7 @@ mod error;
 mod event_store;
 mod gauges;
 mod jobs;
+mod point_in_time;
 mod reads;
 mod retention;
 mod snapshots;

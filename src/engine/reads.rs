@@ -88,7 +88,16 @@ impl Engine {
         limit: Option<usize>,
         opts: &ReadOptions,
     ) -> Result<ViewAnswer, EngineError> {
-        Ok(reader::read_view(self, view, filters, limit, opts).await?)
+        match reader::read_view(self, view, filters, limit, opts).await {
+            // Older than the history the live view keeps: computed beside it.
+            Err(ReadError::BadRequest {
+                code: "as_of_too_old", ..
+            }) if opts.after.is_empty() => {
+                let as_of = opts.as_of.unwrap_or(0);
+                self.read_past(view, filters, limit, as_of, opts.timeout).await
+            }
+            other => Ok(other?),
+        }
     }
 
     /// `POST /v1/query`: one SELECT over one view.

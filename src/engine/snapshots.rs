@@ -129,6 +129,7 @@ impl Engine {
                 continue;
             }
             let point = RestorePoint {
+                job: job.to_string(),
                 number: m.number,
                 at: m.at,
                 parts: m.parts,

@@ -41,6 +41,9 @@ pub struct SnapshotCommand {
 /// The snapshot a dataflow starts from instead of an empty state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RestorePoint {
+    /// The job whose snapshot it is (a point-in-time read's dataflow has a
+    /// name of its own).
+    pub job: String,
     pub number: u64,
     pub at: Tick,
     /// The worker count it was written with: one part each.
@@ -66,4 +69,7 @@ pub struct Install {
     pub skip_before: Tick,
     /// Restores this snapshot into the dataflow's cuts before it reads.
     pub restore: Option<RestorePoint>,
+    /// Reads nothing appended after this time (a point-in-time read's
+    /// dataflow, complete as of it and no further).
+    pub until: Option<Tick>,
 }

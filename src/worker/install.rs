@@ -36,6 +36,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
         sinks,
         skip_before,
         restore,
+        until,
     } = cmd;
     let shared = &state.shared;
     let mut import_traces = HashMap::new();
@@ -80,7 +81,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
     let errors = std::rc::Rc::clone(&state.errors);
     let state_source = restore
         .as_ref()
-        .map(|point| super::snapshot::state_source(state, &job, point));
+        .map(|point| super::snapshot::state_source(state, point));
     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
         render_job(
             scope,
@@ -99,7 +100,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
     }
     cuts.state_source = None;
     if let Some(point) = &restore {
-        super::snapshot::restore(state, df, &job, point, &mut cuts);
+        super::snapshot::restore(state, df, point, &mut cuts);
     }
     // Closes the restore inputs: nothing more comes through them.
     cuts.restores.clear();
@@ -111,7 +112,8 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
         let labels = [table.name.as_str()];
         srcs.push(Source {
             decoder: TableDecoder::new(table_format(table)),
-            reader: PartitionReader::new(&shared.log, table.topic(), (state.index, state.peers), skip_before),
+            reader: PartitionReader::new(&shared.log, table.topic(), (state.index, state.peers), skip_before)
+                .until(until),
             input,
             feeds: views.iter().any(|v| v.depends_on.contains(&table.name)),
             ingested: shared.metrics.ingested.with_label_values(&labels),

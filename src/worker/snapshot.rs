@@ -76,9 +76,9 @@ pub fn read_pending(state: &mut WorkerState) {
 
 /// Reads one cut's entries from every part of a snapshot: for operators
 /// that restore their own state and keep the part of it routed to them.
-pub fn state_source(state: &WorkerState, job: &str, point: &RestorePoint) -> StateSource {
+pub fn state_source(state: &WorkerState, point: &RestorePoint) -> StateSource {
     let store = state.shared.snapshots.store.clone();
-    let (job, number, parts) = (job.to_string(), point.number, point.parts);
+    let (job, number, parts) = (point.job.clone(), point.number, point.parts);
     Box::new(move |cut| {
         let mut entries = Vec::new();
         for part in 0..parts {
@@ -98,7 +98,8 @@ pub fn state_source(state: &WorkerState, job: &str, point: &RestorePoint) -> Sta
 /// restore inputs: part `p` goes to worker `p % peers`, whatever the worker
 /// count the snapshot was written with (every cut is exchanged by key
 /// downstream).
-pub fn restore(state: &WorkerState, df: DataflowId, job: &str, point: &RestorePoint, cuts: &mut Cuts) {
+pub fn restore(state: &WorkerState, df: DataflowId, point: &RestorePoint, cuts: &mut Cuts) {
+    let job = point.job.as_str();
     let started = Instant::now();
     let (mut entries, mut bytes) = (0u64, 0u64);
     let mut error = None;

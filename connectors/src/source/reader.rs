@@ -31,6 +31,8 @@ pub struct PartitionReader {
     /// Records appended before this are not read (`'auto.offset.reset' =
     /// 'latest'`, or a rebuild from a time).
     skip_before: Tick,
+    /// Records appended after this are not read (a point-in-time read).
+    until: Option<Tick>,
     /// (this worker, workers): a worker owns the partitions `p` with
     /// `p % workers == this worker`.
     owner: (usize, usize),
@@ -43,10 +45,18 @@ impl PartitionReader {
             partitions: Vec::new(),
             known_partitions: 0,
             skip_before,
+            until: None,
             owner,
         };
         r.discover(log, log.partitions(topic));
         r
+    }
+
+    /// Reads no record appended after `until`, and never moves the
+    /// frontier past it: the dataflow computes its views as of `until`.
+    pub fn until(mut self, until: Option<Tick>) -> PartitionReader {
+        self.until = until;
+        self
     }
 
     /// Takes up the topic's partitions `known_partitions..count` that are
@@ -101,7 +111,12 @@ impl PartitionReader {
                     Ok(r) => r,
                     Err(_) => continue,
                 };
+                let mut stopped = None;
                 for rec in &records {
+                    if self.until.is_some_and(|u| rec.tick > u) {
+                        stopped = Some(rec.offset);
+                        break;
+                    }
                     // The start offset was sought by tick; this only guards
                     // against a clock that stepped back since.
                     if rec.tick < self.skip_before {
@@ -113,19 +128,30 @@ impl PartitionReader {
                     self.partitions[p].2 = at;
                     each(partition, rec, at);
                 }
-                if let Some(last) = records.last() {
-                    self.partitions[p].1 = last.offset + 1;
+                match (stopped, records.last()) {
+                    (Some(at), _) => self.partitions[p].1 = at,
+                    (None, Some(last)) => self.partitions[p].1 = last.offset + 1,
+                    (None, None) => {}
                 }
             }
             let (_, next, last_fed) = self.partitions[p];
-            out.behind += end.saturating_sub(next);
+            // Past `until`, a partition has nothing more to give.
+            let done = self
+                .until
+                .is_some_and(|u| next < end && log.appended_at(&self.topic, partition, next).is_some_and(|t| t > u));
+            if !done {
+                out.behind += end.saturating_sub(next);
+            }
             // Caught up: what comes next is appended after `sealed`. Behind: the
             // next record is fed no earlier than the last one read.
-            let frontier = if next >= end { sealed } else { last_fed };
+            let frontier = if next >= end || done { sealed } else { last_fed };
             out.frontier = out.frontier.min(frontier);
         }
         if self.partitions.is_empty() {
             out.frontier = sealed;
+        }
+        if let Some(u) = self.until {
+            out.frontier = out.frontier.min(u.saturating_add(1));
         }
         out
     }
