@@ -508,6 +508,18 @@ fn retention_removes_only_what_every_reader_has_snapshotted() {
     let (s, v) = post(&e, "/v1/topics/orders", &json!({"retention": null}).to_string());
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["policy"]["max_age_ms"], Value::Null, "{v}");
+    // A table's own option sets its topic's policy.
+    let sql = "CREATE TABLE clicks (n BIGINT) WITH (connector = 'log', topic = 'clicks', 'retention' = '1 hour', 'retention.bytes' = '1 MB');
+               CREATE MATERIALIZED VIEW click_count AS SELECT count(*) AS n FROM clicks;";
+    let (s, body) = post(&e, "/v1/jobs", &json!({"name": "clicks", "sql": sql}).to_string());
+    assert_eq!(s, 201, "{body}");
+    let (s, v) = get(&e, "/v1/topics/clicks");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["policy"],
+        json!({"max_age_ms": 3_600_000, "max_bytes": 1_000_000}),
+        "{v}"
+    );
 }
 
 /// Every view of the job `shop` at exactly `as_of`.

@@ -408,6 +408,19 @@ pub struct TablePlan {
     /// Event-time settings for patterns over this table.
     #[serde(default)]
     pub watermark: Watermark,
+    /// `WITH ('retention' = …, 'retention.bytes' = …)`: how much of the
+    /// table's log topic (a Kafka table's copy) is kept. Left out of the
+    /// plan's serialised form when unset, so that plans (and snapshot
+    /// fingerprints) without it stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<TableRetention>,
+}
+
+/// A table's retention option (see [`TablePlan::retention`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRetention {
+    pub max_age_ms: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 impl TablePlan {

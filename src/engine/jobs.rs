@@ -126,6 +126,7 @@ impl Engine {
                     message: format!("table {}: {e}", t.name),
                 })?;
         }
+        self.apply_table_retention(&plan.tables)?;
         let df = self.next_df.fetch_add(1, Ordering::SeqCst);
         closure.insert(df);
         let created_ms = created.unwrap_or_else(now_ms);

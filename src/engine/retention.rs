@@ -31,6 +31,24 @@ impl Engine {
         Retention::new(self.shared.store.meta())
     }
 
+    /// Applies the job's tables' `WITH ('retention' = …)` to their topics
+    /// (a Kafka table's copy included). A table without the option leaves
+    /// its topic's policy as it is.
+    pub(super) fn apply_table_retention(&self, tables: &[weir_dataflows::plan::TablePlan]) -> Result<(), EngineError> {
+        for t in tables {
+            if let Some(r) = t.retention {
+                let policy = RetentionPolicy {
+                    max_age_ms: r.max_age_ms,
+                    max_bytes: r.max_bytes,
+                };
+                self.retention()
+                    .set(t.topic(), policy)
+                    .map_err(|e| EngineError::Internal(format!("cannot store the retention of {}: {e}", t.topic())))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets a topic's retention (a policy with no limits keeps everything).
     pub fn set_retention(&self, topic: &str, policy: RetentionPolicy) -> Result<TopicRetention, EngineError> {
         if self.shared.log.topic(topic).is_none() {

@@ -187,27 +187,12 @@ fn age_ms(v: &Value) -> Option<u64> {
     }
 }
 
-/// `1000`, `"500 MB"`, `"10GB"`, `"2 GiB"` (KB/MB/GB/TB are powers of 1000,
-/// KiB/MiB/GiB/TiB of 1024).
+/// A number of bytes, or a size like `"10 GB"` (see
+/// [`weir_dataflows::sql::parse_bytes`]).
 fn byte_count(v: &Value) -> Option<u64> {
-    let s = match v {
-        Value::Number(n) => return n.as_u64(),
-        Value::String(s) => s.trim(),
-        _ => return None,
-    };
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: u64 = s[..digits].parse().ok()?;
-    let unit: u64 = match s[digits..].trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(unit)
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => weir_dataflows::sql::parse_bytes(s),
+        _ => None,
+    }
 }

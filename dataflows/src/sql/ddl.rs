@@ -15,7 +15,7 @@ use super::query::QueryPlanner;
 use super::scope::{ident_name, object_name, JobScope, ScopeColumn};
 use super::typeconv::sql_type;
 use super::watermark;
-use crate::plan::{Connector, StartFrom, TablePlan, ViewPlan};
+use crate::plan::{Connector, StartFrom, TablePlan, TableRetention, ViewPlan};
 
 /// `SET 'auto.offset.reset' = 'earliest' | 'latest'` (ksqlDB's setting):
 /// where the job's sources start.
@@ -146,6 +146,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
     let mut topic = None;
     let mut format = None;
     let mut watermark = Watermark::default();
+    let mut retention: Option<TableRetention> = None;
     let mut kafka = kafka::Options::default();
     for opt in &options {
         let ast::SqlOption::KeyValue { key, value } = opt else {
@@ -158,12 +159,34 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
             "topic" => topic = Some((v, loc_of(value))),
             "format" => format = Some(v),
             "watermark.lateness" | "watermark.idle" => watermark::watermark_option(&mut watermark, &k, &v, loc_of(value))?,
+            "retention" => {
+                let ms = extensions::parse_duration_ms(&v)
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .ok_or_else(|| {
+                        PlanError::new(
+                            "invalid_option",
+                            format!("'retention' '{v}' is not a duration like '7 days'"),
+                            loc_of(value),
+                        )
+                    })?;
+                retention.get_or_insert_with(TableRetention::default).max_age_ms = Some(ms);
+            }
+            "retention.bytes" => {
+                let n = extensions::parse_bytes(&v).ok_or_else(|| {
+                    PlanError::new(
+                        "invalid_option",
+                        format!("'retention.bytes' '{v}' is not a size like '10 GB'"),
+                        loc_of(value),
+                    )
+                })?;
+                retention.get_or_insert_with(TableRetention::default).max_bytes = Some(n);
+            }
             _ if kafka.accepts(&k) => kafka.set(&k, v, loc_of(value)),
             other => {
                 return Err(PlanError::new(
                     "invalid_option",
                     format!(
-                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle; for Kafka: {})",
+                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle, retention, retention.bytes; for Kafka: {})",
                         kafka::KNOWN
                     ),
                     loc_of(value),
@@ -209,6 +232,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
         primary_key,
         connector,
         watermark,
+        retention,
     })
 }
 
@@ -286,4 +310,44 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
         monotonic: rel.monotonic,
         watermark,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::TableRetention;
+    use crate::sql::{plan_job, CatalogLookup, ObjectInfo};
+
+    struct Empty;
+    impl CatalogLookup for Empty {
+        fn lookup(&self, _: &str) -> Option<ObjectInfo> {
+            None
+        }
+    }
+
+    #[test]
+    fn retention_options_parse_and_bad_ones_say_where() {
+        let plan = plan_job(
+            "CREATE TABLE t (a BIGINT) WITH (connector = 'log', 'retention' = '7 days', 'retention.bytes' = '2 GiB');",
+            &Empty,
+        )
+        .expect("plans");
+        assert_eq!(
+            plan.tables[0].retention,
+            Some(TableRetention {
+                max_age_ms: Some(7 * 86_400_000),
+                max_bytes: Some(2 << 30),
+            })
+        );
+        let plain = plan_job("CREATE TABLE t (a BIGINT) WITH (connector = 'log');", &Empty).expect("plans");
+        assert_eq!(plain.tables[0].retention, None);
+        let json = serde_json::to_string(&plain.tables[0]).expect("serialises");
+        assert!(!json.contains("retention"), "unset, it is not in the plan: {json}");
+        let err = plan_job(
+            "CREATE TABLE t (a BIGINT) WITH (connector = 'log', 'retention' = 'forever');",
+            &Empty,
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("'retention' 'forever'"), "{err}");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
 }

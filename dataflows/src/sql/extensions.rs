@@ -134,6 +134,27 @@ fn unit_ms(unit: &str) -> Option<i64> {
     })
 }
 
+/// `1000`, `500 MB`, `10GB`, `2 GiB` → bytes (KB/MB/GB/TB are powers of
+/// 1000, KiB/MiB/GiB/TiB of 1024).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().ok()?;
+    let unit: u64 = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 /// `'500 ms'`, `'2 seconds'`, `'10min'`, `'1 hour'` → milliseconds.
 pub fn parse_duration_ms(text: &str) -> Option<i64> {
     let t = text.trim();

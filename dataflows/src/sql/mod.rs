@@ -64,7 +64,7 @@ use sqlparser::ast::{self, Statement};
 
 pub use drop::{plan_drops, script_without, DropKind, DropPlan};
 pub use error::PlanError;
-pub use extensions::parse_duration_ms;
+pub use extensions::{parse_bytes, parse_duration_ms};
 pub use lookup::{CatalogLookup, ObjectInfo};
 pub use optimize::optimize;
 pub use parse::parse;
