@@ -133,10 +133,14 @@ impl Harness {
             as_of: Some(as_of),
             timeout: READ_TIMEOUT,
         };
+        let negative = weir_queries::peek::NEGATIVE_MULTIPLICITIES.load(std::sync::atomic::Ordering::Relaxed);
         let answer = self
             .runtime
             .block_on(self.engine.read_view(view, &[], None, &opts))
             .map_err(|e| anyhow!("reading view {view} at {as_of}: {e}"))?;
+        if weir_queries::peek::NEGATIVE_MULTIPLICITIES.load(std::sync::atomic::Ordering::Relaxed) > negative {
+            bail!("a view read in this process held a row with a negative multiplicity (last read: {view} at {as_of})");
+        }
         Ok(answer.rows)
     }
 

@@ -1,10 +1,18 @@
 //! Reading a view's arrangement on one worker.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
 use weir_dataflows::render::ViewTrace;
 use weir_operators::repr::{Diff, Row, Tick};
+
+/// Rows a peek found with a negative multiplicity, in this process. A view
+/// never holds one unless the engine is wrong (a retraction of something
+/// never added); reads leave such rows out, and the test harness fails on
+/// any.
+pub static NEGATIVE_MULTIPLICITIES: AtomicU64 = AtomicU64::new(0);
 
 /// The first time not yet complete in the trace; `None` once the trace is
 /// closed (its dataflow dropped).
@@ -66,6 +74,8 @@ where
         if count > 0 {
             let row = if val.is_empty() { key.clone() } else { val.clone() };
             out.push((row, count));
+        } else if count < 0 {
+            NEGATIVE_MULTIPLICITIES.fetch_add(1, Ordering::Relaxed);
         }
         cursor.step_val(storage);
     }
