@@ -23,10 +23,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, get_json as get, proc_kib, start_shop as start, status, weir, Engine};
+use common::{agent, env_list, generate, get_json as get, proc_kib, start_shop as start, status, Engine};
 use serde_json::{json, Value};
 
 fn rss_kib(pid: u32) -> u64 {
@@ -165,34 +165,13 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let counts: Vec<u64> = std::env::var("WEIR_BENCH_RESTART_EVENTS")
-        .unwrap_or_else(|_| "1000000,10000000,30000000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let workers: usize = std::env::var("WEIR_BENCH_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    let counts: Vec<u64> = env_list("WEIR_BENCH_RESTART_EVENTS", "1000000,10000000,30000000");
+    let workers: usize = env_list("WEIR_BENCH_WORKERS", "2").first().copied().unwrap_or(2);
     let mut restarts: Vec<(u64, f64, f64)> = Vec::new();
     for &n in &counts {
         let dir: PathBuf = std::env::temp_dir().join(format!("weir-restart-{n}-{}", std::process::id()));
         let replay_dir = dir.with_extension("replay");
-        let _ = std::fs::remove_dir_all(&dir);
-        let ok = weir()
-            .args([
-                "generate",
-                "--events",
-                &n.to_string(),
-                "--order-ids",
-                "50000",
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("weir generate runs");
-        assert!(ok.success(), "weir generate failed");
+        generate(&dir, n, 50_000);
         let began = Instant::now();
         let e = start(&dir, workers, &["--snapshot-interval", "0"]);
         wait_ready(&e);
@@ -244,14 +223,7 @@ fn main() {
 
     // Ingest with snapshots every second against none, on the same log.
     let base: PathBuf = std::env::temp_dir().join(format!("weir-restart-ingest-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let ok = weir()
-        .args(["generate", "--events", "200000", "--order-ids", "50000", "--data-dir"])
-        .arg(&base)
-        .stdout(Stdio::null())
-        .status()
-        .expect("weir generate runs");
-    assert!(ok.success());
+    generate(&base, 200_000, 50_000);
     let mut rates = Vec::new();
     for interval in ["1", "0"] {
         let d = base.with_extension(format!("i{interval}"));

@@ -26,10 +26,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, proc_kib, start_shop, status, weir, Engine};
+use common::{agent, env_list, generate, proc_kib, start_shop, status, Engine};
 use serde_json::json;
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -67,16 +67,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let counts: Vec<u64> = std::env::var("WEIR_BENCH_EVENTS")
-        .unwrap_or_else(|_| "1000000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let workers: Vec<usize> = std::env::var("WEIR_BENCH_WORKERS")
-        .unwrap_or_else(|_| "1,2".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let counts: Vec<u64> = env_list("WEIR_BENCH_EVENTS", "1000000");
+    let workers: Vec<usize> = env_list("WEIR_BENCH_WORKERS", "1,2");
     let order_ids: u64 = std::env::var("WEIR_BENCH_ORDER_IDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -85,21 +77,7 @@ fn main() {
     let mut peaks: Vec<(usize, u64, u64)> = Vec::new();
     for &n in &counts {
         let dir: PathBuf = std::env::temp_dir().join(format!("weir-bench-{n}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let ok = weir()
-            .args([
-                "generate",
-                "--events",
-                &n.to_string(),
-                "--order-ids",
-                &order_ids.to_string(),
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("weir generate runs");
-        assert!(ok.success(), "weir generate failed");
+        generate(&dir, n, order_ids);
         for &w in &workers {
             // Each run replays the same log from scratch: its own copy of the catalog-free data dir.
             let run_dir = dir.with_extension(format!("w{w}"));

@@ -69,6 +69,8 @@ struct State {
     last: HashMap<String, SnapshotManifest>,
     failed: HashMap<String, String>,
     restored: HashMap<DataflowId, Restored>,
+    /// Per job, the last snapshot number handed out in this run.
+    numbers: HashMap<String, u64>,
 }
 
 pub struct SnapshotHub {
@@ -131,6 +133,16 @@ impl SnapshotHub {
             .pending
             .get(&(job.to_string(), number))
             .map(|p| p.requested)
+    }
+
+    /// A new snapshot number for the job, after `stored` (its newest
+    /// committed one) and after every number this run handed out, also to
+    /// snapshots that failed (their chunks may not all be gone).
+    pub fn next_number(&self, job: &str, stored: u64) -> u64 {
+        let mut st = lock(&self.state);
+        let n = st.numbers.entry(job.to_string()).or_insert(0);
+        *n = (*n).max(stored) + 1;
+        *n
     }
 
     /// Whether a snapshot of the job is being written.

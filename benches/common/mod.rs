@@ -8,6 +8,16 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+/// A comma-separated list from the environment variable `name`, or from
+/// `default` when it is unset.
+pub fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
 pub fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
@@ -34,6 +44,26 @@ pub fn proc_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// `weir generate`: `events` shop events over `order_ids` order ids,
+/// written straight into the log of `dir` (removed first).
+pub fn generate(dir: &Path, events: u64, order_ids: u64) {
+    let _ = std::fs::remove_dir_all(dir);
+    let ok = weir()
+        .args([
+            "generate",
+            "--events",
+            &events.to_string(),
+            "--order-ids",
+            &order_ids.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("weir generate runs");
+    assert!(ok.success(), "weir generate failed");
 }
 
 /// A running engine, killed (`kill -9`) when dropped.

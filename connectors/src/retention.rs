@@ -65,7 +65,8 @@ impl Retention {
 /// `now`, but never a record appended at or after `floor` (the oldest time
 /// a reader still needs).
 pub fn keep_from(log: &EventLog, topic: &str, policy: &RetentionPolicy, now: Tick, floor: Tick) -> Vec<u64> {
-    let held = log.held(topic);
+    // RocksDB's size estimate, only for a size limit.
+    let bytes = policy.max_bytes.map(|_| log.held(topic).bytes).unwrap_or(0);
     (0..log.partitions(topic))
         .map(|p| {
             let (start, end) = (log.start_offset(topic, p), log.end_offset(topic, p));
@@ -74,9 +75,9 @@ pub fn keep_from(log: &EventLog, topic: &str, policy: &RetentionPolicy, now: Tic
                 keep = keep.max(log.first_offset_from(topic, p, now.saturating_sub(age)));
             }
             if let Some(max) = policy.max_bytes {
-                if held.bytes > max && held.bytes > 0 {
+                if bytes > max {
                     // The same share of each partition's oldest records.
-                    let share = (held.bytes - max) as f64 / held.bytes as f64;
+                    let share = (bytes - max) as f64 / bytes as f64;
                     let n = ((end - start) as f64 * share).ceil() as u64;
                     keep = keep.max(start + n.min(end - start));
                 }

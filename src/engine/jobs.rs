@@ -17,7 +17,7 @@ use weir_dataflows::plan::StartFrom;
 use weir_dataflows::sql::plan_drops;
 use weir_operators::repr::Tick;
 
-use super::snapshots::{fingerprint, SnapshotKey};
+use super::snapshots::fingerprint;
 use super::{Engine, EngineError, JobStatus};
 use crate::shared::{lock, now_ms, sink_key};
 use crate::worker::{Command, Install};
@@ -157,7 +157,7 @@ impl Engine {
             StartFrom::Latest => created_ms,
         });
         let fingerprint = fingerprint(&sources, &plan.views, &imports, &plan.sinks, skip_before)?;
-        lock(&self.snapshot_keys).insert(df, SnapshotKey { fingerprint, since });
+        lock(&self.fingerprints).insert(df, fingerprint);
         // A job restored from the job store at start resumes from its
         // latest fitting snapshot: its state at `at`, and its sources after
         // it. History is never fed across `at`, so `at` stays a time of
@@ -284,7 +284,7 @@ impl Engine {
                 self.forget_snapshots(&name);
                 old_df
             };
-            lock(&self.snapshot_keys).remove(&old);
+            lock(&self.fingerprints).remove(&old);
             let _ = self.send(Command::Drop { df: old });
             return;
         }
@@ -334,7 +334,7 @@ impl Engine {
         self.prune_sinks(cat);
         self.forget_snapshots(name);
         for df in dfs {
-            lock(&self.snapshot_keys).remove(&df);
+            lock(&self.fingerprints).remove(&df);
             self.send(Command::Drop { df })?;
         }
         Ok(())

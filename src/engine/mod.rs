@@ -43,8 +43,9 @@ pub struct Engine {
     commands: Mutex<std::sync::mpsc::Sender<Command>>,
     catalog: Mutex<Catalog>,
     next_df: AtomicU64,
-    /// Per installed dataflow: what its snapshots must match.
-    snapshot_keys: Mutex<HashMap<DataflowId, snapshots::SnapshotKey>>,
+    /// Per installed dataflow: the plan fingerprint its snapshots carry
+    /// (see `snapshots::fingerprint`).
+    fingerprints: Mutex<HashMap<DataflowId, u64>>,
     /// Whether jobs restored at start resume from their snapshots.
     restore_snapshots: AtomicBool,
 }
@@ -56,7 +57,7 @@ impl Engine {
             commands: Mutex::new(commands),
             catalog: Mutex::new(Catalog::default()),
             next_df: AtomicU64::new(1),
-            snapshot_keys: Mutex::default(),
+            fingerprints: Mutex::default(),
             restore_snapshots: AtomicBool::new(true),
         })
     }

@@ -12,16 +12,14 @@ use std::time::Duration;
 
 use weir_connectors::source::Feeding;
 use weir_dataflows::catalog::DataflowId;
-use weir_dataflows::render::cut::SNAPSHOT_FORMAT;
 use weir_dataflows::sql::PeekPlan;
 use weir_operators::repr::{Schema, Tick};
 use weir_queries::reader::{self, ReadContext, ReadOptions, ViewAnswer, ViewVersion};
 use weir_queries::{Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
 
-use super::snapshots::fingerprint;
 use super::{Engine, EngineError};
 use crate::shared::lock;
-use crate::worker::{Command, Install, RestorePoint};
+use crate::worker::{Command, Install};
 
 /// A point-in-time read waits at least this long: it may replay history.
 const MIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -91,7 +89,7 @@ impl Engine {
         as_of: Tick,
         timeout: Duration,
     ) -> Result<ViewAnswer, EngineError> {
-        let (job, plan, inputs, skip_before, schema, key) = {
+        let (job, live_df, plan, inputs, skip_before, schema, key) = {
             let cat = lock(&self.catalog);
             let (o, v) = cat
                 .view(view)
@@ -99,7 +97,15 @@ impl Engine {
             let job = o.job.clone();
             let (schema, key) = (v.schema.clone(), v.key.clone());
             let j = cat.jobs.get(&job).ok_or_else(|| EngineError::no_job(&job))?;
-            (job, j.plan.clone(), cat.inputs(&j.plan), j.skip_before, schema, key)
+            (
+                job,
+                o.df,
+                j.plan.clone(),
+                cat.inputs(&j.plan),
+                j.skip_before,
+                schema,
+                key,
+            )
         };
         if !inputs.imports.is_empty() {
             return Err(refused(
@@ -107,21 +113,11 @@ impl Engine {
                 format!("view {view} reads views of other jobs; a point-in-time read of it would need them as of {as_of} too, which is not supported"),
             ));
         }
-        let fp = fingerprint(&inputs.sources, &plan.views, &inputs.imports, &plan.sinks, skip_before)?;
-        let restore = self
-            .shared
-            .snapshots
-            .store
-            .manifests(&job)
-            .map_err(|e| EngineError::Internal(format!("cannot read the snapshots of job {job}: {e}")))?
-            .into_iter()
-            .find(|m| m.format == SNAPSHOT_FORMAT && m.fingerprint == fp && m.at <= as_of)
-            .map(|m| RestorePoint {
-                job: job.clone(),
-                number: m.number,
-                at: m.at,
-                parts: m.parts,
-            });
+        // The live version's plan: its snapshots fit this dataflow.
+        let restore = match lock(&self.fingerprints).get(&live_df).copied() {
+            Some(fp) => self.fitting_snapshot(&job, fp, as_of, false)?.map(|(point, _)| point),
+            None => None,
+        };
         let skip = restore.as_ref().map_or(skip_before, |r| skip_before.max(r.at + 1));
         for t in &inputs.sources {
             let held = self.shared.log.held(t.topic());

@@ -80,14 +80,14 @@ impl Engine {
     /// without a snapshot (or being rebuilt) needs all of it, from 0.
     fn needed_from(&self) -> BTreeMap<String, Tick> {
         let cat = lock(&self.catalog);
-        let keys = lock(&self.snapshot_keys);
+        let fingerprints = lock(&self.fingerprints);
         let mut needed: BTreeMap<String, Tick> = BTreeMap::new();
         for (name, job) in &cat.jobs {
             let snapshot = self
                 .shared
                 .snapshots
                 .last(name)
-                .filter(|m| keys.get(&job.df).is_some_and(|k| k.fingerprint == m.fingerprint));
+                .filter(|m| fingerprints.get(&job.df) == Some(&m.fingerprint));
             let from = match (&job.replacing, snapshot) {
                 (None, Some(m)) => m.at.saturating_add(1),
                 _ => 0,

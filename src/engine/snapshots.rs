@@ -22,16 +22,6 @@ use crate::worker::{Command, RestorePoint, SnapshotCommand};
 /// workers must get the request before their dataflows pass that time.
 const SNAPSHOT_LEAD_MS: Tick = 300;
 
-/// What the snapshot code needs to know of an installed dataflow.
-#[derive(Clone, Debug)]
-pub(super) struct SnapshotKey {
-    pub fingerprint: u64,
-    /// Its feeding's `since`: before it, history is fed at coarse times, so
-    /// only a time at or after it is a cut between "read" and "not read"
-    /// that a restart can resume at by tick.
-    pub since: Tick,
-}
-
 /// What asking for a snapshot did.
 #[derive(Debug, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -100,44 +90,62 @@ impl Engine {
         self.restore_snapshots.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The newest stored snapshot of `job` that fits its plan, if any; the
-    /// others are ignored with a log line (the job then replays).
+    /// The newest stored snapshot of `job` that fits its plan (this build's
+    /// format, `fingerprint`) and is of a time at or before `at_most`; the
+    /// others are skipped, with a log line when `log` is set.
+    pub(super) fn fitting_snapshot(
+        &self,
+        job: &str,
+        fingerprint: u64,
+        at_most: Tick,
+        log: bool,
+    ) -> Result<Option<(RestorePoint, SnapshotManifest)>, EngineError> {
+        let manifests = self
+            .shared
+            .snapshots
+            .store
+            .manifests(job)
+            .map_err(|e| EngineError::Internal(format!("cannot read the snapshots of job {job}: {e}")))?;
+        for m in manifests {
+            let why = if m.format != SNAPSHOT_FORMAT {
+                format!("has format {}, this build writes {SNAPSHOT_FORMAT}", m.format)
+            } else if m.fingerprint != fingerprint {
+                "was taken of another plan of the job".to_string()
+            } else if m.at > at_most {
+                continue;
+            } else {
+                let point = RestorePoint {
+                    job: job.to_string(),
+                    number: m.number,
+                    at: m.at,
+                    parts: m.parts,
+                };
+                return Ok(Some((point, m)));
+            };
+            if log {
+                eprintln!("weir: job {job}: snapshot {} {why}: ignored", m.number);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The snapshot a job restored from the job store at start resumes
+    /// from: its newest fitting one, if any (else the job replays).
     pub(super) fn choose_restore(&self, job: &str, fingerprint: u64) -> Option<RestorePoint> {
         if !self.restore_snapshots.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
-        let manifests = match self.shared.snapshots.store.manifests(job) {
-            Ok(m) => m,
+        match self.fitting_snapshot(job, fingerprint, Tick::MAX, true) {
+            Ok(Some((point, m))) => {
+                self.shared.snapshots.set_last(job, m);
+                Some(point)
+            }
+            Ok(None) => None,
             Err(e) => {
-                eprintln!("weir: job {job}: cannot read its snapshots, replaying: {e}");
-                return None;
+                eprintln!("weir: job {job}: {e}; replaying");
+                None
             }
-        };
-        for m in manifests {
-            if m.format != SNAPSHOT_FORMAT {
-                eprintln!(
-                    "weir: job {job}: snapshot {} has format {}, this build writes {SNAPSHOT_FORMAT}: ignored",
-                    m.number, m.format
-                );
-                continue;
-            }
-            if m.fingerprint != fingerprint {
-                eprintln!(
-                    "weir: job {job}: snapshot {} was taken of another plan of the job: ignored",
-                    m.number
-                );
-                continue;
-            }
-            let point = RestorePoint {
-                job: job.to_string(),
-                number: m.number,
-                at: m.at,
-                parts: m.parts,
-            };
-            self.shared.snapshots.set_last(job, m);
-            return Some(point);
         }
-        None
     }
 
     /// Asks the workers for a snapshot of the job at a time a little ahead
@@ -150,7 +158,7 @@ impl Engine {
             let j = cat.jobs.get(job).ok_or_else(|| EngineError::no_job(job))?;
             (j.df, j.plan.sinks.clone())
         };
-        let Some(key) = lock(&self.snapshot_keys).get(&df).cloned() else {
+        let Some(fingerprint) = lock(&self.fingerprints).get(&df).copied() else {
             return skipped("the job is not installed yet");
         };
         let hub = &self.shared.snapshots;
@@ -164,8 +172,10 @@ impl Engine {
         }
         // A time ahead of everything the dataflow has processed, so that
         // operators with their own state can write it down as they pass it.
-        let at = self.shared.log.now().max(key.since) + SNAPSHOT_LEAD_MS;
-        let last = hub.last(job);
+        // Also at or after the dataflow's install (the log's clock never
+        // goes back): history before that is fed at coarse times, which do
+        // not split the log by tick.
+        let at = self.shared.log.now() + SNAPSHOT_LEAD_MS;
         let sinks: Vec<_> = {
             let writers = self.shared.connectors.sinks();
             sinks
@@ -180,15 +190,20 @@ impl Engine {
         {
             return skipped("a sink of the job is failing: its changes are not written through yet");
         }
+        // Chunks of a snapshot that never got its manifest are removed at
+        // open, so the stored manifests and this run's numbers are all the
+        // numbers in use.
         let stored = hub
             .store
-            .last_number(job)
-            .map_err(|e| EngineError::Internal(format!("cannot read the snapshots of job {job}: {e}")))?;
-        let number = stored.max(last.map_or(0, |m| m.number)) + 1;
+            .manifests(job)
+            .map_err(|e| EngineError::Internal(format!("cannot read the snapshots of job {job}: {e}")))?
+            .first()
+            .map_or(0, |m| m.number);
+        let number = hub.next_number(job, stored);
         let manifest = SnapshotManifest {
             number,
             format: SNAPSHOT_FORMAT,
-            fingerprint: key.fingerprint,
+            fingerprint,
             at,
             parts: self.shared.workers as u32,
             entries: 0,

@@ -248,9 +248,6 @@ pub struct Cuts {
     /// Why this dataflow cannot be snapshotted, if it cannot (it then
     /// replays on restart).
     pub unsupported: Option<String>,
-    /// Set while rendering a restore: constants render empty (their rows
-    /// are in the cuts).
-    pub restoring: bool,
     /// While restoring: the snapshot's entries of a cut, from every part
     /// (for operators that restore their own state at construction).
     pub state_source: Option<StateSource>,
@@ -271,6 +268,12 @@ impl fmt::Debug for Cuts {
 }
 
 impl Cuts {
+    /// Whether a snapshot is being restored into this dataflow (while it is
+    /// rendered): constants then render empty, their rows are in the cuts.
+    pub fn restoring(&self) -> bool {
+        self.state_source.is_some()
+    }
+
     /// The cut of a pattern rule: its state is captured by the operator
     /// itself, and restored into it at construction. Returns what the
     /// operator takes.

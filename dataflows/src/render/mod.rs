@@ -132,7 +132,6 @@ pub fn render_job<'s>(
         collections: HashMap::new(),
         cep_stats: Vec::new(),
         cuts: Cuts {
-            restoring: restore.is_some(),
             state_source: restore,
             ..Cuts::default()
         },

@@ -55,7 +55,7 @@ impl<'s> Context<'s> {
             RelPlan::Constant { rows } => {
                 // Constants exist once, not once per worker; a restored
                 // dataflow has them in its cuts already.
-                let rows: Vec<(Row, Tick, Diff)> = if scope.index() == 0 && !self.cuts.restoring {
+                let rows: Vec<(Row, Tick, Diff)> = if scope.index() == 0 && !self.cuts.restoring() {
                     rows.iter().map(|r| (r.clone(), 0, 1)).collect()
                 } else {
                     Vec::new()
