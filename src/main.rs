@@ -91,9 +91,9 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
-    /// Shows a topic's retention and what it holds; with --age or --bytes
-    /// (or --keep-all) sets it. Records go only once every dataflow that
-    /// reads them has a snapshot past them.
+    /// Shows a topic's retention and what it holds; with --age, --bytes or
+    /// --compact (or --keep-all) sets it. Records go only once every
+    /// dataflow that reads them has a snapshot past them.
     Retention {
         topic: String,
         /// e.g. `7 days`, `12h`.
@@ -102,6 +102,10 @@ enum Cmd {
         /// e.g. `10 GB`, `500MiB`.
         #[arg(long)]
         bytes: Option<String>,
+        /// Key compaction: keep only the latest record per key (every table
+        /// reading the topic must be an upsert table).
+        #[arg(long)]
+        compact: bool,
         /// Keep everything again.
         #[arg(long)]
         keep_all: bool,
@@ -166,9 +170,10 @@ fn main() -> Result<()> {
             topic,
             age,
             bytes,
+            compact,
             keep_all,
             url,
-        } => cli::client::retention(&topic, age, bytes, keep_all, &url),
+        } => cli::client::retention(&topic, age, bytes, compact, keep_all, &url),
         Cmd::Produce {
             topic,
             file,

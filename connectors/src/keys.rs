@@ -18,6 +18,7 @@
 //! | `C` source (UTF-8) | dead letters recorded for that source, `u64` BE | [`DeadLetters`](crate::dead_letters::DeadLetters) |
 //! | `M` key (UTF-8) | any bytes | [`Meta`](crate::meta::Meta) |
 //! | `R` topic | the largest tick of a record removed by retention, `u64` BE | [`EventLog`](crate::log::EventLog) |
+//! | `K` topic | compaction: the tick it ran through `u64` BE, then each partition's removed records `u64` BE | [`EventLog`](crate::log::EventLog) |
 //! | `N` job `0x00` snapshot `u64` | the snapshot's manifest as JSON | [`Snapshots`](crate::snapshots::Snapshots) |
 //! | `S` job `0x00` snapshot `u64` part `u32` chunk `u32` | entries: cut `u32`, length `u32`, bytes | [`Snapshots`](crate::snapshots::Snapshots) |
 
@@ -36,6 +37,7 @@ pub(crate) const TAG_DEAD_LETTER_COUNT: u8 = b'C';
 pub(crate) const TAG_META: u8 = b'M';
 pub(crate) const TAG_SNAPSHOT_MANIFEST: u8 = b'N';
 pub(crate) const TAG_TRIMMED: u8 = b'R';
+pub(crate) const TAG_COMPACTED: u8 = b'K';
 pub(crate) const TAG_SNAPSHOT_DATA: u8 = b'S';
 
 pub(crate) fn read_u32(bytes: &[u8]) -> Option<u32> {

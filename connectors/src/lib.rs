@@ -31,6 +31,8 @@
 //! - [`meta`]: [`Meta`], small durable settings of the connectors by key.
 //! - [`retention`]: per-topic retention policies, and which records one
 //!   lets go.
+//! - [`compaction`]: key compaction of upsert topics (the latest record
+//!   of each key stays).
 //! - [`snapshots`]: [`Snapshots`], the dataflows' durable snapshots: parts
 //!   of opaque entries, complete once their manifest is written.
 //! - [`ingest`]: [`split_events`] splits an HTTP ingest body (object, array
@@ -48,6 +50,7 @@
 //! - [`sink`]: Kafka changelog sinks, at-least-once or exactly-once.
 
 pub mod clock;
+pub mod compaction;
 pub mod dead_letters;
 pub mod decode;
 pub mod error;

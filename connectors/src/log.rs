@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::error::ErrorKind;
-use crate::keys::{read_u32, read_u64, TAG_LOG, TAG_TOPIC, TAG_TRIMMED};
-use crate::rocks::{last_with_prefix, scan, write_durably, StoreError};
+use crate::keys::{read_u32, read_u64, TAG_COMPACTED, TAG_LOG, TAG_TOPIC, TAG_TRIMMED};
+use crate::rocks::{last_before, last_with_prefix, scan, write_durably, StoreError};
 use crate::sync::lock;
 
 /// Partitions of a topic created implicitly by its first append.
@@ -90,6 +90,9 @@ pub struct Held {
     pub bytes: u64,
     /// The largest tick of a record retention removed (0: none).
     pub trimmed_through: u64,
+    /// The largest tick up to which key compaction has run (0: never):
+    /// before it, only the latest record of each key is held.
+    pub compacted_through: u64,
 }
 
 /// A topic and how far each of its partitions has been written.
@@ -163,6 +166,17 @@ struct Topic {
     /// The largest tick of a record retention removed (0: none): history
     /// from the tick after it on is whole.
     trimmed_through: AtomicU64,
+    /// Per partition, the records key compaction removed between the start
+    /// and end offsets (offsets are never reused: these are holes).
+    holes: Box<[AtomicU64]>,
+    /// The largest tick up to which key compaction has run (0: never).
+    compacted_through: AtomicU64,
+    /// Per partition, the offset key compaction has looked up to (in
+    /// memory only: after a restart the first pass looks at everything).
+    compacted_to: Box<[AtomicU64]>,
+    /// Serialises what removes records (retention and compaction), so
+    /// that the holes are counted once.
+    removing: Mutex<()>,
     /// Round-robin cursor for appends that name no partition.
     next_partition: AtomicU32,
     /// The next topic-wide seq. Held for the whole of an append: appends to
@@ -184,6 +198,10 @@ impl Topic {
             end_offsets: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
             start_offsets: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
             trimmed_through: AtomicU64::new(0),
+            holes: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            compacted_through: AtomicU64::new(0),
+            compacted_to: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            removing: Mutex::new(()),
             next_partition: AtomicU32::new(0),
             next_seq: Mutex::new(0),
             last_tick: AtomicU64::new(0),
@@ -261,6 +279,40 @@ fn trimmed_key(topic: &str) -> Vec<u8> {
     k
 }
 
+fn compacted_key(topic: &str) -> Vec<u8> {
+    let mut k = vec![TAG_COMPACTED];
+    k.extend_from_slice(topic.as_bytes());
+    k
+}
+
+/// The value of [`compacted_key`]: the tick compaction ran through, then
+/// each partition's start offset and holes after it (the first record held
+/// may be past the start, when compaction removed the ones before it).
+fn compacted_value(through: u64, starts: &[u64], holes: &[u64]) -> Vec<u8> {
+    let mut v = through.to_be_bytes().to_vec();
+    for (s, h) in starts.iter().zip(holes) {
+        v.extend_from_slice(&s.to_be_bytes());
+        v.extend_from_slice(&h.to_be_bytes());
+    }
+    v
+}
+
+impl Topic {
+    fn holes(&self) -> Vec<u64> {
+        self.holes[..self.partitions() as usize]
+            .iter()
+            .map(|h| h.load(Ordering::Acquire))
+            .collect()
+    }
+
+    fn starts(&self) -> Vec<u64> {
+        self.start_offsets[..self.partitions() as usize]
+            .iter()
+            .map(|o| o.load(Ordering::Acquire))
+            .collect()
+    }
+}
+
 /// The key prefix of every record of a topic.
 fn topic_records_prefix(topic: &str) -> Vec<u8> {
     let mut k = vec![TAG_LOG];
@@ -334,6 +386,18 @@ impl EventLog {
             if let Some(v) = db.get(trimmed_key(&name))? {
                 let t = read_u64(&v).ok_or_else(|| StoreError::corrupt(&trimmed_key(&name), "not 8 bytes"))?;
                 topic.trimmed_through.store(t, Ordering::Release);
+            }
+            if let Some(v) = db.get(compacted_key(&name))? {
+                let corrupt = || StoreError::corrupt(&compacted_key(&name), "not a tick, starts and hole counts");
+                topic
+                    .compacted_through
+                    .store(read_u64(&v).ok_or_else(corrupt)?, Ordering::Release);
+                for (p, part) in v[8..].chunks(16).enumerate().take(partitions as usize) {
+                    let start = read_u64(part).ok_or_else(corrupt)?;
+                    let holes = part.get(8..).and_then(read_u64).ok_or_else(corrupt)?;
+                    topic.start_offsets[p].store(start, Ordering::Release);
+                    topic.holes[p].store(holes, Ordering::Release);
+                }
             }
             *lock(&topic.next_seq) = next_seq;
             topic.last_tick.store(last_tick, Ordering::SeqCst);
@@ -617,7 +681,10 @@ impl EventLog {
         };
         let partitions = t.partitions() as usize;
         let records = (0..partitions)
-            .map(|p| t.end_offsets[p].load(Ordering::Acquire) - t.start_offsets[p].load(Ordering::Acquire))
+            .map(|p| {
+                let span = t.end_offsets[p].load(Ordering::Acquire) - t.start_offsets[p].load(Ordering::Acquire);
+                span.saturating_sub(t.holes[p].load(Ordering::Acquire))
+            })
             .sum();
         let prefix = topic_records_prefix(topic);
         let end = crate::rocks::prefix_end(&prefix).unwrap_or_default();
@@ -633,13 +700,15 @@ impl EventLog {
             records,
             bytes,
             trimmed_through: t.trimmed_through.load(Ordering::Acquire),
+            compacted_through: t.compacted_through.load(Ordering::Acquire),
         }
     }
 
     /// Removes, in each partition `p`, the records before offset
     /// `keep_from[p]` (a prefix: offsets of the rest do not change), and
-    /// records durably the largest tick removed. Returns the records
-    /// removed.
+    /// records durably the largest tick removed. A partition's last record
+    /// always stays: its offset and seq are what a restart resumes from.
+    /// Returns the records removed.
     ///
     /// # Contract
     /// The caller has checked that no reader still needs them (DESIGN.md
@@ -648,32 +717,134 @@ impl EventLog {
         let t = self
             .get(topic)
             .ok_or_else(|| LogError::NoSuchTopic(topic.to_string()))?;
+        let _removing = lock(&t.removing);
         let mut batch = WriteBatch::default();
         let mut removed = 0;
         let mut through = t.trimmed_through.load(Ordering::Acquire);
         let mut moved = Vec::new();
         for (p, &keep) in keep_from.iter().enumerate().take(t.partitions() as usize) {
             let start = t.start_offsets[p].load(Ordering::Acquire);
-            let keep = keep.min(t.end_offsets[p].load(Ordering::Acquire));
+            let keep = keep.min(t.end_offsets[p].load(Ordering::Acquire).saturating_sub(1));
             if keep <= start {
                 continue;
             }
-            if let Some(tick) = self.appended_at(topic, p as u32, keep - 1) {
+            // Compaction left holes: count what is really there.
+            let holes = t.holes[p].load(Ordering::Acquire);
+            let there = if holes == 0 {
+                keep - start
+            } else {
+                let prefix = partition_prefix(topic, p as u32);
+                let mut n = 0;
+                let stop = record_key(topic, p as u32, keep);
+                scan(
+                    &self.inner.db,
+                    &prefix,
+                    &record_key(topic, p as u32, start),
+                    Some(stop),
+                    |_, _| {
+                        n += 1;
+                        Ok(true)
+                    },
+                )?;
+                n
+            };
+            if let Some(tick) = self.tick_before(topic, p as u32, start, keep)? {
                 through = through.max(tick);
             }
             batch.delete_range(record_key(topic, p as u32, start), record_key(topic, p as u32, keep));
-            removed += keep - start;
-            moved.push((p, keep));
+            removed += there;
+            moved.push((p, keep, holes.saturating_sub(keep - start - there)));
         }
         if moved.is_empty() {
             return Ok(0);
         }
         batch.put(trimmed_key(topic), through.to_be_bytes());
+        let (mut starts, mut holes) = (t.starts(), t.holes());
+        for &(p, keep, h) in &moved {
+            starts[p] = keep;
+            holes[p] = h;
+        }
+        let compacted = t.compacted_through.load(Ordering::Acquire);
+        batch.put(compacted_key(topic), compacted_value(compacted, &starts, &holes));
         write_durably(&self.inner.db, batch)?;
-        for (p, keep) in moved {
+        for (p, keep, h) in moved {
+            t.holes[p].store(h, Ordering::Release);
             t.start_offsets[p].store(keep, Ordering::Release);
         }
         t.trimmed_through.store(through, Ordering::Release);
+        Ok(removed)
+    }
+
+    /// The tick of the last record of a partition before offset `before`
+    /// and at or after `from` (compaction may have removed `before - 1`).
+    fn tick_before(&self, topic: &str, partition: u32, from: u64, before: u64) -> Result<Option<u64>, LogError> {
+        let prefix = partition_prefix(topic, partition);
+        let upper = record_key(topic, partition, before);
+        Ok(match last_before(&self.inner.db, &prefix, &upper)? {
+            Some((key, value)) => Some(decode_record(&key, &value)?)
+                .filter(|rec| rec.offset >= from)
+                .map(|rec| rec.tick),
+            None => None,
+        })
+    }
+
+    /// Per partition, the offset key compaction has looked up to in this
+    /// process (0: not yet).
+    pub fn compacted_to(&self, topic: &str) -> Vec<u64> {
+        self.get(topic)
+            .map(|t| {
+                t.compacted_to[..t.partitions() as usize]
+                    .iter()
+                    .map(|o| o.load(Ordering::Acquire))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Removes the records at `offsets` (partition, offset) that key
+    /// compaction found superseded, in one synced batch, and records that
+    /// compaction has looked at each partition up to `looked_to` and at
+    /// every record up to tick `through`. Returns the records removed.
+    ///
+    /// # Contract
+    /// The caller removes only records that exist and that no reader still
+    /// needs (DESIGN.md §4); a partition's last record is kept regardless.
+    pub fn remove_compacted(
+        &self,
+        topic: &str,
+        offsets: &[(u32, u64)],
+        looked_to: &[u64],
+        through: u64,
+    ) -> Result<u64, LogError> {
+        let t = self
+            .get(topic)
+            .ok_or_else(|| LogError::NoSuchTopic(topic.to_string()))?;
+        let _removing = lock(&t.removing);
+        let mut batch = WriteBatch::default();
+        let mut removed = 0;
+        let mut holes = t.holes();
+        for &(p, offset) in offsets {
+            let index = t.check_partition(p)?;
+            // Trimmed meanwhile, or the last record: not this call's to remove.
+            let start = t.start_offsets[index].load(Ordering::Acquire);
+            let end = t.end_offsets[index].load(Ordering::Acquire);
+            if offset < start || offset + 1 >= end {
+                continue;
+            }
+            batch.delete(record_key(topic, p, offset));
+            holes[index] += 1;
+            removed += 1;
+        }
+        let through = through.max(t.compacted_through.load(Ordering::Acquire));
+        batch.put(compacted_key(topic), compacted_value(through, &t.starts(), &holes));
+        write_durably(&self.inner.db, batch)?;
+        for (p, h) in holes.iter().enumerate() {
+            t.holes[p].store(*h, Ordering::Release);
+        }
+        t.compacted_through.store(through, Ordering::Release);
+        for (p, &to) in looked_to.iter().enumerate().take(t.partitions() as usize) {
+            t.compacted_to[p].store(to, Ordering::Release);
+        }
         Ok(removed)
     }
 

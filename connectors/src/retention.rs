@@ -10,16 +10,20 @@ use crate::meta::Meta;
 use crate::rocks::StoreError;
 
 /// A topic's retention: records older than `max_age_ms` (by append tick),
-/// and the oldest records beyond `max_bytes` on disk, may be removed.
+/// and the oldest records beyond `max_bytes` on disk, may be removed; with
+/// `compact`, records a later one of the same key supersedes may be too
+/// ([`crate::compaction`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionPolicy {
     pub max_age_ms: Option<u64>,
     pub max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compact: bool,
 }
 
 impl RetentionPolicy {
     pub fn keeps_everything(&self) -> bool {
-        self.max_age_ms.is_none() && self.max_bytes.is_none()
+        self.max_age_ms.is_none() && self.max_bytes.is_none() && !self.compact
     }
 }
 
@@ -109,6 +113,7 @@ mod tests {
             let policy = RetentionPolicy {
                 max_age_ms: Some(4_500),
                 max_bytes: None,
+                compact: false,
             };
             // Records at 6000..10000 are within 4.5 s of 10000; the floor
             // (a reader needs 3000 on) keeps more.

@@ -110,17 +110,28 @@ pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The last record whose key starts with `prefix`, if any.
 pub(crate) fn last_with_prefix(db: &DB, prefix: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-    let mut it = db.raw_iterator();
     match prefix_end(prefix) {
-        // Every key of the prefix sorts before the prefix's successor, so the
-        // record just before the successor is the prefix's last, if it has one.
-        Some(end) => {
-            it.seek_for_prev(&end);
-            if it.valid() && it.key() == Some(end.as_slice()) {
-                it.prev();
+        // Every key of the prefix sorts before the prefix's successor.
+        Some(end) => last_before(db, prefix, &end),
+        None => {
+            let mut it = db.raw_iterator();
+            it.seek_to_last();
+            it.status()?;
+            match (it.key(), it.value()) {
+                (Some(key), Some(value)) if key.starts_with(prefix) => Ok(Some((key.to_vec(), value.to_vec()))),
+                _ => Ok(None),
             }
         }
-        None => it.seek_to_last(),
+    }
+}
+
+/// The last record whose key starts with `prefix` and sorts before
+/// `upper`, if any.
+pub(crate) fn last_before(db: &DB, prefix: &[u8], upper: &[u8]) -> Result<Option<KeyValue>, StoreError> {
+    let mut it = db.raw_iterator();
+    it.seek_for_prev(upper);
+    if it.valid() && it.key() == Some(upper) {
+        it.prev();
     }
     it.status()?;
     match (it.key(), it.value()) {

@@ -408,8 +408,9 @@ pub struct TablePlan {
     /// Event-time settings for patterns over this table.
     #[serde(default)]
     pub watermark: Watermark,
-    /// `WITH ('retention' = …, 'retention.bytes' = …)`: how much of the
-    /// table's log topic (a Kafka table's copy) is kept. Left out of the
+    /// `WITH ('retention' = …, 'retention.bytes' = …, 'cleanup.policy' =
+    /// 'compact')`: how much of the table's log topic (a Kafka table's
+    /// copy) is kept. Left out of the
     /// plan's serialised form when unset, so that plans (and snapshot
     /// fingerprints) without it stay as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,6 +422,9 @@ pub struct TablePlan {
 pub struct TableRetention {
     pub max_age_ms: Option<u64>,
     pub max_bytes: Option<u64>,
+    /// Key compaction (an upsert table only): the latest record per key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compact: bool,
 }
 
 impl TablePlan {

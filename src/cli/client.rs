@@ -179,10 +179,17 @@ pub fn snapshot(job: Option<&str>, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// `weir retention TOPIC [--age A] [--bytes B] [--keep-all]`.
-pub fn retention(topic: &str, age: Option<String>, bytes: Option<String>, keep_all: bool, url: &str) -> Result<()> {
+/// `weir retention TOPIC [--age A] [--bytes B] [--compact] [--keep-all]`.
+pub fn retention(
+    topic: &str,
+    age: Option<String>,
+    bytes: Option<String>,
+    compact: bool,
+    keep_all: bool,
+    url: &str,
+) -> Result<()> {
     let path = format!("{url}/v1/topics/{topic}");
-    let answer: serde_json::Value = if keep_all || age.is_some() || bytes.is_some() {
+    let answer: serde_json::Value = if keep_all || compact || age.is_some() || bytes.is_some() {
         let retention = if keep_all {
             serde_json::Value::Null
         } else {
@@ -192,6 +199,9 @@ pub fn retention(topic: &str, age: Option<String>, bytes: Option<String>, keep_a
             }
             if let Some(b) = bytes {
                 r.insert("bytes".into(), b.into());
+            }
+            if compact {
+                r.insert("compact".into(), true.into());
             }
             r.into()
         };

@@ -131,6 +131,16 @@ impl Engine {
                     ),
                 ));
             }
+            if held.compacted_through > 0 && held.compacted_through >= skip {
+                return Err(refused(
+                    "history_compacted",
+                    format!(
+                        "view {view} as of {as_of} needs the history of topic {} up to {as_of}, but key compaction kept only the latest record per key through {}, and job {job} has no snapshot at or after it and at or before {as_of}",
+                        t.topic(),
+                        held.compacted_through
+                    ),
+                ));
+            }
         }
         let df = self.next_df.fetch_add(1, Ordering::SeqCst);
         // Everything up to `as_of` is history, fed no later than it.

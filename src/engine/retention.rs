@@ -8,12 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use weir_connectors::compaction::compact;
 use weir_connectors::log::Held;
 use weir_connectors::retention::{keep_from, Retention, RetentionPolicy};
+use weir_connectors::source::TableDecoder;
+use weir_dataflows::plan::TablePlan;
 use weir_operators::repr::Tick;
 
 use super::{Engine, EngineError};
 use crate::shared::lock;
+use crate::worker::table_format;
 
 /// A topic's retention and what it holds.
 #[derive(Debug, Serialize)]
@@ -24,6 +28,10 @@ pub struct TopicRetention {
     /// The oldest time a dataflow reading the topic still needs (records
     /// from it on are kept whatever the policy says); `null`: none reads it.
     pub needed_from: Option<Tick>,
+    /// Under a compacting policy, why compaction is not running (it needs
+    /// every table reading the topic to be an upsert table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compaction_held: Option<String>,
 }
 
 impl Engine {
@@ -40,6 +48,7 @@ impl Engine {
                 let policy = RetentionPolicy {
                     max_age_ms: r.max_age_ms,
                     max_bytes: r.max_bytes,
+                    compact: r.compact,
                 };
                 self.retention()
                     .set(t.topic(), policy)
@@ -67,11 +76,17 @@ impl Engine {
             .retention()
             .get(topic)
             .map_err(|e| EngineError::Internal(format!("cannot read the retention of {topic}: {e}")))?;
+        let compaction_held = if policy.compact {
+            self.compaction_readers(topic).err()
+        } else {
+            None
+        };
         Ok(TopicRetention {
             topic: topic.to_string(),
             policy,
             held: self.shared.log.held(topic),
             needed_from: self.needed_from().get(topic).copied(),
+            compaction_held,
         })
     }
 
@@ -105,7 +120,34 @@ impl Engine {
         needed
     }
 
-    /// Trims one topic by its policy; returns the records removed.
+    /// The decoders of every table reading `topic` (of the jobs and of the
+    /// versions replacing them), for key compaction; why it cannot run when
+    /// some reader is not an upsert table, or none reads the topic.
+    fn compaction_readers(&self, topic: &str) -> Result<Vec<TableDecoder>, String> {
+        let cat = lock(&self.catalog);
+        let mut tables: BTreeMap<String, TablePlan> = BTreeMap::new();
+        for job in cat.jobs.values() {
+            let plans = std::iter::once(&job.plan).chain(job.replacing.iter().map(|r| &r.plan));
+            for plan in plans {
+                for t in cat.inputs(plan).sources.into_iter().filter(|t| t.topic() == topic) {
+                    tables.insert(t.name.clone(), t);
+                }
+            }
+        }
+        if let Some(t) = tables.values().find(|t| t.primary_key.is_none()) {
+            return Err(format!(
+                "table {} reads topic {topic} as append-only: compaction would change it",
+                t.name
+            ));
+        }
+        if tables.is_empty() {
+            return Err(format!("no table reads topic {topic}: its key is not known"));
+        }
+        Ok(tables.values().map(|t| TableDecoder::new(table_format(t))).collect())
+    }
+
+    /// Trims one topic by its policy, then compacts it if the policy says
+    /// so; returns the records removed.
     fn trim_topic(&self, topic: &str) -> Result<u64, EngineError> {
         let policy = self
             .retention()
@@ -117,8 +159,17 @@ impl Engine {
         let floor = self.needed_from().get(topic).copied().unwrap_or(Tick::MAX);
         let log = &self.shared.log;
         let keep = keep_from(log, topic, &policy, log.now(), floor);
-        log.trim(topic, &keep)
-            .map_err(|e| EngineError::Internal(format!("cannot trim {topic}: {e}")))
+        let mut removed = log
+            .trim(topic, &keep)
+            .map_err(|e| EngineError::Internal(format!("cannot trim {topic}: {e}")))?;
+        if policy.compact {
+            if let Ok(readers) = self.compaction_readers(topic) {
+                removed += compact(log, topic, &readers, floor)
+                    .map_err(|e| EngineError::Internal(format!("cannot compact {topic}: {e}")))?
+                    .removed;
+            }
+        }
+        Ok(removed)
     }
 
     /// Trims every topic by its policy.

@@ -130,8 +130,8 @@ pub async fn retention(State(api): State<Api>, Path(topic): Path<String>) -> Res
 }
 
 /// `POST /v1/topics/{topic}` with `{"retention": {"age": "7 days", "bytes":
-/// "10 GB"}}` (either limit may be left out; `{"retention": null}` keeps
-/// everything again): sets the topic's retention and trims by it.
+/// "10 GB", "compact": true}}` (any may be left out; `{"retention": null}`
+/// keeps everything again): sets the topic's retention and trims by it.
 pub async fn set_retention(State(api): State<Api>, Path(topic): Path<String>, body: Body) -> Response {
     let bytes = match body_bytes(body, api.max_body).await {
         Ok(b) => b,
@@ -156,8 +156,15 @@ pub async fn set_retention(State(api): State<Api>, Path(topic): Path<String>, bo
         let Some(obj) = r.as_object() else {
             return bad("retention is {\"age\": …, \"bytes\": …} or null".into());
         };
-        if let Some(unknown) = obj.keys().find(|k| *k != "age" && *k != "bytes") {
-            return bad(format!("unknown retention setting {unknown}: age and bytes are known"));
+        if let Some(unknown) = obj.keys().find(|k| !["age", "bytes", "compact"].contains(&k.as_str())) {
+            return bad(format!(
+                "unknown retention setting {unknown}: age, bytes and compact are known"
+            ));
+        }
+        match obj.get("compact") {
+            None => {}
+            Some(Value::Bool(c)) => policy.compact = *c,
+            Some(other) => return bad(format!("compact is true or false, not {other}")),
         }
         if let Some(age) = obj.get("age") {
             match age_ms(age) {

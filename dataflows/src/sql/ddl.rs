@@ -181,12 +181,34 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
                 })?;
                 retention.get_or_insert_with(TableRetention::default).max_bytes = Some(n);
             }
+            "cleanup.policy" => {
+                // Kafka's values: `delete` is what age and size do.
+                let compact = match v.to_lowercase().replace(' ', "").as_str() {
+                    "delete" => false,
+                    "compact" | "compact,delete" | "delete,compact" => true,
+                    _ => {
+                        return Err(PlanError::new(
+                            "invalid_option",
+                            format!("'cleanup.policy' '{v}' is not 'compact', 'delete' or 'compact,delete'"),
+                            loc_of(value),
+                        ))
+                    }
+                };
+                if compact && primary_key.is_none() {
+                    return Err(PlanError::new(
+                        "invalid_option",
+                        format!("'cleanup.policy' 'compact' keeps the latest record per key: table {name} needs a PRIMARY KEY"),
+                        loc_of(value),
+                    ));
+                }
+                retention.get_or_insert_with(TableRetention::default).compact = compact;
+            }
             _ if kafka.accepts(&k) => kafka.set(&k, v, loc_of(value)),
             other => {
                 return Err(PlanError::new(
                     "invalid_option",
                     format!(
-                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle, retention, retention.bytes; for Kafka: {})",
+                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle, retention, retention.bytes, cleanup.policy; for Kafka: {})",
                         kafka::KNOWN
                     ),
                     loc_of(value),
@@ -336,6 +358,7 @@ mod tests {
             Some(TableRetention {
                 max_age_ms: Some(7 * 86_400_000),
                 max_bytes: Some(2 << 30),
+                compact: false,
             })
         );
         let plain = plan_job("CREATE TABLE t (a BIGINT) WITH (connector = 'log');", &Empty).expect("plans");
@@ -349,5 +372,34 @@ mod tests {
         .expect_err("refused");
         assert!(err.to_string().contains("'retention' 'forever'"), "{err}");
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn compaction_is_for_upsert_tables_only() {
+        let plan = plan_job(
+            "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT) WITH (connector = 'log', 'cleanup.policy' = 'compact');",
+            &Empty,
+        )
+        .expect("plans");
+        assert_eq!(
+            plan.tables[0].retention,
+            Some(TableRetention {
+                compact: true,
+                ..TableRetention::default()
+            })
+        );
+        let err = plan_job(
+            "CREATE TABLE t (k BIGINT, v TEXT)\n  WITH (connector = 'log', 'cleanup.policy' = 'compact');",
+            &Empty,
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("needs a PRIMARY KEY"), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        let err = plan_job(
+            "CREATE TABLE t (k BIGINT PRIMARY KEY) WITH (connector = 'log', 'cleanup.policy' = 'squash');",
+            &Empty,
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("'cleanup.policy' 'squash'"), "{err}");
     }
 }
