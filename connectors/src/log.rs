@@ -13,7 +13,7 @@
 //! same time reflect the same records (DESIGN.md §2).
 //! [`EventLog::sealed`] says up to when a topic's history is final.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -140,14 +140,16 @@ struct LogInner {
     /// Stamps appends and seals topics.
     clock: Clock,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Answers of [`EventLog::first_offset_from`] that can no longer
-    /// change (a record at or after the tick exists): every job and worker
-    /// restored from one snapshot asks the same questions.
-    first_offsets: Mutex<HashMap<(String, u32, u64), u64>>,
+    /// Per partition, answers of [`EventLog::first_offset_from`] by tick
+    /// that can no longer change (a record at or after the tick exists).
+    /// Every job and worker restored from a snapshot asks about nearly the
+    /// same tick: a question between two answers searches only between
+    /// them.
+    first_offsets: Mutex<HashMap<(String, u32), BTreeMap<u64, u64>>>,
 }
 
-/// Cached answers of `first_offset_from` kept at most.
-const FIRST_OFFSETS_CACHED: usize = 4096;
+/// Cached answers of `first_offset_from` kept at most per partition.
+const FIRST_OFFSETS_CACHED: usize = 1024;
 
 struct Topic {
     name: String,
@@ -185,6 +187,9 @@ struct Topic {
     next_seq: Mutex<u64>,
     /// The tick of the last append (ticks never decrease within a topic).
     last_tick: AtomicU64,
+    /// Per partition, the tick of its last record (0: none). Stored before
+    /// the end offset it goes with is published.
+    last_ticks: Box<[AtomicU64]>,
     /// While an append is in progress: a lower bound of its tick, set before
     /// the tick is taken; [`NONE_APPENDING`] otherwise. See [`EventLog::sealed`].
     appending: AtomicU64,
@@ -205,6 +210,7 @@ impl Topic {
             next_partition: AtomicU32::new(0),
             next_seq: Mutex::new(0),
             last_tick: AtomicU64::new(0),
+            last_ticks: (0..MAX_PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
             appending: AtomicU64::new(NONE_APPENDING),
         }
     }
@@ -375,6 +381,7 @@ impl EventLog {
                     topic.end_offsets[partition as usize].store(last.offset + 1, Ordering::Release);
                     next_seq = next_seq.max(last.seq + 1);
                     last_tick = last_tick.max(last.tick);
+                    topic.last_ticks[partition as usize].store(last.tick, Ordering::Release);
                     let mut first = last.offset;
                     scan(&db, &prefix, &prefix, None, |key, value| {
                         first = decode_record(key, value)?.offset;
@@ -558,6 +565,7 @@ impl EventLog {
         }
         // Published only now that the batch is durable and visible.
         for a in &appended {
+            t.last_ticks[a.partition as usize].store(tick, Ordering::Release);
             t.end_offsets[a.partition as usize].store(a.last_offset + 1, Ordering::Release);
         }
         t.last_tick.store(tick, Ordering::SeqCst);
@@ -621,18 +629,34 @@ impl EventLog {
     /// The first offset of a partition whose record was appended at or
     /// after `tick` (its end when none is): records come in tick order, so
     /// a binary search reads a handful of records instead of the whole
-    /// history.
+    /// history, and none when the tick is past the partition's last record
+    /// (a restart from a snapshot of a log that has not grown since).
     pub fn first_offset_from(&self, topic: &str, partition: u32, tick: u64) -> u64 {
         let start = self.start_offset(topic, partition);
         if tick == 0 {
             return start;
         }
-        let key = (topic.to_string(), partition, tick);
-        if let Some(&o) = lock(&self.inner.first_offsets).get(&key) {
-            return o.max(start);
+        let Some(t) = self.get(topic).filter(|t| partition < t.partitions()) else {
+            return 0;
+        };
+        // The end before the last tick: that tick is then at least as new.
+        let end = t.end_offsets[partition as usize].load(Ordering::Acquire);
+        if end <= start || t.last_ticks[partition as usize].load(Ordering::Acquire) < tick {
+            return end.max(start);
         }
-        let end = self.end_offset(topic, partition);
+        let key = (topic.to_string(), partition);
         let (mut lo, mut hi) = (start, end);
+        if let Some(answers) = lock(&self.inner.first_offsets).get(&key) {
+            if let Some(&o) = answers.get(&tick) {
+                return o.max(start);
+            }
+            if let Some((_, &o)) = answers.range(..tick).next_back() {
+                lo = lo.max(o);
+            }
+            if let Some((_, &o)) = answers.range(tick..).next() {
+                hi = hi.min(o).max(lo);
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.appended_at(topic, partition, mid) {
@@ -643,10 +667,11 @@ impl EventLog {
         // Past the end, a later append may still come before the answer.
         if lo < end {
             let mut cache = lock(&self.inner.first_offsets);
-            if cache.len() >= FIRST_OFFSETS_CACHED {
-                cache.clear();
+            let answers = cache.entry(key).or_default();
+            if answers.len() >= FIRST_OFFSETS_CACHED {
+                answers.clear();
             }
-            cache.insert(key, lo);
+            answers.insert(tick, lo);
         }
         lo
     }
@@ -903,5 +928,45 @@ mod tests {
         );
         // A topic whose name extends another's does not interleave with it.
         assert!(record_key("t", u32::MAX, u64::MAX) < record_key("t.", 0, 0));
+    }
+
+    #[test]
+    fn first_offset_from_equals_a_scan_whatever_was_asked_before() {
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(0);
+        let store = crate::store::StateStore::open_with_clock(dir.path(), Clock::Manual(clock.clone())).expect("open");
+        let log = store.log();
+        log.create_topic("t", 2).expect("topic");
+        // Ticks 10, 20, …, several records per tick, some ticks skipped.
+        for i in 1..=60u64 {
+            if i % 7 == 0 {
+                continue;
+            }
+            clock.set(i * 10);
+            let n = (i % 3 + 1) as usize;
+            log.append("t", Some((i % 2) as u32), &vec![b"{}".to_vec(); n])
+                .expect("append");
+        }
+        let scan = |p: u32, tick: u64| -> u64 {
+            let recs = log.read("t", p, 0, usize::MAX).expect("read");
+            recs.iter()
+                .find(|r| r.tick >= tick)
+                .map_or(log.end_offset("t", p), |r| r.offset)
+        };
+        // Questions in an order that leaves answers on both sides of later ones.
+        let mut x: u64 = 3;
+        for _ in 0..400 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let tick = (x >> 33) % 640;
+            let p = ((x >> 20) % 2) as u32;
+            assert_eq!(
+                log.first_offset_from("t", p, tick),
+                scan(p, tick),
+                "tick {tick} partition {p}"
+            );
+        }
+        // Past the last record: the end, without a search.
+        assert_eq!(log.first_offset_from("t", 0, 10_000), log.end_offset("t", 0));
     }
 }
