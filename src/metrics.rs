@@ -81,12 +81,18 @@ impl Metrics {
             ),
             &["view"],
         )?;
-        let peeks = IntCounterVec::new(Opts::new("weir_peeks_total", "reads of views"), &["view", "outcome"])?;
+        let peeks = IntCounterVec::new(
+            Opts::new(
+                "weir_peeks_total",
+                "reads of views, by path (index, scan, query) and via (copy, workers)",
+            ),
+            &["view", "path", "via", "outcome"],
+        )?;
         let peek_seconds = HistogramVec::new(
             HistogramOpts::new("weir_peek_seconds", "latency of reads of views").buckets(vec![
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
             ]),
-            &["view"],
+            &["view", "path", "via"],
         )?;
         let kafka_connected = IntGaugeVec::new(
             Opts::new(

@@ -16,7 +16,7 @@ use weir_connectors::store::StateStore;
 use weir_dataflows::catalog::DataflowId;
 use weir_dataflows::plan::SinkPlan;
 use weir_operators::repr::Tick;
-use weir_queries::{Frontiers, PendingPeeks};
+use weir_queries::{Frontiers, PendingPeeks, ReadCopies, READABLE_HISTORY_MS};
 
 use crate::metrics::Metrics;
 use crate::snapshots::SnapshotHub;
@@ -52,6 +52,8 @@ pub struct Shared {
     pub frontiers: Arc<Frontiers>,
     /// The reply channels of outstanding peeks.
     pub peeks: PendingPeeks,
+    /// Every view's read-optimised copy, which reads answer from.
+    pub copies: ReadCopies,
     pub sources: SourceProgress,
     pub dead_letters: DeadLetterQueue,
     pub wakers: Wakers,
@@ -77,6 +79,7 @@ impl Shared {
             metrics: Metrics::new()?,
             frontiers: Frontiers::new(workers),
             peeks: PendingPeeks::default(),
+            copies: ReadCopies::new(workers, READABLE_HISTORY_MS),
             sources: SourceProgress::new(workers),
             dead_letters: DeadLetterQueue::new(dead_letters),
             wakers: Wakers::default(),

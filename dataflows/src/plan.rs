@@ -357,6 +357,19 @@ pub struct ViewPlan {
     /// this view orders its rows with them).
     #[serde(default)]
     pub watermark: Watermark,
+    /// `WITH (read_copy = 'off')`: no read-optimised copy; reads go through
+    /// the workers. Left out of the serialised plan when on (the default),
+    /// so plans and snapshot fingerprints without it stay as they were.
+    #[serde(default = "on", skip_serializing_if = "is_on")]
+    pub read_copy: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+fn is_on(b: &bool) -> bool {
+    *b
 }
 
 /// Where a table's records come from.

@@ -14,6 +14,8 @@
 //!   pattern syntax, compiler, matcher, watermark clock and the operator, one
 //!   file each.
 //! - [`sink`]: a collection's changes handed out per complete time.
+//! - [`read_copy`]: a view's read-optimised copy: versions per worker shard
+//!   that any thread can read without the workers.
 //!
 //! Nothing here does I/O or knows about tokio.
 
@@ -21,6 +23,7 @@ pub mod aggregate;
 pub mod by_time;
 pub mod capture;
 pub mod cep;
+pub mod read_copy;
 pub mod repr;
 pub mod sink;
 pub mod topk;

@@ -16,6 +16,9 @@
 //!   filter, project, order, limit.
 //! - [`filter`]: `col=value` filters of a view read, served from the index
 //!   when they fix its key.
+//! - [`copies`]: [`ReadCopies`], every view's read-optimised copy and the
+//!   notification its readers wait on.
+//! - [`copy_read`]: a read answered from a copy, on the caller's thread.
 //! - [`reader`]: a read end to end: as-of selection, waiting for tokens,
 //!   gathering the workers' parts, planning again after a replace; the
 //!   engine answers [`ReadContext`].
@@ -23,6 +26,8 @@
 //! Nothing here touches the worker loop or the HTTP server: the engine
 //! implements [`ReadContext`], the workers call [`pending::try_answer`].
 
+pub mod copies;
+pub mod copy_read;
 pub mod error;
 pub mod eval;
 pub mod filter;
@@ -33,6 +38,7 @@ pub mod progress;
 pub mod reader;
 pub mod token;
 
+pub use copies::{CopyHandle, ReadCopies};
 pub use error::ReadError;
 pub use frontiers::{Frontiers, ReadHold};
 pub use pending::{PeekCommand, PeekReply, PendingPeeks};

@@ -12,6 +12,8 @@ use weir_dataflows::catalog::DataflowId;
 use weir_dataflows::sql::PeekPlan;
 use weir_operators::repr::{Diff, Row, Schema, Tick};
 
+use crate::copies::CopyHandle;
+use crate::copy_read::read_copy;
 use crate::error::ReadError;
 use crate::eval::finish;
 use crate::filter::ViewFilter;
@@ -43,6 +45,15 @@ pub struct ViewAnswer {
     pub rows: Vec<Row>,
 }
 
+/// How a read was answered, for its metrics: `path` is `index` (a key
+/// lookup), `scan` or `query` (`POST /v1/query`); `via` is `copy` (the
+/// read-optimised copy) or `workers` (the command stream).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadPath {
+    pub path: &'static str,
+    pub via: &'static str,
+}
+
 /// One installed version of a view, as the catalog has it now.
 pub struct ViewVersion {
     pub df: DataflowId,
@@ -70,9 +81,15 @@ pub trait ReadContext {
     fn frontiers(&self) -> &Arc<Frontiers>;
     fn pending(&self) -> &PendingPeeks;
     fn workers(&self) -> usize;
-    /// Counts a peek's outcome ("ok", "error", "timeout") and, when it
-    /// ended with an answer or an error, how long it took.
-    fn observe_peek(&self, view: &str, outcome: &str, seconds: Option<f64>);
+    /// Counts a read's outcome ("ok", "error", "timeout") by how it was
+    /// answered and, when it ended with an answer or an error, how long it
+    /// took.
+    fn observe_peek(&self, view: &str, how: ReadPath, outcome: &str, seconds: Option<f64>);
+    /// The read-optimised copy of version `df` of the view, if it has one
+    /// (reads then answer from it, not through the workers).
+    fn read_copy(&self, _df: DataflowId, _view: &str) -> Option<CopyHandle> {
+        None
+    }
 }
 
 /// Reads a view: rows whose columns equal `filters`, at most `limit`,
@@ -109,7 +126,8 @@ async fn read_view_once(
     let filter = ViewFilter::bind(view, &version.schema, filters)?;
     // A filter on every key column is served from the index.
     let key = filter.index_key(version.key.as_deref());
-    let (as_of, rows) = peek(ctx, view, version.df, key, opts, started).await?;
+    let path = if key.is_some() { "index" } else { "scan" };
+    let (as_of, rows) = peek(ctx, view, version.df, key, path, opts, started).await?;
     Ok(ViewAnswer {
         view: view.to_string(),
         as_of,
@@ -140,7 +158,7 @@ async fn query_once(
     // Planned and bound to the view's current version in one look at the
     // catalog.
     let (plan, df) = ctx.plan_query(sql)?;
-    let (as_of, rows) = peek(ctx, &plan.view, df, None, opts, started).await?;
+    let (as_of, rows) = peek(ctx, &plan.view, df, None, "query", opts, started).await?;
     let rows = finish(&plan, rows).map_err(|e| ReadError::BadRequest {
         code: "evaluation_error",
         message: e.to_string(),
@@ -155,15 +173,57 @@ async fn query_once(
     })
 }
 
+/// The earliest time a read of `version` may be answered at: after every
+/// write in `after` (their append ticks are looked up in the log once each,
+/// into `appended`); `None` while some write is not in the log yet.
+pub(crate) fn required_time(
+    ctx: &impl ReadContext,
+    version: &ViewVersion,
+    after: &[Token],
+    appended: &mut [Option<Tick>],
+) -> Option<Tick> {
+    for (tick, t) in appended.iter_mut().zip(after) {
+        if tick.is_none() {
+            *tick = ctx.written_at(t);
+        }
+    }
+    appended.iter().try_fold(0, |r: Tick, tick| {
+        let tick = (*tick)?;
+        Some(
+            version
+                .closure
+                .iter()
+                .map(|df| ctx.fed_in(*df, tick))
+                .fold(r, Tick::max),
+        )
+    })
+}
+
+/// The error of a read that waited `timeout` for its time in vain.
+pub(crate) fn timed_out(view: &str, complete: Option<Tick>, timeout: Duration) -> ReadError {
+    ReadError::Timeout(match complete {
+        None => format!(
+            "view {view} has not produced its first complete time within {} ms",
+            timeout.as_millis()
+        ),
+        Some(_) => format!(
+            "view {view} did not reflect the given writes within {} ms; retry with a larger timeout_ms",
+            timeout.as_millis()
+        ),
+    })
+}
+
 /// Chooses the read time (complete on every worker, after every token),
 /// then collects every worker's part of version `df` of the view as of
 /// it; only the rows under `key` of its index when given.
 /// [`ReadError::Replaced`] when the view is no longer at version `df`.
+#[allow(clippy::too_many_arguments)]
 pub async fn peek(
     ctx: &impl ReadContext,
     view: &str,
     df: DataflowId,
     key: Option<Row>,
+    path: &'static str,
     opts: &ReadOptions,
     started: Instant,
 ) -> Result<(Tick, Vec<(Row, Diff)>), ReadError> {
@@ -178,28 +238,20 @@ pub async fn peek(
         }
     };
     let mut version = current()?;
+    if let Some(handle) = ctx.read_copy(version.df, view) {
+        let how = ReadPath { path, via: "copy" };
+        if let Some(answer) = read_copy(ctx, &handle, view, version.df, key.as_ref(), how, opts, started).await? {
+            return Ok(answer);
+        }
+    }
+    let how = ReadPath { path, via: "workers" };
     // The read time, held until the rows are collected so that no worker
     // compacts its trace past it meanwhile.
     // The append ticks of the `after` records, looked up in the log once
     // each (a record not there yet is looked up again while waiting).
     let mut appended: Vec<Option<Tick>> = vec![None; opts.after.len()];
     let hold = loop {
-        for (tick, t) in appended.iter_mut().zip(&opts.after) {
-            if tick.is_none() {
-                *tick = ctx.written_at(t);
-            }
-        }
-        let required = appended.iter().try_fold(0, |r: Tick, tick| {
-            let tick = (*tick)?;
-            Some(
-                version
-                    .closure
-                    .iter()
-                    .map(|df| ctx.fed_in(*df, tick))
-                    .fold(r, Tick::max),
-            )
-        });
-        if let Some(r) = required {
+        if let Some(r) = required_time(ctx, &version, &opts.after, &mut appended) {
             match ctx.frontiers().hold_read(version.df, view, r, opts.as_of) {
                 Ok(Some(hold)) => break hold,
                 Ok(None) => {}
@@ -215,19 +267,9 @@ pub async fn peek(
             }
         }
         if Instant::now() >= deadline {
-            ctx.observe_peek(view, "timeout", None);
-            return Err(ReadError::Timeout(
-                match ctx.frontiers().complete_through(version.df, view) {
-                    None => format!(
-                        "view {view} has not produced its first complete time within {} ms",
-                        timeout.as_millis()
-                    ),
-                    Some(_) => format!(
-                        "view {view} did not reflect the given writes within {} ms; retry with a larger timeout_ms",
-                        timeout.as_millis()
-                    ),
-                },
-            ));
+            ctx.observe_peek(view, how, "timeout", None);
+            let complete = ctx.frontiers().complete_through(version.df, view);
+            return Err(timed_out(view, complete, timeout));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
         version = current()?;
@@ -266,6 +308,6 @@ pub async fn peek(
     ctx.pending().close(id);
     drop(hold);
     let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.observe_peek(view, outcome, Some(started.elapsed().as_secs_f64()));
+    ctx.observe_peek(view, how, outcome, Some(started.elapsed().as_secs_f64()));
     Ok((as_of, result?))
 }

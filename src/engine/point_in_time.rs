@@ -14,7 +14,7 @@ use weir_connectors::source::Feeding;
 use weir_dataflows::catalog::DataflowId;
 use weir_dataflows::sql::PeekPlan;
 use weir_operators::repr::{Schema, Tick};
-use weir_queries::reader::{self, ReadContext, ReadOptions, ViewAnswer, ViewVersion};
+use weir_queries::reader::{self, ReadContext, ReadOptions, ReadPath, ViewAnswer, ViewVersion};
 use weir_queries::{Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
 
 use super::{Engine, EngineError};
@@ -69,8 +69,8 @@ impl ReadContext for AtDataflow<'_> {
     fn workers(&self) -> usize {
         self.engine.workers()
     }
-    fn observe_peek(&self, view: &str, outcome: &str, seconds: Option<f64>) {
-        self.engine.observe_peek(view, outcome, seconds);
+    fn observe_peek(&self, view: &str, how: ReadPath, outcome: &str, seconds: Option<f64>) {
+        self.engine.observe_peek(view, how, outcome, seconds);
     }
 }
 

@@ -8,8 +8,8 @@ use weir_connectors::source::written_at;
 use weir_dataflows::catalog::{DataflowId, ViewsOnly};
 use weir_dataflows::sql::{plan_peek, PeekPlan};
 use weir_operators::repr::Tick;
-use weir_queries::reader::{self, ReadContext, ReadOptions, ViewAnswer, ViewVersion};
-use weir_queries::{Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
+use weir_queries::reader::{self, ReadContext, ReadOptions, ReadPath, ViewAnswer, ViewVersion};
+use weir_queries::{CopyHandle, Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
 
 use super::{Engine, EngineError};
 use crate::shared::lock;
@@ -64,11 +64,15 @@ impl ReadContext for Engine {
         self.shared.workers
     }
 
-    fn observe_peek(&self, view: &str, outcome: &str, seconds: Option<f64>) {
+    fn read_copy(&self, df: DataflowId, view: &str) -> Option<CopyHandle> {
+        self.shared.copies.get(df, view)
+    }
+
+    fn observe_peek(&self, view: &str, how: ReadPath, outcome: &str, seconds: Option<f64>) {
         let m = &self.shared.metrics;
-        m.peeks.with_label_values(&[view, outcome]).inc();
+        m.peeks.with_label_values(&[view, how.path, how.via, outcome]).inc();
         if let Some(s) = seconds {
-            m.peek_seconds.with_label_values(&[view]).observe(s);
+            m.peek_seconds.with_label_values(&[view, how.path, how.via]).observe(s);
         }
     }
 }

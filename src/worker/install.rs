@@ -82,6 +82,21 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
     let state_source = restore
         .as_ref()
         .map(|point| super::snapshot::state_source(state, point));
+    // Views that opted out, and a dataflow built for one point-in-time
+    // read, are read through the workers only.
+    let copies = &shared.copies;
+    let index = state.index;
+    let with_copy: Vec<String> = views
+        .iter()
+        .filter(|v| v.read_copy && until.is_none())
+        .map(|v| v.name.clone())
+        .collect();
+    let mut read_copy = |view: &str| {
+        with_copy
+            .iter()
+            .any(|v| v == view)
+            .then(|| copies.get_or_create(df, view).copy.writer(index))
+    };
     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
         render_job(
             scope,
@@ -92,6 +107,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
             &errors,
             &sinks,
             &mut sink_output,
+            &mut read_copy,
         )
     });
     let mut cuts = rendered.cuts;

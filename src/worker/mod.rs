@@ -179,6 +179,7 @@ fn drop_dataflow(state: &mut WorkerState, worker: &mut timely::worker::Worker, d
         worker.drop_dataflow(d.index);
     }
     state.shared.frontiers.forget(df);
+    state.shared.copies.forget(df);
     state.shared.sources.forget(df);
     state.shared.snapshots.forget(df);
 }

@@ -20,6 +20,7 @@
 mod collection;
 pub mod cut;
 mod pattern;
+mod publish;
 mod reduce;
 mod relation;
 
@@ -32,6 +33,7 @@ use differential_dataflow::trace::implementations::ValSpine;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
+use weir_operators::read_copy::ShardWriter;
 use weir_operators::repr::{Diff, Row, Tick};
 use weir_operators::sink::{deliver_changes, Delivery};
 use weir_operators::upsert::{Upsert, UpsertRecord};
@@ -116,6 +118,10 @@ pub struct RenderedJob {
 /// `restore`: the dataflow will be fed a snapshot at its cuts (see
 /// [`cut`]), so constants render empty; operators with their own state read
 /// theirs through it at construction.
+///
+/// `read_copy` gives, per view, the writer of this worker's shard of its
+/// read-optimised copy (`None`: the view has none), fed from the view's
+/// arrangement.
 #[allow(clippy::too_many_arguments)]
 pub fn render_job<'s>(
     scope: Scope<'s, Tick>,
@@ -126,6 +132,7 @@ pub fn render_job<'s>(
     errors: &ErrorSink,
     sinks: &[SinkPlan],
     sink_output: &mut dyn FnMut(&SinkPlan) -> SinkOutput,
+    read_copy: &mut dyn FnMut(&str) -> Option<ShardWriter>,
 ) -> RenderedJob {
     let mut ctx = Context {
         scope,
@@ -195,6 +202,9 @@ pub fn render_job<'s>(
             .inspect(move |(_, _, diff)| counter.set(counter.get() + diff));
         ctx.collections.insert(view.name.clone(), (oks, false));
         let (probe, _) = arranged.stream.clone().probe();
+        if let Some(writer) = read_copy(&view.name) {
+            publish::publish_copy(&arranged, &format!("Publish: {}", view.name), writer);
+        }
         rendered.push(RenderedView {
             name: view.name.clone(),
             trace: arranged.trace,

@@ -318,6 +318,7 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
     let schema = Schema {
         columns: rel.columns.iter().map(ScopeColumn::column).collect(),
     };
+    let read_copy = view_options(cv)?;
     let plan = optimize(rel.plan);
     let watermark = watermark::combined_watermark(&plan, &|n| scope.lookup(n).map(|i| i.watermark));
     let key = plan
@@ -331,7 +332,49 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
         depends_on: planner.depends_on.into_iter().collect(),
         monotonic: rel.monotonic,
         watermark,
+        read_copy,
     })
+}
+
+/// A view's `WITH (…)` options; only `read_copy` ('on' or 'off') is known.
+fn view_options(cv: &ast::CreateView) -> Result<bool> {
+    let at = loc_of(&cv.name);
+    let options = match &cv.options {
+        ast::CreateTableOptions::With(opts) => opts.clone(),
+        ast::CreateTableOptions::None => Vec::new(),
+        _ => return Err(unsupported("view options other than WITH (...)", at)),
+    };
+    let mut read_copy = true;
+    for opt in &options {
+        let ast::SqlOption::KeyValue { key, value } = opt else {
+            return Err(unsupported(format!("option {opt}"), at));
+        };
+        let k = key.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase();
+        let v = option_value(value)?;
+        match k.as_str() {
+            "read_copy" => {
+                read_copy = match v.to_lowercase().as_str() {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => {
+                        return Err(PlanError::new(
+                            "invalid_option",
+                            format!("'read_copy' '{v}' is not 'on' or 'off'"),
+                            loc_of(value),
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!("unknown view option '{other}' (known: read_copy)"),
+                    loc_of(value),
+                ))
+            }
+        }
+    }
+    Ok(read_copy)
 }
 
 #[cfg(test)]

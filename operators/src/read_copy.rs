@@ -1,0 +1,315 @@
+//! A view's read-optimised copy (DESIGN.md §2, "The read path does not
+//! enter the worker loop"): per worker shard, an immutable version of the
+//! shard's part of the view, published as its arrangement advances and read
+//! on any thread without the workers.
+//!
+//! # Versions
+//! A published [`Shard`] holds the rows of every update before its `upper`
+//! in a persistent ordered map, and the updates of the last few seconds. A
+//! read as of `t` in `since..upper` takes the map and takes back the
+//! updates after `t`, so it is exact. Publishing costs the changes (the new
+//! map shares every untouched node with the one before), not the view's
+//! size. A reader keeps the version it loaded alive for as long as it reads
+//! it, so nothing is compacted under it.
+//!
+//! # Contract
+//! One [`ShardWriter`] per shard, on the worker that owns that part of the
+//! arrangement; it publishes a time only once every update before it has
+//! been applied. Readers take one version of every shard with
+//! [`ReadCopy::load`].
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use imbl::{OrdMap, Vector};
+
+use crate::repr::{Diff, Row, Tick};
+
+/// An arrangement entry: the view's key columns (or the whole row) and the
+/// row (or an empty row, when the key is the row).
+pub type Entry = (Arc<Row>, Arc<Row>);
+
+/// Updates kept per shard for reads at earlier times, at most: past it the
+/// oldest go and `since` moves up (a replay racing through history would
+/// otherwise keep seconds of it). A read before `since` goes through the
+/// workers instead.
+pub const RECENT_UPDATES_KEPT: usize = 1 << 17;
+
+/// One version of one shard.
+#[derive(Clone, Default)]
+pub struct Shard {
+    /// The first time not complete (0: none is).
+    pub upper: Tick,
+    /// The earliest time this version can be read at.
+    pub since: Tick,
+    /// Rows of this shard's part of the view (the sum of their diffs).
+    pub rows: i64,
+    entries: OrdMap<Entry, Diff>,
+    /// Updates at times after `since`, in the order they were applied.
+    recent: Vector<(Tick, Entry, Diff)>,
+}
+
+impl Shard {
+    /// Whether a read as of `t` can be answered from this version.
+    pub fn readable_at(&self, t: Tick) -> bool {
+        self.since <= t && t < self.upper
+    }
+
+    /// Appends to `out` the rows under `key` as of `t`, with their
+    /// multiplicities (a row is the entry's row, or its key when that is
+    /// the row). Multiplicities may be negative only if the engine is wrong;
+    /// the caller decides what to do with such rows.
+    ///
+    /// # Contract
+    /// `self.readable_at(t)`.
+    pub fn lookup(&self, t: Tick, key: &Row, out: &mut Vec<(Row, Diff)>) {
+        let from: Entry = (Arc::new(key.clone()), Arc::new(Vec::new()));
+        let mut found: Vec<(Entry, Diff)> = self
+            .entries
+            .range((Bound::Included(from), Bound::Unbounded))
+            .take_while(|(e, _)| *e.0 == *key)
+            .map(|(e, d)| (e.clone(), *d))
+            .collect();
+        if t + 1 < self.upper {
+            let mut back: HashMap<&Entry, Diff> = HashMap::new();
+            for (at, e, d) in self.recent.iter() {
+                if *at > t && *e.0 == *key {
+                    *back.entry(e).or_default() += d;
+                }
+            }
+            take_back(&mut found, back);
+        }
+        push_rows(found, out);
+    }
+
+    /// Appends to `out` every row of the shard as of `t` (see
+    /// [`Shard::lookup`]).
+    ///
+    /// # Contract
+    /// `self.readable_at(t)`.
+    pub fn scan(&self, t: Tick, out: &mut Vec<(Row, Diff)>) {
+        let mut found: Vec<(Entry, Diff)> = self.entries.iter().map(|(e, d)| (e.clone(), *d)).collect();
+        if t + 1 < self.upper {
+            let mut back: HashMap<&Entry, Diff> = HashMap::new();
+            for (at, e, d) in self.recent.iter() {
+                if *at > t {
+                    *back.entry(e).or_default() += d;
+                }
+            }
+            take_back(&mut found, back);
+        }
+        push_rows(found, out);
+    }
+}
+
+/// Takes the updates in `back` out of `found` (sorted by entry): rows they
+/// added go, rows they removed come back.
+fn take_back(found: &mut Vec<(Entry, Diff)>, back: HashMap<&Entry, Diff>) {
+    if back.is_empty() {
+        return;
+    }
+    for (e, d) in found.iter_mut() {
+        if let Some(b) = back.get(e) {
+            *d -= b;
+        }
+    }
+    let sorted = found.len();
+    for (e, b) in back {
+        if found[..sorted].binary_search_by(|(f, _)| f.cmp(e)).is_err() {
+            found.push((e.clone(), -b));
+        }
+    }
+    found.retain(|(_, d)| *d != 0);
+}
+
+fn push_rows(found: Vec<(Entry, Diff)>, out: &mut Vec<(Row, Diff)>) {
+    for ((key, row), d) in found {
+        let row = if row.is_empty() { key } else { row };
+        out.push((Arc::unwrap_or_clone(row), d));
+    }
+}
+
+/// A view's copy: every shard's latest version.
+pub struct ReadCopy {
+    shards: Box<[ArcSwap<Shard>]>,
+    /// How far back (ticks) reads at an earlier time stay possible.
+    window: Tick,
+    /// Called after every publish (wakes readers waiting for a time).
+    published: Box<dyn Fn() + Send + Sync>,
+}
+
+impl ReadCopy {
+    pub fn new(shards: usize, window: Tick, published: Box<dyn Fn() + Send + Sync>) -> Arc<ReadCopy> {
+        Arc::new(ReadCopy {
+            shards: (0..shards).map(|_| ArcSwap::from_pointee(Shard::default())).collect(),
+            window,
+            published,
+        })
+    }
+
+    /// The latest version of every shard.
+    pub fn load(&self) -> Versions {
+        Versions(self.shards.iter().map(|s| s.load_full()).collect())
+    }
+
+    /// The writer of shard `index` (one per shard).
+    pub fn writer(self: &Arc<Self>, index: usize) -> ShardWriter {
+        ShardWriter {
+            copy: Arc::clone(self),
+            index,
+            state: Shard::default(),
+        }
+    }
+}
+
+/// One version of every shard of a view, loaded together.
+pub struct Versions(pub Vec<Arc<Shard>>);
+
+impl Versions {
+    /// The latest time complete in every shard; `None` while some shard has
+    /// none.
+    pub fn complete(&self) -> Option<Tick> {
+        self.0.iter().map(|s| s.upper).min()?.checked_sub(1)
+    }
+
+    /// The earliest time every shard can still be read at.
+    pub fn since(&self) -> Tick {
+        self.0.iter().map(|s| s.since).max().unwrap_or(0)
+    }
+
+    pub fn readable_at(&self, t: Tick) -> bool {
+        self.0.iter().all(|s| s.readable_at(t))
+    }
+
+    /// The view's rows, over every shard.
+    pub fn rows(&self) -> i64 {
+        self.0.iter().map(|s| s.rows).sum()
+    }
+}
+
+/// Publishes one shard's versions (see the module's contract).
+pub struct ShardWriter {
+    copy: Arc<ReadCopy>,
+    index: usize,
+    state: Shard,
+}
+
+impl ShardWriter {
+    /// Applies one update of the arrangement (published by the next
+    /// [`ShardWriter::advance`]).
+    pub fn update(&mut self, at: Tick, key: Row, row: Row, diff: Diff) {
+        if diff == 0 {
+            return;
+        }
+        let entry: Entry = (Arc::new(key), Arc::new(row));
+        let count = self.state.entries.get(&entry).copied().unwrap_or(0) + diff;
+        if count == 0 {
+            self.state.entries.remove(&entry);
+        } else {
+            self.state.entries.insert(entry.clone(), count);
+        }
+        self.state.rows += diff;
+        self.state.recent.push_back((at, entry, diff));
+    }
+
+    /// Publishes every update applied so far as complete before `upper`,
+    /// forgetting the updates reads no longer need.
+    pub fn advance(&mut self, upper: Tick) {
+        if upper <= self.state.upper {
+            return;
+        }
+        let s = &mut self.state;
+        s.upper = upper;
+        s.since = s.since.max(upper.saturating_sub(1).saturating_sub(self.copy.window));
+        while s.recent.len() > RECENT_UPDATES_KEPT {
+            if let Some((at, _, _)) = s.recent.pop_front() {
+                s.since = s.since.max(at);
+            }
+        }
+        while s.recent.front().is_some_and(|(at, _, _)| *at <= s.since) {
+            s.recent.pop_front();
+        }
+        self.copy.shards[self.index].store(Arc::new(s.clone()));
+        (self.copy.published)();
+    }
+
+    /// The last upper published.
+    pub fn upper(&self) -> Tick {
+        self.state.upper
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repr::Datum;
+
+    fn row(k: i64, v: i64) -> (Row, Row) {
+        (vec![Datum::Int(k)], vec![Datum::Int(k), Datum::Int(v)])
+    }
+
+    /// The rows as of `t`, from a naive fold over every update.
+    fn naive(updates: &[(Tick, i64, i64, Diff)], t: Tick, key: Option<i64>) -> Vec<(Row, Diff)> {
+        let mut m: std::collections::BTreeMap<Row, Diff> = std::collections::BTreeMap::new();
+        for &(at, k, v, d) in updates {
+            if at <= t && key.is_none_or(|q| q == k) {
+                *m.entry(row(k, v).1).or_default() += d;
+            }
+        }
+        m.into_iter().filter(|(_, d)| *d != 0).collect()
+    }
+
+    #[test]
+    fn reads_at_any_readable_time_equal_a_naive_fold() {
+        let copy = ReadCopy::new(1, 50, Box::new(|| {}));
+        let mut w = copy.writer(0);
+        let mut x: u64 = 11;
+        let mut rand = |n: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        let mut all: Vec<(Tick, i64, i64, Diff)> = Vec::new();
+        let mut held: Vec<(i64, i64)> = Vec::new();
+        let mut readers = Vec::new();
+        for upper in 1..300u64 {
+            // Updates at times in the step, with retractions of held rows.
+            for _ in 0..rand(6) {
+                let at = upper - 1;
+                if !held.is_empty() && rand(3) == 0 {
+                    let (k, v) = held.swap_remove(rand(held.len() as u64) as usize);
+                    w.update(at, row(k, v).0, row(k, v).1, -1);
+                    all.push((at, k, v, -1));
+                } else {
+                    let (k, v) = (rand(10) as i64, rand(4) as i64);
+                    w.update(at, row(k, v).0, row(k, v).1, 1);
+                    all.push((at, k, v, 1));
+                    held.push((k, v));
+                }
+            }
+            w.advance(upper);
+            readers.push((upper, copy.load()));
+            let v = copy.load();
+            assert_eq!(v.complete(), Some(upper - 1));
+            for t in v.since()..upper {
+                let mut got = Vec::new();
+                v.0[0].scan(t, &mut got);
+                got.sort();
+                assert_eq!(got, naive(&all, t, None), "scan as of {t} at upper {upper}");
+                let k = rand(10) as i64;
+                let mut got = Vec::new();
+                v.0[0].lookup(t, &vec![Datum::Int(k)], &mut got);
+                got.sort();
+                assert_eq!(got, naive(&all, t, Some(k)), "key {k} as of {t}");
+            }
+            assert!(v.since() + 51 >= upper, "keeps only the window");
+        }
+        // A version loaded long ago still reads as it did.
+        let (upper, old) = &readers[10];
+        let mut got = Vec::new();
+        old.0[0].scan(upper - 1, &mut got);
+        got.sort();
+        assert_eq!(got, naive(&all, upper - 1, None));
+    }
+}
