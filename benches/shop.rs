@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, env_list, generate, proc_kib, start_shop, status, Engine};
+use common::{agent, cpu_seconds, env_list, generate, proc_kib, start_shop, status, Engine, Ingester};
 use serde_json::json;
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -41,20 +41,6 @@ fn start(dir: &Path, workers: usize) -> Engine {
 }
 
 /// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let ticks_per_second = 100.0; // USER_HZ on Linux
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the parenthesised command name; utime and stime
-            // are the 12th and 13th of them.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks_per_second)
-        })
-        .unwrap_or(0.0)
-}
-
 /// `None` when there is no sample.
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     let last = sorted.len().checked_sub(1)?;
@@ -108,25 +94,7 @@ fn main() {
             );
 
             // Point lookups while a second client ingests.
-            let url = e.url.clone();
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let stop2 = stop.clone();
-            // A steady 5,000 events/s: 50 batches of 100 a second.
-            let ingester = std::thread::spawn(move || {
-                let mut i = 0u64;
-                let began = Instant::now();
-                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                    let due = began + Duration::from_millis(i * 20);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let body: String = (0..100)
-                        .map(|j| json!({"type": "OrderPlaced", "order_id": 50_000_000 + i * 100 + j, "customer_id": j, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"}).to_string() + "\n")
-                        .collect();
-                    let _ = agent().post(format!("{url}/v1/topics/orders/events")).send(body);
-                    i += 1;
-                }
-            });
+            let ingester = Ingester::start(&e.url, 5_000);
             let mut lat = Vec::new();
             let mut failed = 0u64;
             let t0 = Instant::now();
@@ -183,8 +151,7 @@ fn main() {
                 }
             }
             let cpu = (cpu_seconds(e.child.id()) - cpu0) / c0.elapsed().as_secs_f64();
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = ingester.join();
+            ingester.stop();
             lat.sort_by(|a, b| a.total_cmp(b));
             ryw.sort_by(|a, b| a.total_cmp(b));
             println!(

@@ -82,17 +82,24 @@ impl Drop for Engine {
 /// `weir run examples/shop` on `dir` with `workers` workers, no synthetic
 /// feed, and `extra` flags.
 pub fn start_shop(dir: &Path, workers: usize, extra: &[&str]) -> Engine {
+    start_job(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop")),
+        dir,
+        workers,
+        extra,
+    )
+}
+
+/// `weir run JOB_DIR` on `dir` (see [`start_shop`]).
+pub fn start_job(job_dir: &Path, dir: &Path, workers: usize, extra: &[&str]) -> Engine {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a port");
     let child = weir()
-        .args([
-            "run",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop"),
-            "--generate-rate",
-            "0",
-        ])
+        .arg("run")
+        .arg(job_dir)
+        .args(["--generate-rate", "0"])
         .arg("--data-dir")
         .arg(dir)
         .args([
@@ -109,5 +116,57 @@ pub fn start_shop(dir: &Path, workers: usize, extra: &[&str]) -> Engine {
     Engine {
         child,
         url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// User plus system CPU seconds a process has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are the 12th and 13th of them.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks_per_second)
+        })
+        .unwrap_or(0.0)
+}
+
+/// A client ingesting new `OrderPlaced` events at a steady rate (batches of
+/// 100, paced by the clock) until stopped.
+pub struct Ingester {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Ingester {
+    pub fn start(url: &str, events_per_second: u64) -> Ingester {
+        let url = url.to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let every = std::time::Duration::from_secs_f64(100.0 / events_per_second.max(1) as f64);
+        let thread = std::thread::spawn(move || {
+            let mut i = 0u64;
+            let began = std::time::Instant::now();
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = began + every * i as u32;
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let body: String = (0..100)
+                    .map(|j| serde_json::json!({"type": "OrderPlaced", "order_id": 50_000_000 + i * 100 + j, "customer_id": j, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"}).to_string() + "\n")
+                    .collect();
+                let _ = agent().post(format!("{url}/v1/topics/orders/events")).send(body);
+                i += 1;
+            }
+        });
+        Ingester { stop, thread }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
