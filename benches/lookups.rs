@@ -253,11 +253,12 @@ fn main() {
     let seconds: u64 = env_list("WEIR_BENCH_SECONDS", "10").first().copied().unwrap_or(10);
     let base: PathBuf = std::env::temp_dir().join(format!("weir-lookups-{}", std::process::id()));
     let script = base.with_extension("lua");
+    // `weir generate --order-ids N` numbers orders from 1000.
     std::fs::write(
         &script,
         format!(
-            "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(\"GET\", \"/v1/views/order_status?order_id=\" .. math.random(0, {}))\nend\n",
-            ORDER_IDS - 1
+            "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(\"GET\", \"/v1/views/order_status?order_id=\" .. math.random(1000, {}))\nend\n",
+            1000 + ORDER_IDS - 1
         ),
     )
     .expect("the wrk script");

@@ -134,6 +134,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A client ingesting new `OrderPlaced` events at a steady rate (batches of
 /// 100, paced by the clock) until stopped.
 pub struct Ingester {
@@ -155,8 +161,11 @@ impl Ingester {
                 if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
                     std::thread::sleep(wait);
                 }
+                // Event time now: an old one would be late for the pattern
+                // rules and make every event a dead letter.
+                let ts = weir_operators::repr::format_timestamp(now_ms());
                 let body: String = (0..100)
-                    .map(|j| serde_json::json!({"type": "OrderPlaced", "order_id": 50_000_000 + i * 100 + j, "customer_id": j, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"}).to_string() + "\n")
+                    .map(|j| serde_json::json!({"type": "OrderPlaced", "order_id": 50_000_000 + i * 100 + j, "customer_id": j, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": ts}).to_string() + "\n")
                     .collect();
                 let _ = agent().post(format!("{url}/v1/topics/orders/events")).send(body);
                 i += 1;
