@@ -66,6 +66,19 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Prints a view's changes as they happen, one JSON object per line:
+    /// a snapshot, then the changes of each completed time.
+    Subscribe {
+        view: String,
+        /// A filter COLUMN=VALUE (repeatable).
+        #[arg(long)]
+        key: Vec<String>,
+        /// Resume after this time (the `as_of` of an event received before).
+        #[arg(long)]
+        from_as_of: Option<u64>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
     /// Appends NDJSON (FILE, or standard input) to a topic of a running
     /// engine's log, or with --brokers to a Kafka topic; prints a token
     /// (topic:partition:offset) per batch and partition, for `after=`.
@@ -165,6 +178,12 @@ fn main() -> Result<()> {
             as_of,
             url,
         } => cli::client::query(&view, &key, limit, &after, as_of, &url),
+        Cmd::Subscribe {
+            view,
+            key,
+            from_as_of,
+            url,
+        } => cli::client::subscribe(&view, &key, from_as_of, &url),
         Cmd::Snapshot { job, url } => cli::client::snapshot(job.as_deref(), &url),
         Cmd::Retention {
             topic,

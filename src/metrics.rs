@@ -20,6 +20,10 @@ pub struct Metrics {
     pub partial_matches: IntGaugeVec,
     pub peeks: IntCounterVec,
     pub peek_seconds: HistogramVec,
+    /// Live subscribers to a view's changes.
+    pub subscribers: IntGaugeVec,
+    /// Subscribers ended because they fell behind.
+    pub slow_subscribers: IntCounterVec,
     /// Per Kafka source table: 1 while the broker answers.
     pub kafka_connected: IntGaugeVec,
     /// Per Kafka source partition: records on the broker not yet ingested.
@@ -148,6 +152,19 @@ impl Metrics {
         registry.register(Box::new(partial_matches.clone()))?;
         registry.register(Box::new(peeks.clone()))?;
         registry.register(Box::new(peek_seconds.clone()))?;
+        let subscribers = IntGaugeVec::new(
+            Opts::new("weir_subscribers", "live subscribers to the view's changes"),
+            &["view"],
+        )?;
+        let slow_subscribers = IntCounterVec::new(
+            Opts::new(
+                "weir_slow_subscribers_dropped_total",
+                "subscribers to the view's changes ended because they fell behind",
+            ),
+            &["view"],
+        )?;
+        registry.register(Box::new(subscribers.clone()))?;
+        registry.register(Box::new(slow_subscribers.clone()))?;
         let job = &["job"];
         let snapshot_at = IntGaugeVec::new(
             Opts::new("weir_snapshot_last_at_ms", "time (ms) the job's last snapshot is of"),
@@ -195,6 +212,8 @@ impl Metrics {
             partial_matches,
             peeks,
             peek_seconds,
+            subscribers,
+            slow_subscribers,
             kafka_connected,
             kafka_lag,
             kafka_retries,

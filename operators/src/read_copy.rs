@@ -35,7 +35,7 @@ pub type Entry = (Arc<Row>, Arc<Row>);
 /// oldest go and `since` moves up (a replay racing through history would
 /// otherwise keep seconds of it). A read before `since` goes through the
 /// workers instead.
-pub const RECENT_UPDATES_KEPT: usize = 1 << 17;
+pub const RECENT_UPDATES_KEPT: usize = 1 << 15;
 
 /// One version of one shard.
 #[derive(Clone, Default)]
@@ -101,6 +101,22 @@ impl Shard {
             take_back(&mut found, back);
         }
         push_rows(found, out);
+    }
+}
+
+impl Shard {
+    /// Appends to `out` the updates at times in `(after, through]`, as
+    /// (time, row, diff), in no particular order.
+    ///
+    /// # Contract
+    /// `after >= self.since` (earlier updates are no longer kept).
+    pub fn changes(&self, after: Tick, through: Tick, out: &mut Vec<(Tick, Row, Diff)>) {
+        for (at, (key, row), d) in self.recent.iter() {
+            if *at > after && *at <= through {
+                let row = if row.is_empty() { key } else { row };
+                out.push((*at, Row::clone(row), *d));
+            }
+        }
     }
 }
 

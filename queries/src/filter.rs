@@ -43,16 +43,20 @@ impl ViewFilter {
             .collect()
     }
 
+    /// Whether `row` passes every condition.
+    pub fn matches(&self, row: &Row) -> bool {
+        self.conds.iter().all(|(i, d)| match d {
+            Datum::Null => row[*i].is_null(),
+            d => sql_cmp(&row[*i], d) == Some(std::cmp::Ordering::Equal),
+        })
+    }
+
     /// The rows that pass, each as often as its multiplicity, in a stable
     /// order, at most `limit`.
     pub fn apply(&self, rows: Vec<(Row, Diff)>, limit: Option<usize>) -> Vec<Row> {
         let mut out = Vec::new();
         for (row, n) in rows {
-            let keep = self.conds.iter().all(|(i, d)| match d {
-                Datum::Null => row[*i].is_null(),
-                d => sql_cmp(&row[*i], d) == Some(std::cmp::Ordering::Equal),
-            });
-            if keep {
+            if self.matches(&row) {
                 for _ in 0..n.max(0) {
                     out.push(row.clone());
                 }

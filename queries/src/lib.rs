@@ -19,6 +19,8 @@
 //! - [`copies`]: [`ReadCopies`], every view's read-optimised copy and the
 //!   notification its readers wait on.
 //! - [`copy_read`]: a read answered from a copy, on the caller's thread.
+//! - [`subscribe`]: a subscriber's position in a view's changes, fed from
+//!   its copy.
 //! - [`reader`]: a read end to end: as-of selection, waiting for tokens,
 //!   gathering the workers' parts, planning again after a replace; the
 //!   engine answers [`ReadContext`].
@@ -36,6 +38,7 @@ pub mod peek;
 pub mod pending;
 pub mod progress;
 pub mod reader;
+pub mod subscribe;
 pub mod token;
 
 pub use copies::{CopyHandle, ReadCopies};

@@ -217,3 +217,54 @@ pub fn retention(
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
+
+/// `weir subscribe VIEW [--key C=V]… [--from-as-of T]`: the view's
+/// server-sent events, one JSON object per line (`{"event", "id", "data"}`),
+/// until the engine ends the stream.
+pub fn subscribe(view: &str, key: &[String], from_as_of: Option<u64>, url: &str) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let mut params: Vec<(String, String)> = Vec::new();
+    for k in key {
+        let (c, v) = k
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--key {k}: expected COLUMN=VALUE"))?;
+        params.push((c.to_string(), v.to_string()));
+    }
+    if let Some(t) = from_as_of {
+        params.push(("from_as_of".into(), t.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&params)?;
+    let mut resp = agent()
+        .get(format!("{url}/v1/views/{view}/changes?{query}"))
+        .call()
+        .map_err(client_error)?;
+    if resp.status() != 200 {
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        anyhow::bail!("{}: {text}", resp.status());
+    }
+    let reader = std::io::BufReader::new(resp.body_mut().as_reader());
+    let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+    let stdout = std::io::stdout();
+    for line in reader.lines() {
+        let line = line?;
+        if line.is_empty() {
+            if !data.is_empty() {
+                let data: serde_json::Value =
+                    serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data.clone()));
+                let mut out = stdout.lock();
+                writeln!(out, "{}", serde_json::json!({"event": event, "id": id, "data": data}))?;
+                out.flush()?;
+            }
+            event.clear();
+            id.clear();
+            data.clear();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    Ok(())
+}

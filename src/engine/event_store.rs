@@ -55,6 +55,11 @@ impl Engine {
         })
     }
 
+    /// The engine's metrics, for the HTTP layer to count what it serves.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
     /// The Prometheus text of the engine's metrics, gauges refreshed.
     pub fn metrics_text(&self) -> String {
         self.refresh_view_gauges();

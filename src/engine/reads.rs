@@ -9,6 +9,7 @@ use weir_dataflows::catalog::{DataflowId, ViewsOnly};
 use weir_dataflows::sql::{plan_peek, PeekPlan};
 use weir_operators::repr::Tick;
 use weir_queries::reader::{self, ReadContext, ReadOptions, ReadPath, ViewAnswer, ViewVersion};
+use weir_queries::subscribe::Subscription;
 use weir_queries::{CopyHandle, Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
 
 use super::{Engine, EngineError};
@@ -105,6 +106,16 @@ impl Engine {
     }
 
     /// `POST /v1/query`: one SELECT over one view.
+    /// Subscribes to a view's changes (see [`Subscription::open`]).
+    pub fn subscribe(
+        &self,
+        view: &str,
+        filters: &[(String, String)],
+        from: Option<Tick>,
+    ) -> Result<Subscription, EngineError> {
+        Ok(Subscription::open(self, view, filters, from)?)
+    }
+
     pub async fn query(&self, sql: &str, opts: &ReadOptions) -> Result<ViewAnswer, EngineError> {
         Ok(reader::query(self, sql, opts).await?)
     }

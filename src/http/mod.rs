@@ -14,6 +14,7 @@
 //! on this path.
 #![allow(clippy::result_large_err)]
 
+mod changes;
 mod dlq;
 mod health;
 mod jobs;
@@ -58,6 +59,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/topics/{topic}", post(topics::set_retention).get(topics::retention))
         .route("/v1/views", get(views::list))
         .route("/v1/views/{view}", get(views::read))
+        .route("/v1/views/{view}/changes", get(changes::changes))
         .route("/v1/query", post(views::query))
         .route("/v1/dlq", get(dlq::list))
         .route("/metrics", get(health::metrics))
