@@ -146,11 +146,18 @@ fn ingest_rate(e: &Engine, events: u64) -> f64 {
     let began = Instant::now();
     let batch = 1000;
     for b in 0..events / batch {
+        // Event time now: an old one would be late for the pattern rules and
+        // make every event a dead letter.
+        let ts = weir_operators::repr::format_timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        );
         let body: String = (0..batch)
             .map(|j| {
                 let id = 60_000_000 + b * batch + j;
                 json!({"type": "OrderPlaced", "order_id": id % 50_000, "customer_id": j % 500, "product": "sku-mug",
-                       "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"})
+                       "quantity": 1, "price": "7.50", "ts": &ts})
                 .to_string()
                     + "\n"
             })

@@ -238,7 +238,11 @@ impl ShardWriter {
         }
         let s = &mut self.state;
         s.upper = upper;
-        s.since = s.since.max(upper.saturating_sub(1).saturating_sub(self.copy.window));
+        // Final (`Tick::MAX`): nothing changes any more, every time since
+        // stays readable.
+        if upper != Tick::MAX {
+            s.since = s.since.max(upper.saturating_sub(1).saturating_sub(self.copy.window));
+        }
         while s.recent.len() > RECENT_UPDATES_KEPT {
             if let Some((at, _, _)) = s.recent.pop_front() {
                 s.since = s.since.max(at);

@@ -37,10 +37,12 @@ pub fn publish_copy(arranged: &Arranged<'_, ViewTrace>, name: &str, mut writer: 
                 }
             }
         });
-        // The closed frontier (the dataflow dropped) publishes nothing more.
-        if let Some(f) = frontier.frontier().first() {
-            upper = upper.max(*f);
-        }
+        // A closed frontier (every source ended, or the dataflow dropped):
+        // the view is final, complete at every time.
+        upper = match frontier.frontier().first() {
+            Some(f) => upper.max(*f),
+            None => Tick::MAX,
+        };
         writer.advance(upper);
     });
 }
