@@ -748,13 +748,7 @@ fn pattern_rules_match_time_out_swap_and_refuse_bad_rules() {
         ("invalid_pattern".to_string(), 4, 3)
     );
     assert_eq!(get(&e, "/v1/jobs").1.as_array().map(Vec::len), Some(2));
-    let metrics = agent()
-        .get(format!("{}/metrics", e.url))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .unwrap_or_default();
+    let metrics = metrics_text(&e);
     assert!(
         metrics.contains("weir_pattern_partial_matches{view=\"fraud\"}"),
         "{metrics}"

@@ -205,13 +205,7 @@ fn copies_equal_workers_while_things_change(workers: &str) {
     }
     assert!(pairs.load(Ordering::Relaxed) > 20, "too few reads compared");
     // The reads above were answered from the copies.
-    let metrics = agent()
-        .get(format!("{}/metrics", e.url))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .unwrap_or_default();
+    let metrics = metrics_text(&e);
     assert!(
         metrics.contains("weir_peeks_total{outcome=\"ok\",path=\"index\",via=\"copy\",view=\"acct\"}"),
         "{metrics}"

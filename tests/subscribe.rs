@@ -304,13 +304,7 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_memory_stays_flat() {
         after < before + 48 * 1024,
         "RSS grew from {before} to {after} KiB with a subscriber that does not read"
     );
-    let metrics = agent()
-        .get(format!("{}/metrics", e.url))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .unwrap_or_default();
+    let metrics = metrics_text(&e);
     assert!(
         metrics.contains("weir_slow_subscribers_dropped_total{view=\"acct\"} 1"),
         "{}",

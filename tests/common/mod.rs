@@ -174,6 +174,17 @@ pub fn poll_rows(e: &Engine, path: &str, within: Duration, done: impl Fn(&[Value
     }
 }
 
+/// The engine's `/metrics` text.
+pub fn metrics_text(e: &Engine) -> String {
+    agent()
+        .get(format!("{}/metrics", e.url))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_default()
+}
+
 pub fn rows_of(v: &Value) -> Vec<Value> {
     v["rows"].as_array().cloned().unwrap_or_default()
 }

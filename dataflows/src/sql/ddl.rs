@@ -137,24 +137,17 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
             other => return Err(unsupported(format!("constraint {other}"), at)),
         }
     }
-    let options = match &ct.table_options {
-        ast::CreateTableOptions::With(opts) => opts.clone(),
-        ast::CreateTableOptions::None => Vec::new(),
-        _ => return Err(unsupported("table options other than WITH (...)", at)),
-    };
+    let options = with_options(&ct.table_options, "table", at)?;
     let mut connector = None;
     let mut topic = None;
     let mut format = None;
     let mut watermark = Watermark::default();
     let mut retention: Option<TableRetention> = None;
     let mut kafka = kafka::Options::default();
-    for opt in &options {
-        let ast::SqlOption::KeyValue { key, value } = opt else {
-            return Err(unsupported(format!("option {opt}"), at));
-        };
-        let k = key.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase();
+    for (k, value) in &options {
+        let (k, value) = (k.as_str(), *value);
         let v = option_value(value)?;
-        match k.as_str() {
+        match k {
             "connector" => connector = Some(v),
             "topic" => topic = Some((v, loc_of(value))),
             "format" => format = Some(v),
@@ -258,6 +251,25 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
     })
 }
 
+/// The `WITH (key = value, …)` options of a table or view: each key
+/// unquoted and lower-cased, with its value's expression.
+fn with_options<'a>(options: &'a ast::CreateTableOptions, what: &str, at: Loc) -> Result<Vec<(String, &'a Expr)>> {
+    let opts = match options {
+        ast::CreateTableOptions::With(opts) => opts.as_slice(),
+        ast::CreateTableOptions::None => &[],
+        _ => return Err(unsupported(format!("{what} options other than WITH (...)"), at)),
+    };
+    opts.iter()
+        .map(|opt| match opt {
+            ast::SqlOption::KeyValue { key, value } => Ok((
+                key.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase(),
+                value,
+            )),
+            _ => Err(unsupported(format!("option {opt}"), at)),
+        })
+        .collect()
+}
+
 fn option_value(e: &Expr) -> Result<String> {
     match e {
         Expr::Value(v) => match &v.value {
@@ -339,19 +351,12 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
 /// A view's `WITH (…)` options; only `read_copy` ('on' or 'off') is known.
 fn view_options(cv: &ast::CreateView) -> Result<bool> {
     let at = loc_of(&cv.name);
-    let options = match &cv.options {
-        ast::CreateTableOptions::With(opts) => opts.clone(),
-        ast::CreateTableOptions::None => Vec::new(),
-        _ => return Err(unsupported("view options other than WITH (...)", at)),
-    };
+    let options = with_options(&cv.options, "view", at)?;
     let mut read_copy = true;
-    for opt in &options {
-        let ast::SqlOption::KeyValue { key, value } = opt else {
-            return Err(unsupported(format!("option {opt}"), at));
-        };
-        let k = key.to_string().trim_matches(|c| c == '\'' || c == '"').to_lowercase();
+    for (k, value) in &options {
+        let (k, value) = (k.as_str(), *value);
         let v = option_value(value)?;
-        match k.as_str() {
+        match k {
             "read_copy" => {
                 read_copy = match v.to_lowercase().as_str() {
                     "on" | "true" => true,
