@@ -151,7 +151,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
             "connector" => connector = Some(v),
             "topic" => topic = Some((v, loc_of(value))),
             "format" => format = Some(v),
-            "watermark.lateness" | "watermark.idle" => watermark::watermark_option(&mut watermark, &k, &v, loc_of(value))?,
+            "watermark.lateness" | "watermark.idle" => watermark::watermark_option(&mut watermark, k, &v, loc_of(value))?,
             "retention" => {
                 let ms = extensions::parse_duration_ms(&v)
                     .and_then(|ms| u64::try_from(ms).ok())
@@ -196,7 +196,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
                 }
                 retention.get_or_insert_with(TableRetention::default).compact = compact;
             }
-            _ if kafka.accepts(&k) => kafka.set(&k, v, loc_of(value)),
+            _ if kafka.accepts(k) => kafka.set(k, v, loc_of(value)),
             other => {
                 return Err(PlanError::new(
                     "invalid_option",
