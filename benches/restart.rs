@@ -14,9 +14,9 @@
 //!   (the whole log replayed).
 //! - `restart_ratio`: restart at the most events over at the fewest, with
 //!   and without snapshots (the issue asks ≤ 1.3 with them).
-//! - `ingest`: HTTP ingest of NDJSON batches of 1000 events into a running
-//!   shop, with a snapshot every second and with none; events/s and their
-//!   ratio.
+//! - `ingest`: HTTP ingest of NDJSON batches of 1000 events (1.5M, env
+//!   `WEIR_BENCH_INGEST_EVENTS`) into a running shop, with a snapshot every
+//!   second and with none; events/s and their ratio.
 //!
 //! Run: `cargo bench --bench restart` (release build of the real binary).
 
@@ -228,7 +228,13 @@ fn main() {
         }
     }
 
-    // Ingest with snapshots every second against none, on the same log.
+    // Ingest with snapshots every second against none, on the same log
+    // (env `WEIR_BENCH_INGEST_EVENTS`, default 1,500,000: several seconds,
+    // several snapshots).
+    let ingest_events: u64 = env_list("WEIR_BENCH_INGEST_EVENTS", "1500000")
+        .first()
+        .copied()
+        .unwrap_or(1_500_000);
     let base: PathBuf = std::env::temp_dir().join(format!("weir-restart-ingest-{}", std::process::id()));
     generate(&base, 200_000, 50_000);
     let mut rates = Vec::new();
@@ -237,7 +243,7 @@ fn main() {
         copy(&base, &d);
         let e = start(&d, workers, &["--snapshot-interval", interval]);
         wait_ready(&e);
-        let rate = ingest_rate(&e, 300_000);
+        let rate = ingest_rate(&e, ingest_events);
         let snapshots: u64 = last_snapshots(&e)
             .iter()
             .map(|(_, m)| m["number"].as_u64().unwrap_or(0))
