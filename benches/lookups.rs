@@ -15,6 +15,8 @@
 //!   with 100-byte values: requests/s, p50/p99 ms.
 //! - `ratio`: weir (copy) over Redis at each connection count; and
 //!   `copy_memory`: RSS with copies over RSS without.
+//! - `in_process_lookups`: serial lookups through the engine's read path in
+//!   process (no HTTP), p50/p99 µs.
 //!
 //! Needs `wrk`, `redis-server`, `redis-cli` and `redis-benchmark` on the PATH
 //! (`scripts/install-bench-deps.sh`). Run: `cargo bench --bench lookups`.
@@ -240,6 +242,55 @@ fn parse_redis_csv(text: &str) -> (f64, f64, f64) {
     (at("rps"), at("p50_latency_ms"), at("p99_latency_ms"))
 }
 
+/// Serial point lookups in process (`weir::harness`: the engine's read
+/// path without HTTP) on `order_status` over 50,000 orders: p50/p99 µs.
+fn in_process(workers: usize) {
+    let h = weir::harness::Harness::start(workers).expect("an engine in process");
+    let shop = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop"));
+    for job in ["01_sources", "02_orders"] {
+        let sql = std::fs::read_to_string(shop.join(format!("{job}.sql"))).expect("the shop's SQL");
+        h.submit(job, &sql).expect("the job installs");
+    }
+    let mut tick = 1_000;
+    for batch in 0..50u64 {
+        let events: Vec<Vec<u8>> = (0..1000)
+            .map(|j| {
+                let id = 1000 + batch * 1000 + j;
+                json!({"type": "OrderPlaced", "order_id": id, "customer_id": j % 500, "product": "sku-mug",
+                       "quantity": 1, "price": "7.50", "ts": "2026-12-01T00:00:00Z"})
+                .to_string()
+                .into_bytes()
+            })
+            .collect();
+        tick += 10;
+        h.append(tick, "orders", None, &events).expect("appends");
+    }
+    h.advance_to(tick + 10);
+    // Until every order is in the view.
+    let last = vec![("order_id".to_string(), (1000 + ORDER_IDS - 1).to_string())];
+    let began = Instant::now();
+    while h.lookup("order_status", &last).map(|(_, r)| r.len()).unwrap_or(0) == 0 {
+        assert!(began.elapsed() < Duration::from_secs(120), "the orders never showed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let n = 20_000u64;
+    let mut lat = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let key = vec![("order_id".to_string(), (1000 + (i * 7919) % ORDER_IDS).to_string())];
+        let t = Instant::now();
+        let (_, rows) = h.lookup("order_status", &key).expect("a lookup");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(rows.len(), 1, "order {key:?}");
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    println!(
+        "{}",
+        json!({"bench": "in_process_lookups", "workers": workers, "keys": ORDER_IDS, "lookups": n,
+               "p50_us": pct(0.5), "p99_us": pct(0.99)})
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -251,6 +302,7 @@ fn main() {
     let workers: usize = env_list("WEIR_BENCH_WORKERS", "2").first().copied().unwrap_or(2);
     let connections: Vec<usize> = env_list("WEIR_BENCH_CONNECTIONS", "1,16,64");
     let seconds: u64 = env_list("WEIR_BENCH_SECONDS", "10").first().copied().unwrap_or(10);
+    in_process(workers);
     let base: PathBuf = std::env::temp_dir().join(format!("weir-lookups-{}", std::process::id()));
     let script = base.with_extension("lua");
     // `weir generate --order-ids N` numbers orders from 1000.

@@ -144,6 +144,22 @@ impl Harness {
         Ok(answer.rows)
     }
 
+    /// The rows of `view` passing `filters` (column = value) at the latest
+    /// time complete, as `GET /v1/views/{view}?col=value` answers them, and
+    /// that time.
+    pub fn lookup(&self, view: &str, filters: &[(String, String)]) -> Result<(Tick, Vec<Row>)> {
+        let opts = ReadOptions {
+            after: Vec::new(),
+            as_of: None,
+            timeout: READ_TIMEOUT,
+        };
+        let answer = self
+            .runtime
+            .block_on(self.engine.read_view(view, filters, None, &opts))
+            .map_err(|e| anyhow!("reading view {view}: {e}"))?;
+        Ok((answer.as_of, answer.rows))
+    }
+
     /// The dead letters recorded since the last call, in the order recorded.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         self.dead_letters.try_iter().collect()
