@@ -107,12 +107,21 @@ fn follow(
     until: impl Fn(&Sse, &State) -> bool,
 ) -> (usize, Option<u64>) {
     let (mut checked, mut last) = (0, None);
+    let mut in_snapshot = false;
     loop {
         let ev = rx.recv_timeout(Duration::from_secs(20)).expect("an event");
         match ev.event.as_str() {
             "snapshot" => {
-                state.clear();
+                // A snapshot comes in chunks; the last one says so.
+                if !in_snapshot {
+                    state.clear();
+                }
                 apply(state, &ev.data["updates"]);
+                in_snapshot = ev.data["last"] != json!(true);
+                if in_snapshot {
+                    assert_eq!(ev.id, None, "only a snapshot's last chunk has an id");
+                    continue;
+                }
             }
             "changes" => apply(state, &ev.data["updates"]),
             "reset" => {}
@@ -333,4 +342,36 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_memory_stays_flat() {
         tail.contains("event: error") && tail.contains("slow_consumer"),
         "{tail}"
     );
+}
+
+#[test]
+fn a_large_snapshot_comes_in_chunks_that_add_up_to_the_view() {
+    let dir = data_dir("subscribe-chunks");
+    let e = start(&dir, &["--workers", "2"]);
+    let sql = "CREATE TABLE big (id BIGINT PRIMARY KEY, v BIGINT) WITH (connector = 'log', topic = 'big');
+               CREATE MATERIALIZED VIEW big_rows AS SELECT id, v FROM big;";
+    let (s, body) = post(&e, "/v1/jobs", &json!({"name": "big", "sql": sql}).to_string());
+    assert_eq!(s, 201, "{body}");
+    let rows: Vec<String> = (0..2500).map(|i| json!({"id": i, "v": i * 3}).to_string()).collect();
+    let (s, a) = post(&e, "/v1/topics/big/events", &rows.join("\n"));
+    assert_eq!(s, 200, "{a}");
+    let token = a["token"].as_str().expect("a token").to_string();
+    let (s, _) = get(&e, &format!("/v1/views/big_rows?limit=1&after={token}"));
+    assert_eq!(s, 200);
+    let rx = subscribe(&e, "/v1/views/big_rows/changes", None);
+    let mut state = State::new();
+    let mut chunks = 0;
+    loop {
+        let ev = rx.recv_timeout(Duration::from_secs(20)).expect("an event");
+        assert_eq!(ev.event, "snapshot", "{:?}", ev.data);
+        apply(&mut state, &ev.data["updates"]);
+        chunks += 1;
+        if ev.data["last"] == json!(true) {
+            let as_of = ev.id.expect("the last chunk has the id");
+            assert_eq!(state, view_at(&e, "big_rows", "", as_of));
+            break;
+        }
+    }
+    assert_eq!(state.len(), 2500);
+    assert!(chunks >= 3, "{chunks} chunks");
 }

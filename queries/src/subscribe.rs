@@ -99,6 +99,11 @@ impl Subscription {
         Ok(sub)
     }
 
+    /// Whether the next event is a snapshot (after any pending reset).
+    pub fn wants_snapshot(&self) -> bool {
+        self.needs_snapshot
+    }
+
     /// The view's columns as of the last event handed out.
     pub fn schema(&self) -> &Schema {
         &self.schema
