@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, env_list, generate, get_json as get, proc_kib, start_shop as start, status, Engine};
+use common::{agent, env_list, generate, get_json as get, now_ts, proc_kib, start_shop as start, status, Engine};
 use serde_json::{json, Value};
 
 fn rss_kib(pid: u32) -> u64 {
@@ -146,13 +146,7 @@ fn ingest_rate(e: &Engine, events: u64) -> f64 {
     let began = Instant::now();
     let batch = 1000;
     for b in 0..events / batch {
-        // Event time now: an old one would be late for the pattern rules and
-        // make every event a dead letter.
-        let ts = weir_operators::repr::format_timestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        );
+        let ts = now_ts();
         let body: String = (0..batch)
             .map(|j| {
                 let id = 60_000_000 + b * batch + j;

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, cpu_seconds, env_list, generate, proc_kib, start_shop, status, Engine, Ingester};
+use common::{agent, cpu_seconds, env_list, generate, now_ts, proc_kib, start_shop, status, Engine, Ingester};
 use serde_json::json;
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -129,7 +129,7 @@ fn main() {
                 let t = Instant::now();
                 let token = agent()
                     .post(format!("{}/v1/topics/orders/events", e.url))
-                    .send(json!({"type": "OrderPlaced", "order_id": id, "customer_id": 1, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": "2026-01-01T00:00:00Z"}).to_string())
+                    .send(json!({"type": "OrderPlaced", "order_id": id, "customer_id": 1, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": now_ts()}).to_string())
                     .ok()
                     .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
                     .and_then(|v| v["token"].as_str().map(str::to_string));
@@ -173,8 +173,9 @@ fn main() {
             let batches = 200u64;
             let t0 = Instant::now();
             for b in 0..batches {
+                let ts = now_ts();
                 let body: String = (0..1000)
-                    .map(|j| json!({"type": "PaymentAuthorized", "payment_id": b * 1000 + j, "order_id": j, "customer_id": j % 500, "amount": "12.50", "method": "card", "ts": "2026-01-01T00:00:00Z"}).to_string() + "\n")
+                    .map(|j| json!({"type": "PaymentAuthorized", "payment_id": b * 1000 + j, "order_id": j, "customer_id": j % 500, "amount": "12.50", "method": "card", "ts": &ts}).to_string() + "\n")
                     .collect();
                 let r = agent()
                     .post(format!("{}/v1/topics/payments/events", e.url))

@@ -140,6 +140,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The current time as an event's `ts`: an old one would be late for the
+/// shop's pattern rules and make the event a dead letter.
+pub fn now_ts() -> String {
+    weir_operators::repr::format_timestamp(now_ms())
+}
+
 /// A client ingesting new `OrderPlaced` events at a steady rate (batches of
 /// 100, paced by the clock) until stopped.
 pub struct Ingester {
@@ -161,9 +167,7 @@ impl Ingester {
                 if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                // Event time now: an old one would be late for the pattern
-                // rules and make every event a dead letter.
-                let ts = weir_operators::repr::format_timestamp(now_ms());
+                let ts = now_ts();
                 let body: String = (0..100)
                     .map(|j| serde_json::json!({"type": "OrderPlaced", "order_id": 50_000_000 + i * 100 + j, "customer_id": j, "product": "sku-mug", "quantity": 1, "price": "7.50", "ts": ts}).to_string() + "\n")
                     .collect();
