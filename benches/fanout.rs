@@ -16,7 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{cpu_seconds, env_list, generate, proc_kib, start_shop, status, Engine, Ingester};
+use common::{cpu_seconds, env_list, generate, proc_kib, start_shop, wait_ready, Engine, Ingester};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -72,11 +72,7 @@ fn main() {
     let dir: PathBuf = std::env::temp_dir().join(format!("weir-fanout-{}", std::process::id()));
     generate(&dir, 1_000_000, 50_000);
     let e: Engine = start_shop(&dir, 2, &["--snapshot-interval", "0"]);
-    let began = Instant::now();
-    while status(&format!("{}/readyz", e.url)) != 200 {
-        assert!(began.elapsed() < Duration::from_secs(600), "not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(&e);
     let addr = e.url.trim_start_matches("http://").to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -27,18 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cpu_seconds, env_list, generate, proc_kib, start_job, status, Engine, Ingester};
+use common::{cpu_seconds, env_list, generate, proc_kib, start_job, wait_ready, Ingester};
 use serde_json::json;
 
 const ORDER_IDS: u64 = 50_000;
-
-fn wait_ready(e: &Engine) {
-    let began = Instant::now();
-    while status(&format!("{}/readyz", e.url)) != 200 {
-        assert!(began.elapsed() < Duration::from_secs(1800), "not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The shop's job directory with every view opted out of its copy.
 fn shop_without_copies(to: &Path) {

@@ -26,19 +26,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, env_list, generate, get_json as get, now_ts, proc_kib, start_shop as start, status, Engine};
+use common::{agent, env_list, generate, get_json as get, now_ts, proc_kib, start_shop as start, wait_ready, Engine};
 use serde_json::{json, Value};
 
 fn rss_kib(pid: u32) -> u64 {
     proc_kib(pid, "VmRSS")
-}
-
-fn wait_ready(e: &Engine) {
-    let began = Instant::now();
-    while status(&format!("{}/readyz", e.url)) != 200 {
-        assert!(began.elapsed() < Duration::from_secs(3600), "not ready within an hour");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Each view's `complete_through`.

@@ -27,9 +27,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{agent, cpu_seconds, env_list, generate, now_ts, proc_kib, start_shop, status, Engine, Ingester};
+use common::{
+    agent, cpu_seconds, env_list, generate, now_ts, proc_kib, start_shop, status, wait_ready, Engine, Ingester,
+};
 use serde_json::json;
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -77,13 +79,7 @@ fn main() {
             assert!(ok.success());
             let started = Instant::now();
             let e = start(&run_dir, w);
-            while status(&format!("{}/readyz", e.url)) != 200 {
-                assert!(
-                    started.elapsed() < Duration::from_secs(3600),
-                    "no catch-up within an hour"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_ready(&e);
             let secs = started.elapsed().as_secs_f64();
             let peak = peak_rss_kib(e.child.id());
             peaks.push((w, n, peak));

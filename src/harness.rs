@@ -15,7 +15,7 @@ use weir_connectors::dead_letters::DeadLetter;
 use weir_connectors::log::Appended;
 use weir_connectors::store::StateStore;
 use weir_operators::repr::{Row, Tick};
-use weir_queries::reader::ReadOptions;
+use weir_queries::reader::{ReadOptions, ViewAnswer};
 
 use crate::engine::{Engine, EngineError, JobStatus, SnapshotOutcome};
 use crate::shared::Shared;
@@ -128,15 +128,9 @@ impl Harness {
     /// The view's rows at exactly `as_of` (each as often as it occurs, in a
     /// stable order), waiting until the view is complete through it.
     pub fn read(&self, view: &str, as_of: Tick) -> Result<Vec<Row>> {
-        let opts = ReadOptions {
-            after: Vec::new(),
-            as_of: Some(as_of),
-            timeout: READ_TIMEOUT,
-        };
         let negative = weir_queries::peek::NEGATIVE_MULTIPLICITIES.load(std::sync::atomic::Ordering::Relaxed);
         let answer = self
-            .runtime
-            .block_on(self.engine.read_view(view, &[], None, &opts))
+            .read_view(view, &[], Some(as_of))
             .map_err(|e| anyhow!("reading view {view} at {as_of}: {e}"))?;
         if weir_queries::peek::NEGATIVE_MULTIPLICITIES.load(std::sync::atomic::Ordering::Relaxed) > negative {
             bail!("a view read in this process held a row with a negative multiplicity (last read: {view} at {as_of})");
@@ -148,16 +142,24 @@ impl Harness {
     /// time complete, as `GET /v1/views/{view}?col=value` answers them, and
     /// that time.
     pub fn lookup(&self, view: &str, filters: &[(String, String)]) -> Result<(Tick, Vec<Row>)> {
-        let opts = ReadOptions {
-            after: Vec::new(),
-            as_of: None,
-            timeout: READ_TIMEOUT,
-        };
         let answer = self
-            .runtime
-            .block_on(self.engine.read_view(view, filters, None, &opts))
+            .read_view(view, filters, None)
             .map_err(|e| anyhow!("reading view {view}: {e}"))?;
         Ok((answer.as_of, answer.rows))
+    }
+
+    fn read_view(
+        &self,
+        view: &str,
+        filters: &[(String, String)],
+        as_of: Option<Tick>,
+    ) -> Result<ViewAnswer, EngineError> {
+        let opts = ReadOptions {
+            after: Vec::new(),
+            as_of,
+            timeout: READ_TIMEOUT,
+        };
+        self.runtime.block_on(self.engine.read_view(view, filters, None, &opts))
     }
 
     /// The dead letters recorded since the last call, in the order recorded.

@@ -119,6 +119,19 @@ pub fn start_job(job_dir: &Path, dir: &Path, workers: usize, extra: &[&str]) -> 
     }
 }
 
+/// Waits until the engine's `/readyz` answers 200 (every job caught up),
+/// looking every 20 ms; at most an hour.
+pub fn wait_ready(e: &Engine) {
+    let began = std::time::Instant::now();
+    while status(&format!("{}/readyz", e.url)) != 200 {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(3600),
+            "not ready within an hour"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// User plus system CPU seconds a process has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks_per_second = 100.0; // USER_HZ on Linux

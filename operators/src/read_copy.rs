@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -154,6 +155,9 @@ pub struct ReadCopy {
     window: Tick,
     /// Called after every publish (wakes readers waiting for a time).
     published: Box<dyn Fn() + Send + Sync>,
+    /// Set once the view's dataflow is gone (replaced or dropped): nothing
+    /// is published any more.
+    retired: AtomicBool,
 }
 
 impl ReadCopy {
@@ -162,7 +166,19 @@ impl ReadCopy {
             shards: (0..shards).map(|_| ArcSwap::from_pointee(Shard::default())).collect(),
             window,
             published,
+            retired: AtomicBool::new(false),
         })
+    }
+
+    /// Marks the copy's dataflow gone, and wakes its readers so that they
+    /// look where the view is now.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        (self.published)();
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// The latest version of every shard.

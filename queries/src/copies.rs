@@ -61,9 +61,14 @@ impl ReadCopies {
         lock(&self.copies).get(&(df, view.to_string())).cloned()
     }
 
-    /// Forgets a dropped dataflow's copies (readers holding one keep it
-    /// until they finish).
+    /// Forgets a dropped dataflow's copies and retires them (readers
+    /// holding one keep it until they finish).
     pub fn forget(&self, df: DataflowId) {
-        lock(&self.copies).retain(|(d, _), _| *d != df);
+        lock(&self.copies).retain(|(d, _), h| {
+            if *d == df {
+                h.copy.retire();
+            }
+            *d != df
+        });
     }
 }

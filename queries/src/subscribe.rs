@@ -46,8 +46,8 @@ pub struct Subscription {
     pending: VecDeque<Event>,
 }
 
-/// How often a subscriber with nothing new looks whether its view was
-/// replaced or dropped.
+/// The longest a subscriber with nothing new sleeps between looks at its
+/// copy (publishes and retirement wake it sooner).
 const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
 fn copy_of(ctx: &impl ReadContext, view: &str, df: DataflowId) -> Result<CopyHandle, ReadError> {
@@ -115,8 +115,12 @@ impl Subscription {
             if let Some(e) = self.pending.pop_front() {
                 return e;
             }
-            if let Some(end) = self.follow(ctx) {
-                return end;
+            // Only a retired copy (its dataflow replaced or dropped) sends
+            // the subscriber to the catalog.
+            if self.handle.copy.retired() {
+                if let Some(end) = self.follow(ctx) {
+                    return end;
+                }
             }
             let published = self.handle.published.notified();
             tokio::pin!(published);
