@@ -2,8 +2,9 @@
 # Installs what the tests need on top of scripts/install-deps.sh: sccache
 # (caches compiled crates and RocksDB's C++ across clean clones, so CI's
 # rebuild is minutes, not a quarter hour), a real Kafka-protocol broker
-# (tansu, from crates.io) and an independent Kafka client (kafka-python,
-# from PyPI) for the Kafka tests.
+# (tansu, from crates.io), an independent Kafka client (kafka-python, from
+# PyPI) for the Kafka tests, and an independent GraphQL client's libraries
+# (graphql-core, websockets, from PyPI) for the GraphQL tests.
 # Idempotent: every step is skipped when its tool is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +27,11 @@ fi
 if ! python3 -c 'import kafka' >/dev/null 2>&1; then
   python3 -m pip install --quiet kafka-python==3.0.12 \
     || python3 -m pip install --quiet --break-system-packages kafka-python==3.0.12
+fi
+
+# The GraphQL test's client: graphql-core checks the served schema,
+# websockets speaks graphql-transport-ws.
+if ! python3 -c 'import graphql, websockets' >/dev/null 2>&1; then
+  python3 -m pip install --quiet graphql-core==3.2.8 websockets==15.0.1 \
+    || python3 -m pip install --quiet --break-system-packages graphql-core==3.2.8 websockets==15.0.1
 fi

@@ -166,10 +166,7 @@ pub fn serve(args: ServerArgs, paths: Vec<PathBuf>) -> Result<()> {
             jobs.len(),
             args.listen
         );
-        let app = http::router(http::Api {
-            engine: Arc::clone(&engine),
-            max_body: args.max_body_bytes,
-        });
+        let app = http::router(http::Api::new(Arc::clone(&engine), args.max_body_bytes));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -24,10 +24,13 @@
 //! - [`reader`]: a read end to end: as-of selection, waiting for tokens,
 //!   gathering the workers' parts, planning again after a replace; the
 //!   engine answers [`ReadContext`].
+//! - [`common_time`]: one read time for several views, for a request
+//!   that reads many.
 //!
 //! Nothing here touches the worker loop or the HTTP server: the engine
 //! implements [`ReadContext`], the workers call [`pending::try_answer`].
 
+pub mod common_time;
 pub mod copies;
 pub mod copy_read;
 pub mod error;

@@ -31,6 +31,7 @@ use weir_dataflows::catalog::{Catalog, DataflowId};
 
 pub use connectors::KafkaHealth;
 pub use error::EngineError;
+pub use reads::ViewShape;
 pub use retention::TopicRetention;
 pub use snapshots::{SnapshotOutcome, SnapshotStatus};
 pub use status::{JobStatus, ViewInfo};

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use weir_connectors::source::written_at;
-use weir_dataflows::catalog::{DataflowId, ViewsOnly};
+use weir_dataflows::catalog::{DataflowId, ObjectKind, ViewsOnly};
 use weir_dataflows::sql::{plan_peek, PeekPlan};
-use weir_operators::repr::Tick;
+use weir_operators::repr::{Schema, Tick};
 use weir_queries::reader::{self, ReadContext, ReadOptions, ReadPath, ViewAnswer, ViewVersion};
 use weir_queries::subscribe::Subscription;
 use weir_queries::{CopyHandle, Frontiers, PeekCommand, PendingPeeks, ReadError, Token};
@@ -78,7 +78,40 @@ impl ReadContext for Engine {
     }
 }
 
+/// A view as a front end that derives its types from the catalog (GraphQL)
+/// sees it: its name, columns, key, and whether it has a read copy (which
+/// subscriptions need).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewShape {
+    pub name: String,
+    pub job: String,
+    pub schema: Schema,
+    pub key: Option<Vec<usize>>,
+    pub read_copy: bool,
+}
+
 impl Engine {
+    /// Every view's shape, sorted by name.
+    pub fn view_shapes(&self) -> Vec<ViewShape> {
+        let cat = lock(&self.catalog);
+        let mut shapes: Vec<ViewShape> = cat
+            .objects
+            .iter()
+            .filter_map(|(name, o)| match &o.kind {
+                ObjectKind::View(v) => Some(ViewShape {
+                    name: name.clone(),
+                    job: o.job.clone(),
+                    schema: v.schema.clone(),
+                    key: v.key.clone(),
+                    read_copy: v.read_copy,
+                }),
+                ObjectKind::Table(_) => None,
+            })
+            .collect();
+        shapes.sort_by(|a, b| a.name.cmp(&b.name));
+        shapes
+    }
+
     /// The dataflow the view lives in now.
     pub fn view_dataflow(&self, view: &str) -> Option<DataflowId> {
         lock(&self.catalog).view(view).ok().map(|(o, _)| o.df)

@@ -7,6 +7,8 @@
 //! - `topics`: `/v1/topics…`, ingest into and reads of the event log.
 //! - `views`: `/v1/views…` and `/v1/query`, the read side.
 //! - `dlq`: `/v1/dlq`.
+//! - `graphql`: `/graphql`, the views through GraphQL.
+//! - `feed`: a subscriber's bounded feed, for `changes` and `graphql`.
 //! - `health`: `/metrics`, `/healthz`, `/readyz`.
 //!
 //! Helpers return `Result<_, Response>` so a handler can answer with the
@@ -16,6 +18,8 @@
 
 mod changes;
 mod dlq;
+mod feed;
+mod graphql;
 mod health;
 mod jobs;
 mod topics;
@@ -41,6 +45,18 @@ use crate::engine::{Engine, EngineError};
 pub struct Api {
     pub engine: Arc<Engine>,
     pub max_body: usize,
+    graphql: graphql::LiveSchema,
+}
+
+impl Api {
+    /// The API of `engine`, refusing bodies larger than `max_body` bytes.
+    pub fn new(engine: Arc<Engine>, max_body: usize) -> Api {
+        Api {
+            graphql: graphql::LiveSchema::new(Arc::clone(&engine)),
+            engine,
+            max_body,
+        }
+    }
 }
 
 pub fn router(api: Api) -> Router {
@@ -62,6 +78,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/views/{view}/changes", get(changes::changes))
         .route("/v1/query", post(views::query))
         .route("/v1/dlq", get(dlq::list))
+        .route(graphql::PATH, get(graphql::get).post(graphql::post))
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -102,37 +119,71 @@ fn located_error(status: StatusCode, code: &str, message: String, at: Option<(u6
     (status, Json(body)).into_response()
 }
 
-impl IntoResponse for EngineError {
-    fn into_response(self) -> Response {
-        match self {
+/// What went wrong with a request, as every front end (REST, GraphQL)
+/// reports it: a status, a stable code, a message and, for SQL, where.
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// 1-based line and column in the request's SQL.
+    pub at: Option<(u64, u64)>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, code: &'static str, message: String) -> Problem {
+        Problem {
+            status,
+            code,
+            message,
+            at: None,
+        }
+    }
+}
+
+impl From<EngineError> for Problem {
+    fn from(e: EngineError) -> Problem {
+        use StatusCode as S;
+        match e {
             EngineError::Catalog(e) => match e {
-                CatalogError::Plan(p) => plan_error(p),
-                CatalogError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
-                CatalogError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m),
-                CatalogError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+                CatalogError::Plan(p) => plan_problem(p),
+                CatalogError::NotFound(m) => Problem::new(S::NOT_FOUND, "not_found", m),
+                CatalogError::Conflict(m) => Problem::new(S::CONFLICT, "conflict", m),
+                CatalogError::Internal(m) => Problem::new(S::INTERNAL_SERVER_ERROR, "internal", m),
             },
             EngineError::Read(e) => match e {
-                ReadError::Plan(p) => plan_error(p),
-                ReadError::BadRequest { code, message } => bad_request(code, message),
-                ReadError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", m),
-                ReadError::Timeout(m) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
-                ReadError::Replaced(v) => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                ReadError::Plan(p) => plan_problem(p),
+                ReadError::BadRequest { code, message } => Problem::new(S::BAD_REQUEST, code, message),
+                ReadError::NotFound(m) => Problem::new(S::NOT_FOUND, "not_found", m),
+                ReadError::Timeout(m) => Problem::new(S::GATEWAY_TIMEOUT, "timeout", m),
+                ReadError::Replaced(v) => Problem::new(
+                    S::SERVICE_UNAVAILABLE,
                     "replaced",
                     format!("view {v} was replaced again and again while being read; retry"),
                 ),
-                ReadError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+                ReadError::Internal(m) => Problem::new(S::INTERNAL_SERVER_ERROR, "internal", m),
             },
-            EngineError::BadRequest { code, message } => bad_request(code, message),
-            EngineError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", m),
-            EngineError::Internal(m) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+            EngineError::BadRequest { code, message } => Problem::new(S::BAD_REQUEST, code, message),
+            EngineError::Unavailable(m) => Problem::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", m),
+            EngineError::Internal(m) => Problem::new(S::INTERNAL_SERVER_ERROR, "internal", m),
         }
     }
 }
 
 /// SQL that does not plan: 400 with the line and column.
-fn plan_error(p: PlanError) -> Response {
-    located_error(StatusCode::BAD_REQUEST, p.code, p.message, Some((p.line, p.column)))
+fn plan_problem(p: PlanError) -> Problem {
+    Problem {
+        status: StatusCode::BAD_REQUEST,
+        code: p.code,
+        message: p.message,
+        at: Some((p.line, p.column)),
+    }
+}
+
+impl IntoResponse for EngineError {
+    fn into_response(self) -> Response {
+        let p = Problem::from(self);
+        located_error(p.status, p.code, p.message, p.at)
+    }
 }
 
 fn bad_request(code: &str, message: String) -> Response {
