@@ -48,7 +48,7 @@ pub struct Shard {
     /// Rows of this shard's part of the view (the sum of their diffs).
     pub rows: i64,
     entries: OrdMap<Entry, Diff>,
-    /// Updates at times after `since`, in the order they were applied.
+    /// Updates at times after `since`, in time order once published.
     recent: Vector<(Tick, Entry, Diff)>,
 }
 
@@ -75,8 +75,8 @@ impl Shard {
             .collect();
         if t + 1 < self.upper {
             let mut back: HashMap<&Entry, Diff> = HashMap::new();
-            for (at, e, d) in self.recent.iter() {
-                if *at > t && *e.0 == *key {
+            for (_, e, d) in self.after(t) {
+                if *e.0 == *key {
                     *back.entry(e).or_default() += d;
                 }
             }
@@ -94,10 +94,8 @@ impl Shard {
         let mut found: Vec<(Entry, Diff)> = self.entries.iter().map(|(e, d)| (e.clone(), *d)).collect();
         if t + 1 < self.upper {
             let mut back: HashMap<&Entry, Diff> = HashMap::new();
-            for (at, e, d) in self.recent.iter() {
-                if *at > t {
-                    *back.entry(e).or_default() += d;
-                }
+            for (_, e, d) in self.after(t) {
+                *back.entry(e).or_default() += d;
             }
             take_back(&mut found, back);
         }
@@ -106,14 +104,20 @@ impl Shard {
 }
 
 impl Shard {
+    /// The kept updates after `t`, latest first (`recent` is in time
+    /// order: see [`ShardWriter::advance`]).
+    fn after(&self, t: Tick) -> impl Iterator<Item = &(Tick, Entry, Diff)> {
+        self.recent.iter().rev().take_while(move |(at, _, _)| *at > t)
+    }
+
     /// Appends to `out` the updates at times in `(after, through]`, as
     /// (time, row, diff), in no particular order.
     ///
     /// # Contract
     /// `after >= self.since` (earlier updates are no longer kept).
     pub fn changes(&self, after: Tick, through: Tick, out: &mut Vec<(Tick, Row, Diff)>) {
-        for (at, (key, row), d) in self.recent.iter() {
-            if *at > after && *at <= through {
+        for (at, (key, row), d) in self.after(after) {
+            if *at <= through {
                 let row = if row.is_empty() { key } else { row };
                 out.push((*at, Row::clone(row), *d));
             }
@@ -192,6 +196,7 @@ impl ReadCopy {
             copy: Arc::clone(self),
             index,
             state: Shard::default(),
+            published: 0,
         }
     }
 }
@@ -226,6 +231,8 @@ pub struct ShardWriter {
     copy: Arc<ReadCopy>,
     index: usize,
     state: Shard,
+    /// How many of `state.recent` were published (and so sorted by time).
+    published: usize,
 }
 
 impl ShardWriter {
@@ -253,6 +260,15 @@ impl ShardWriter {
             return;
         }
         let s = &mut self.state;
+        // The updates since the last publish come batch by batch, sorted by
+        // row within a batch; all are at or after the last upper. Sorted by
+        // time, they keep `recent` in time order, so that a read walks back
+        // only over the updates after its time.
+        if s.recent.len() > self.published {
+            let mut tail: Vec<_> = s.recent.slice(self.published..).into_iter().collect();
+            tail.sort_by_key(|u| u.0);
+            s.recent.extend(tail);
+        }
         s.upper = upper;
         // Final (`Tick::MAX`): nothing changes any more, every time since
         // stays readable.
@@ -267,6 +283,7 @@ impl ShardWriter {
         while s.recent.front().is_some_and(|(at, _, _)| *at <= s.since) {
             s.recent.pop_front();
         }
+        self.published = s.recent.len();
         self.copy.shards[self.index].store(Arc::new(s.clone()));
         (self.copy.published)();
     }
@@ -309,10 +326,15 @@ mod tests {
         let mut all: Vec<(Tick, i64, i64, Diff)> = Vec::new();
         let mut held: Vec<(i64, i64)> = Vec::new();
         let mut readers = Vec::new();
-        for upper in 1..300u64 {
-            // Updates at times in the step, with retractions of held rows.
-            for _ in 0..rand(6) {
-                let at = upper - 1;
+        let mut upper = 0;
+        while upper < 300 {
+            // A batch spans one to three times, its updates in no time
+            // order (an arrangement's batch is sorted by row), with
+            // retractions of held rows.
+            let lower = upper;
+            upper += 1 + rand(3);
+            for _ in 0..rand(8) {
+                let at = lower + rand(upper - lower);
                 if !held.is_empty() && rand(3) == 0 {
                     let (k, v) = held.swap_remove(rand(held.len() as u64) as usize);
                     w.update(at, row(k, v).0, row(k, v).1, -1);
@@ -340,6 +362,18 @@ mod tests {
                 assert_eq!(got, naive(&all, t, Some(k)), "key {k} as of {t}");
             }
             assert!(v.since() + 51 >= upper, "keeps only the window");
+            // The changes after any kept time, as subscriptions read them.
+            let after = v.since() + rand(upper - v.since());
+            let mut got: Vec<(Tick, Row, Diff)> = Vec::new();
+            v.0[0].changes(after, upper - 1, &mut got);
+            got.sort();
+            let mut want: Vec<(Tick, Row, Diff)> = all
+                .iter()
+                .filter(|(at, ..)| *at > after)
+                .map(|(at, k, v, d)| (*at, row(*k, *v).1, *d))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "changes after {after} at upper {upper}");
         }
         // A version loaded long ago still reads as it did.
         let (upper, old) = &readers[10];

@@ -44,7 +44,7 @@ use crate::shared::{lock, now_ms, Shared};
 
 /// How long an idle worker parks: how often time moves on with nothing to
 /// read (new records and commands wake the workers at once).
-const IDLE_PARK_MS: u64 = 10;
+const IDLE_PARK_MS: u64 = 100;
 
 /// What one worker holds between rounds.
 pub struct WorkerState {
