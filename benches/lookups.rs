@@ -5,7 +5,8 @@
 //! The shop runs on 2 workers (env `WEIR_BENCH_WORKERS`) over 1M events of
 //! history with 50,000 order ids (env `WEIR_BENCH_EVENTS`), while a client
 //! ingests 5,000 events/s. For each of 1, 16 and 64 keep-alive connections
-//! (env `WEIR_BENCH_CONNECTIONS`), `wrk` asks for random keys for
+//! (env `WEIR_BENCH_CONNECTIONS`), `wrk` (one thread, as `redis-benchmark`
+//! has) asks for random keys for
 //! `WEIR_BENCH_SECONDS` (default 10) s:
 //! - `weir_lookups` with `via: "copy"` (the read-optimised copies) and,
 //!   from a copy of the shop whose views opt out (`read_copy = 'off'`),
@@ -72,7 +73,9 @@ fn opt_out(sql: &str) -> String {
 /// Runs `wrk` with `connections` on random `order_status` keys; returns
 /// (requests/s, p50 ms, p99 ms).
 fn wrk(url: &str, connections: usize, seconds: u64, script: &Path) -> (f64, f64, f64) {
-    let threads = connections.clamp(1, 2);
+    // One client thread, as `redis-benchmark` has: on two cores the load
+    // generator's threads take from the server under test.
+    let threads = 1;
     let out = Command::new("wrk")
         .args([
             "-t",

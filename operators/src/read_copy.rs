@@ -32,6 +32,19 @@ use crate::repr::{Diff, Row, Tick};
 /// row (or an empty row, when the key is the row).
 pub type Entry = (Arc<Row>, Arc<Row>);
 
+/// An entry in a shard's map, after its key's hash: the map is ordered by
+/// hash first, so a lookup's search compares numbers held in the map's
+/// nodes, not rows behind two pointers each (a cache miss apiece on a large
+/// view). Readers sort what they return, so the map's order is theirs to
+/// choose.
+type Slot = (u64, Entry);
+
+/// The hash an arrangement exchanges a key by (differential's `hashed`),
+/// which also says which worker, so which shard, holds it.
+fn key_hash(key: &Row) -> u64 {
+    differential_dataflow::Hashable::hashed(key)
+}
+
 /// Updates kept per shard for reads at earlier times, at most: past it the
 /// oldest go and `since` moves up (a replay racing through history would
 /// otherwise keep seconds of it). A read before `since` goes through the
@@ -47,7 +60,7 @@ pub struct Shard {
     pub since: Tick,
     /// Rows of this shard's part of the view (the sum of their diffs).
     pub rows: i64,
-    entries: OrdMap<Entry, Diff>,
+    entries: OrdMap<Slot, Diff>,
     /// Updates at times after `since`, in time order once published.
     recent: Vector<(Tick, Entry, Diff)>,
 }
@@ -66,12 +79,13 @@ impl Shard {
     /// # Contract
     /// `self.readable_at(t)`.
     pub fn lookup(&self, t: Tick, key: &Row, out: &mut Vec<(Row, Diff)>) {
-        let from: Entry = (Arc::new(key.clone()), Arc::new(Vec::new()));
-        let mut found: Vec<(Entry, Diff)> = self
+        let h = key_hash(key);
+        let from: Slot = (h, (Arc::new(key.clone()), Arc::new(Vec::new())));
+        let mut found: Vec<(Slot, Diff)> = self
             .entries
             .range((Bound::Included(from), Bound::Unbounded))
-            .take_while(|(e, _)| *e.0 == *key)
-            .map(|(e, d)| (e.clone(), *d))
+            .take_while(|((hash, e), _)| *hash == h && *e.0 == *key)
+            .map(|(s, d)| (s.clone(), *d))
             .collect();
         if t + 1 < self.upper {
             let mut back: HashMap<&Entry, Diff> = HashMap::new();
@@ -91,7 +105,7 @@ impl Shard {
     /// # Contract
     /// `self.readable_at(t)`.
     pub fn scan(&self, t: Tick, out: &mut Vec<(Row, Diff)>) {
-        let mut found: Vec<(Entry, Diff)> = self.entries.iter().map(|(e, d)| (e.clone(), *d)).collect();
+        let mut found: Vec<(Slot, Diff)> = self.entries.iter().map(|(s, d)| (s.clone(), *d)).collect();
         if t + 1 < self.upper {
             let mut back: HashMap<&Entry, Diff> = HashMap::new();
             for (_, e, d) in self.after(t) {
@@ -125,28 +139,25 @@ impl Shard {
     }
 }
 
-/// Takes the updates in `back` out of `found` (sorted by entry): rows they
-/// added go, rows they removed come back.
-fn take_back(found: &mut Vec<(Entry, Diff)>, back: HashMap<&Entry, Diff>) {
+/// Takes the updates in `back` out of `found` (sorted, as the map is):
+/// rows they added go, rows they removed come back.
+fn take_back(found: &mut Vec<(Slot, Diff)>, back: HashMap<&Entry, Diff>) {
     if back.is_empty() {
         return;
     }
-    for (e, d) in found.iter_mut() {
-        if let Some(b) = back.get(e) {
-            *d -= b;
-        }
-    }
     let sorted = found.len();
     for (e, b) in back {
-        if found[..sorted].binary_search_by(|(f, _)| f.cmp(e)).is_err() {
-            found.push((e.clone(), -b));
+        let slot: Slot = (key_hash(&e.0), e.clone());
+        match found[..sorted].binary_search_by(|(f, _)| f.cmp(&slot)) {
+            Ok(i) => found[i].1 -= b,
+            Err(_) => found.push((slot, -b)),
         }
     }
     found.retain(|(_, d)| *d != 0);
 }
 
-fn push_rows(found: Vec<(Entry, Diff)>, out: &mut Vec<(Row, Diff)>) {
-    for ((key, row), d) in found {
+fn push_rows(found: Vec<(Slot, Diff)>, out: &mut Vec<(Row, Diff)>) {
+    for ((_, (key, row)), d) in found {
         let row = if row.is_empty() { key } else { row };
         out.push((Arc::unwrap_or_clone(row), d));
     }
@@ -220,6 +231,30 @@ impl Versions {
         self.0.iter().all(|s| s.readable_at(t))
     }
 
+    /// Appends to `out` the rows under `key` as of `t` (see
+    /// [`Shard::lookup`]): from the shard the key's hash routes it to, as
+    /// the arrangement's exchange does, and from the others only when that
+    /// one has none, so that a different routing costs time, never rows.
+    ///
+    /// # Contract
+    /// `self.readable_at(t)`.
+    pub fn lookup(&self, t: Tick, key: &Row, out: &mut Vec<(Row, Diff)>) {
+        let n = self.0.len();
+        if n == 0 {
+            return;
+        }
+        let home = (key_hash(key) % n as u64) as usize;
+        let before = out.len();
+        self.0[home].lookup(t, key, out);
+        if out.len() == before {
+            for (i, shard) in self.0.iter().enumerate() {
+                if i != home {
+                    shard.lookup(t, key, out);
+                }
+            }
+        }
+    }
+
     /// The view's rows, over every shard.
     pub fn rows(&self) -> i64 {
         self.0.iter().map(|s| s.rows).sum()
@@ -242,12 +277,14 @@ impl ShardWriter {
         if diff == 0 {
             return;
         }
+        let h = key_hash(&key);
         let entry: Entry = (Arc::new(key), Arc::new(row));
-        let count = self.state.entries.get(&entry).copied().unwrap_or(0) + diff;
+        let slot: Slot = (h, entry.clone());
+        let count = self.state.entries.get(&slot).copied().unwrap_or(0) + diff;
         if count == 0 {
-            self.state.entries.remove(&entry);
+            self.state.entries.remove(&slot);
         } else {
-            self.state.entries.insert(entry.clone(), count);
+            self.state.entries.insert(slot, count);
         }
         self.state.rows += diff;
         self.state.recent.push_back((at, entry, diff));
@@ -381,5 +418,27 @@ mod tests {
         old.0[0].scan(upper - 1, &mut got);
         got.sort();
         assert_eq!(got, naive(&all, upper - 1, None));
+    }
+
+    #[test]
+    fn a_lookup_finds_a_key_in_any_shard() {
+        // Keys placed without regard to their hash: the home shard misses
+        // some, and the others are looked in.
+        let copy = ReadCopy::new(3, 50, Box::new(|| {}));
+        let mut writers: Vec<ShardWriter> = (0..3).map(|i| copy.writer(i)).collect();
+        for k in 0..30i64 {
+            let (key, r) = row(k, k * 10);
+            writers[(k % 3) as usize].update(0, key, r, 1);
+        }
+        for w in &mut writers {
+            w.advance(1);
+        }
+        let v = copy.load();
+        for k in 0..31i64 {
+            let mut got = Vec::new();
+            v.lookup(0, &vec![Datum::Int(k)], &mut got);
+            let want: Vec<(Row, Diff)> = if k < 30 { vec![(row(k, k * 10).1, 1)] } else { vec![] };
+            assert_eq!(got, want, "key {k}");
+        }
     }
 }

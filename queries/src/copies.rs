@@ -21,7 +21,8 @@ pub struct CopyHandle {
 pub struct ReadCopies {
     workers: usize,
     window: Tick,
-    copies: Mutex<HashMap<(DataflowId, String), CopyHandle>>,
+    /// By dataflow, then view (looked up without allocating a key).
+    copies: Mutex<HashMap<DataflowId, HashMap<String, CopyHandle>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,7 +45,9 @@ impl ReadCopies {
     pub fn get_or_create(&self, df: DataflowId, view: &str) -> CopyHandle {
         let mut copies = lock(&self.copies);
         copies
-            .entry((df, view.to_string()))
+            .entry(df)
+            .or_default()
+            .entry(view.to_string())
             .or_insert_with(|| {
                 let published = Arc::new(Notify::new());
                 let n = Arc::clone(&published);
@@ -58,17 +61,16 @@ impl ReadCopies {
 
     /// The view's copy, if it has one.
     pub fn get(&self, df: DataflowId, view: &str) -> Option<CopyHandle> {
-        lock(&self.copies).get(&(df, view.to_string())).cloned()
+        lock(&self.copies).get(&df).and_then(|v| v.get(view)).cloned()
     }
 
     /// Forgets a dropped dataflow's copies and retires them (readers
     /// holding one keep it until they finish).
     pub fn forget(&self, df: DataflowId) {
-        lock(&self.copies).retain(|(d, _), h| {
-            if *d == df {
+        if let Some(views) = lock(&self.copies).remove(&df) {
+            for h in views.values() {
                 h.copy.retire();
             }
-            *d != df
-        });
+        }
     }
 }

@@ -54,11 +54,9 @@ pub async fn read_copy(
             let at = opts.as_of.unwrap_or(complete);
             if r <= at && at <= complete && versions.readable_at(at) {
                 let mut rows = Vec::new();
-                for shard in &versions.0 {
-                    match key {
-                        Some(k) => shard.lookup(at, k, &mut rows),
-                        None => shard.scan(at, &mut rows),
-                    }
+                match key {
+                    Some(k) => versions.lookup(at, k, &mut rows),
+                    None => versions.0.iter().for_each(|shard| shard.scan(at, &mut rows)),
                 }
                 let before = rows.len();
                 rows.retain(|(_, d)| *d > 0);
