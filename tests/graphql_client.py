@@ -192,6 +192,18 @@ def check_errors():
         fail(f"a bad token: expected one located error with code bad_token, got {body}")
     if not (body.get("data") or {}).get("by_owner"):
         fail(f"a bad token in one field failed the other: {body}")
+    # Thousands of aliased reads in one operation are refused before any runs.
+    many = "{ " + " ".join(f"a{i}: by_owner {{ asOf }}" for i in range(6000)) + " }"
+    body = gql(many, check=False)
+    if not body.get("errors") or body.get("data"):
+        fail(f"an operation of 12,000 fields: expected a refusal, got {str(body)[:300]}")
+    # A batch larger than the limit is refused; a small one is answered.
+    status, body = http("POST", "/graphql", [{"query": "{ _views }"}] * 101)
+    if status != 400:
+        fail(f"a batch of 101: expected 400, got {status} {str(body)[:300]}")
+    status, body = http("POST", "/graphql", [{"query": "{ _views }"}] * 2)
+    if status != 200 or len(body) != 2 or not all(b["data"]["_views"] for b in body):
+        fail(f"a batch of 2: got {status} {body}")
     status, body = http("POST", "/graphql", b"not json")
     if status != 400 or not body.get("errors"):
         fail(f"a body that is not JSON: expected 400 with errors, got {status} {body}")

@@ -43,6 +43,9 @@ use crate::shared::lock;
 /// The path of the GraphQL endpoint.
 pub const PATH: &str = "/graphql";
 
+/// Operations per batch request, at most.
+pub const MAX_BATCH: usize = 100;
+
 /// The schema of the views installed now (see the module doc).
 #[derive(Clone)]
 pub struct LiveSchema {
@@ -133,6 +136,16 @@ pub async fn post(State(api): State<Api>, body: Body) -> Response {
             return (StatusCode::BAD_REQUEST, GraphQLResponse::from(r)).into_response();
         }
     };
+    if let BatchRequest::Batch(ops) = &batch {
+        if ops.len() > MAX_BATCH {
+            let message = format!(
+                "a batch holds at most {MAX_BATCH} operations; this one has {}",
+                ops.len()
+            );
+            let r = BatchResponse::Single(internal(message));
+            return (StatusCode::BAD_REQUEST, GraphQLResponse::from(r)).into_response();
+        }
+    }
     GraphQLResponse::from(api.graphql.execute_batch(batch).await).into_response()
 }
 

@@ -36,6 +36,9 @@ const LIST_FIELD: &str = "_views";
 
 /// Nesting deeper than any query of this schema needs is refused.
 const MAX_DEPTH: usize = 16;
+/// Fields per operation, at most (each view field is a read: thousands of
+/// aliases of one would be that many reads).
+pub const MAX_COMPLEXITY: usize = 10_000;
 
 /// A built schema, and what it has.
 pub struct Built {
@@ -180,7 +183,8 @@ pub fn build(shapes: &[ViewShape], engine: &Arc<Engine>) -> Result<Built, Schema
                 .item("RESET"),
         )
         .register(query)
-        .limit_depth(MAX_DEPTH);
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
     if has_subscriptions {
         builder = builder.register(subscription);
     }
