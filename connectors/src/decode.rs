@@ -33,6 +33,7 @@
 //! `"__op": "delete"` deletes that key's row ([`is_delete`]); any other event
 //! inserts or replaces it.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use rust_decimal::prelude::ToPrimitive;
@@ -100,8 +101,34 @@ impl KeyDecodeError {
 }
 
 /// The fields of one JSON object, in document order, each value kept as its
-/// raw JSON text.
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
+/// raw JSON text. Names are borrowed from the payload unless they hold
+/// escapes: decoding allocates nothing per field.
+struct Fields<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+/// A field name, borrowed from the payload where it can be.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -112,8 +139,8 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     fields.push(entry);
                 }
                 Ok(Fields(fields))
@@ -128,9 +155,9 @@ impl<'a> Fields<'a> {
     /// case-insensitive one; the last occurrence wins, as in most JSON
     /// parsers.
     fn get(&self, name: &str) -> Option<&'a RawValue> {
-        let exact = self.0.iter().rev().find(|(key, _)| key == name);
+        let exact = self.0.iter().rev().find(|(key, _)| key.0 == name);
         exact
-            .or_else(|| self.0.iter().rev().find(|(key, _)| key.eq_ignore_ascii_case(name)))
+            .or_else(|| self.0.iter().rev().find(|(key, _)| key.0.eq_ignore_ascii_case(name)))
             .map(|(_, value)| *value)
     }
 }

@@ -258,6 +258,9 @@ fn nulls_missing_fields_and_names() {
     assert_eq!(row, vec![Datum::Int(7), Datum::Text("x".into()), Datum::Null]);
     let row = decode_json(br#"{"id": null, "Name": "exact", "NAME": "other", "note": null}"#, &s).unwrap();
     assert_eq!(row, vec![Datum::Null, Datum::Text("exact".into()), Datum::Null]);
+    // Names with escapes (decoded, not borrowed from the payload) match too.
+    let row = decode_json(br#"{"\u0069d": 8, "Na\u006de": "esc", "n\"ote": "quoted"}"#, &s).unwrap();
+    assert_eq!(row, vec![Datum::Int(8), Datum::Text("esc".into()), Datum::Null]);
 
     s.columns[0].nullable = false;
     assert_eq!(
