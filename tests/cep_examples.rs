@@ -23,9 +23,8 @@
 //!   rows per tick. Oracle `DATE`s ('01-Apr-11') are `TIMESTAMP`s at
 //!   midnight UTC; Oracle `NUMBER`s are `BIGINT`s. A `PRIMARY KEY` is left
 //!   out (a rule's input must be append-only).
-//! - weir needs `WITHIN` for a pattern with an unbounded quantifier; every
-//!   example without one gets an interval longer than its whole input, which
-//!   changes no result.
+//! - The Oracle examples run without `WITHIN`, as published (their partial
+//!   matches are bounded by `'pattern.max_rows'`, far above their inputs).
 //! - `FINAL` and `RUNNING` are not supported (docs/cep.md). A measure the
 //!   original writes with `FINAL` is left out and the published columns that
 //!   do not depend on it are compared; `RUNNING` is the default and is just
@@ -420,7 +419,7 @@ SELECT * FROM ticker MATCH_RECOGNIZE (
            LAST(UP.tstamp) AS end_tstamp
   ONE ROW PER MATCH
   AFTER MATCH SKIP TO LAST UP
-  PATTERN (STRT DOWN+ UP+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT DOWN+ UP+)
   DEFINE
     DOWN AS DOWN.price < PREV(DOWN.price),
     UP AS UP.price > PREV(UP.price)
@@ -472,7 +471,7 @@ SELECT * FROM ticker MATCH_RECOGNIZE (
            CLASSIFIER() AS var_match
   ALL ROWS PER MATCH
   AFTER MATCH SKIP TO LAST UP
-  PATTERN (STRT DOWN+ UP+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT DOWN+ UP+)
   DEFINE
     DOWN AS DOWN.price < PREV(DOWN.price),
     UP AS UP.price > PREV(UP.price)
@@ -546,7 +545,7 @@ SELECT * FROM ticker MATCH_RECOGNIZE (
     price - STRT.price AS price_dif
   ALL ROWS PER MATCH
   AFTER MATCH SKIP TO LAST UP
-  PATTERN (STRT DOWN+ UP+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT DOWN+ UP+)
   DEFINE
     DOWN AS DOWN.price < PREV(DOWN.price),
     UP AS UP.price > PREV(UP.price)
@@ -616,7 +615,7 @@ SELECT * FROM ticker MATCH_RECOGNIZE (
     STRT.tstamp AS start_tstamp
   ALL ROWS PER MATCH
   AFTER MATCH SKIP TO LAST UP
-  PATTERN (STRT DOWN+ UP+ DOWN+ UP+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT DOWN+ UP+ DOWN+ UP+)
   DEFINE
     DOWN AS DOWN.price < PREV(DOWN.price),
     UP AS UP.price > PREV(UP.price)
@@ -670,7 +669,7 @@ SELECT * FROM ticker MATCH_RECOGNIZE (
            LAST(UP.tstamp) AS end_tstamp
   ONE ROW PER MATCH
   AFTER MATCH SKIP TO LAST UP
-  PATTERN (STRT DOWN+ UP+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT DOWN+ UP+)
   DEFINE
     DOWN AS DOWN.price < PREV(DOWN.price),
     UP AS UP.price > PREV(UP.price)
@@ -753,7 +752,7 @@ SELECT * FROM sales_history MATCH_RECOGNIZE (
            MATCH_NUMBER() AS mno
   ONE ROW PER MATCH
   AFTER MATCH SKIP TO LAST DOWN
-  PATTERN (STRT UP+ FLAT* DOWN+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT UP+ FLAT* DOWN+)
   DEFINE
     UP AS UP.units_sold > PREV(UP.units_sold),
     FLAT AS FLAT.units_sold = PREV(FLAT.units_sold),
@@ -801,7 +800,7 @@ SELECT * FROM sales_history MATCH_RECOGNIZE (
            CLASSIFIER() AS cls
   ALL ROWS PER MATCH
   AFTER MATCH SKIP TO LAST DOWN
-  PATTERN (STRT UP+ FLAT* DOWN+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT UP+ FLAT* DOWN+)
   DEFINE
     UP AS UP.units_sold > PREV(UP.units_sold),
     DOWN AS DOWN.units_sold < PREV(DOWN.units_sold),
@@ -868,7 +867,7 @@ SELECT * FROM sales_history MATCH_RECOGNIZE (
            CLASSIFIER() AS cls
   ALL ROWS PER MATCH
   AFTER MATCH SKIP TO LAST DOWN
-  PATTERN (STRT UP+ DOWN{{1}} UP+) WITHIN INTERVAL '30' DAY
+  PATTERN (STRT UP+ DOWN{{1}} UP+)
   DEFINE
     UP AS UP.units_sold > PREV(UP.units_sold),
     DOWN AS DOWN.units_sold < PREV(DOWN.units_sold)

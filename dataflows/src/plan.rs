@@ -115,6 +115,19 @@ pub struct MatchRecognize {
     pub within_ms: Option<i64>,
     pub emit_timeouts: bool,
     pub watermark: Watermark,
+    /// Rows one match attempt may span (`'pattern.max_rows'`). Left out of
+    /// the serialised plan at the default, so plans and snapshot
+    /// fingerprints without it stay as they were.
+    #[serde(default = "default_max_rows", skip_serializing_if = "is_default_max_rows")]
+    pub max_rows: u64,
+}
+
+fn default_max_rows() -> u64 {
+    weir_operators::cep::DEFAULT_MAX_ROWS
+}
+
+fn is_default_max_rows(n: &u64) -> bool {
+    *n == default_max_rows()
 }
 
 /// A value that depends on the match: a navigated row's expression, an

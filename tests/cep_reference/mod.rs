@@ -529,9 +529,6 @@ impl Rule {
         if self.pattern.nullable() {
             return Err("the pattern can match no rows".into());
         }
-        if self.pattern.unbounded() && self.within.is_none() {
-            return Err("an unbounded quantifier needs WITHIN".into());
-        }
         let mut named = Vec::new();
         for m in &self.measures {
             m.vars(&mut named);

@@ -206,6 +206,7 @@ pub(super) fn render<'s>(
         all_rows: m.all_rows,
         history,
         numbers_matches: m.navs.contains(&Nav::MatchNumber),
+        max_rows: m.max_rows,
     };
     let layout = Layout {
         partition_by: m.partition_by.clone(),

@@ -15,7 +15,7 @@ use super::query::QueryPlanner;
 use super::scope::{ident_name, object_name, JobScope, ScopeColumn};
 use super::typeconv::sql_type;
 use super::watermark;
-use crate::plan::{Connector, StartFrom, TablePlan, TableRetention, ViewPlan};
+use crate::plan::{Connector, RelPlan, StartFrom, TablePlan, TableRetention, ViewPlan};
 
 /// `SET 'auto.offset.reset' = 'earliest' | 'latest'` (ksqlDB's setting):
 /// where the job's sources start.
@@ -330,8 +330,18 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
     let schema = Schema {
         columns: rel.columns.iter().map(ScopeColumn::column).collect(),
     };
-    let read_copy = view_options(cv)?;
-    let plan = optimize(rel.plan);
+    let options = view_options(cv)?;
+    let read_copy = options.read_copy;
+    let mut plan = optimize(rel.plan);
+    if let Some((cap, at)) = options.pattern_max_rows {
+        if set_pattern_max_rows(&mut plan, cap) == 0 {
+            return Err(PlanError::new(
+                "invalid_option",
+                format!("'pattern.max_rows' is set but view {name} has no MATCH_RECOGNIZE"),
+                at,
+            ));
+        }
+    }
     let watermark = watermark::combined_watermark(&plan, &|n| scope.lookup(n).map(|i| i.watermark));
     let key = plan
         .unique_key(&|n| scope.lookup(n).and_then(|info| info.key))
@@ -348,17 +358,28 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
     })
 }
 
-/// A view's `WITH (…)` options; only `read_copy` ('on' or 'off') is known.
-fn view_options(cv: &ast::CreateView) -> Result<bool> {
+/// A view's `WITH (…)` options.
+struct ViewOptions {
+    /// `read_copy`: 'on' (the default) or 'off'.
+    read_copy: bool,
+    /// `'pattern.max_rows'`: rows one match attempt of the view's
+    /// MATCH_RECOGNIZE may span, and where it was given.
+    pattern_max_rows: Option<(u64, Loc)>,
+}
+
+fn view_options(cv: &ast::CreateView) -> Result<ViewOptions> {
     let at = loc_of(&cv.name);
     let options = with_options(&cv.options, "view", at)?;
-    let mut read_copy = true;
+    let mut out = ViewOptions {
+        read_copy: true,
+        pattern_max_rows: None,
+    };
     for (k, value) in &options {
         let (k, value) = (k.as_str(), *value);
         let v = option_value(value)?;
         match k {
             "read_copy" => {
-                read_copy = match v.to_lowercase().as_str() {
+                out.read_copy = match v.to_lowercase().as_str() {
                     "on" | "true" => true,
                     "off" | "false" => false,
                     _ => {
@@ -370,16 +391,45 @@ fn view_options(cv: &ast::CreateView) -> Result<bool> {
                     }
                 }
             }
+            "pattern.max_rows" => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => out.pattern_max_rows = Some((n, loc_of(value))),
+                _ => {
+                    return Err(PlanError::new(
+                        "invalid_option",
+                        format!("'pattern.max_rows' '{v}' is not a positive whole number of rows"),
+                        loc_of(value),
+                    ))
+                }
+            },
             other => {
                 return Err(PlanError::new(
                     "invalid_option",
-                    format!("unknown view option '{other}' (known: read_copy)"),
+                    format!("unknown view option '{other}' (known: read_copy, pattern.max_rows)"),
                     loc_of(value),
                 ))
             }
         }
     }
-    Ok(read_copy)
+    Ok(out)
+}
+
+/// Sets the row cap of every MATCH_RECOGNIZE in `plan`; how many there were.
+fn set_pattern_max_rows(plan: &mut RelPlan, cap: u64) -> usize {
+    match plan {
+        RelPlan::Get { .. } | RelPlan::Constant { .. } => 0,
+        RelPlan::Map { input, .. }
+        | RelPlan::Filter { input, .. }
+        | RelPlan::Project { input, .. }
+        | RelPlan::Reduce { input, .. }
+        | RelPlan::Distinct { input, .. }
+        | RelPlan::TopK { input, .. } => set_pattern_max_rows(input, cap),
+        RelPlan::Join { left, right, .. } => set_pattern_max_rows(left, cap) + set_pattern_max_rows(right, cap),
+        RelPlan::UnionAll { inputs, .. } => inputs.iter_mut().map(|i| set_pattern_max_rows(i, cap)).sum(),
+        RelPlan::MatchRecognize(m) => {
+            m.max_rows = cap;
+            1 + set_pattern_max_rows(&mut m.input, cap)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -134,13 +134,6 @@ impl QueryPlanner<'_> {
                 pattern_at,
             ));
         }
-        if within.is_none() && pattern.unbounded() {
-            return Err(PlanError::new(
-                "invalid_pattern",
-                "the PATTERN has an unbounded quantifier (*, + or {n,}) and no WITHIN: a partial match could grow without limit; add WITHIN INTERVAL '…' unit after PATTERN (…)",
-                pattern_at,
-            ));
-        }
         Program::compile(&pattern).map_err(|e| PlanError::new("invalid_pattern", e.to_string(), pattern_at))?;
         let var_names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
         let var_id = |id: &Ident| -> Option<VarId> {
@@ -260,6 +253,7 @@ impl QueryPlanner<'_> {
             all_rows,
             skip,
             within_ms: within.as_ref().map(|w| w.ms),
+            max_rows: weir_operators::cep::DEFAULT_MAX_ROWS,
             emit_timeouts: within.as_ref().is_some_and(|w| w.emit_timeouts),
             watermark,
         };

@@ -131,7 +131,14 @@ pub struct Matcher<R> {
     pub history: u64,
     /// Whether partitions must remember their match count (MATCH_NUMBER()).
     pub numbers_matches: bool,
+    /// Rows one attempt may span, at most: one that reaches it without a
+    /// match is dropped, its start row reported, and matching goes on from
+    /// the next row. This bounds a partition's state also without `WITHIN`.
+    pub max_rows: u64,
 }
+
+/// [`Matcher::max_rows`] unless a rule sets its own (`'pattern.max_rows'`).
+pub const DEFAULT_MAX_ROWS: u64 = 10_000;
 
 /// More threads than this in one attempt (only possible with ambiguous
 /// patterns whose conditions read earlier rows) drop the least preferred
@@ -159,6 +166,8 @@ enum Resolution {
     Exhausted,
     /// The watermark passed `WITHIN`, or the stream ended.
     TimeUp,
+    /// The attempt reached [`Matcher::max_rows`].
+    Capped,
 }
 
 /// What a partition step produced: output rows and errors.
@@ -352,6 +361,10 @@ impl Partition {
                     resolution = Some(Resolution::TimeUp);
                     break;
                 }
+                if self.cursor - attempt.start >= m.max_rows {
+                    resolution = Some(Resolution::Capped);
+                    break;
+                }
                 self.step(m, out);
                 self.cursor += 1;
                 if self.attempt.as_ref().is_some_and(|a| a.threads.is_empty()) {
@@ -371,6 +384,10 @@ impl Partition {
                 resolution = Some(Resolution::TimeUp);
             }
             let Some(attempt) = self.attempt.take() else { return };
+            if resolution == Some(Resolution::Capped) {
+                self.drop_capped(m, attempt, out);
+                continue;
+            }
             self.resolve(m, attempt, resolution == Some(Resolution::TimeUp), out);
         }
     }
@@ -437,6 +454,32 @@ impl Partition {
             }
         }
         attempt.threads = next;
+    }
+
+    /// Ends an attempt that reached the row cap, reporting its start row to
+    /// the errors (the dead letters): the match found so far, if any, is
+    /// emitted (a longer one might have followed); without one nothing is,
+    /// and matching goes on from the next row.
+    fn drop_capped<R: Rule>(&mut self, m: &Matcher<R>, attempt: Attempt, out: &mut Emitted) {
+        if let Some((_, row)) = self.rows.get((attempt.start - self.base) as usize) {
+            let what = if attempt.best.is_some() {
+                "was cut there: the match found so far was emitted"
+            } else {
+                "was dropped without a match"
+            };
+            out.errors.push((
+                format!(
+                    "a partial match from this row reached {} rows and {what} ('pattern.max_rows' sets the cap; WITHIN bounds a match by time)",
+                    m.max_rows
+                ),
+                row.clone(),
+            ));
+        }
+        if attempt.best.is_some() {
+            self.resolve(m, attempt, false, out);
+        } else {
+            self.start = attempt.start + 1;
+        }
     }
 
     fn resolve<R: Rule>(&mut self, m: &Matcher<R>, attempt: Attempt, time_up: bool, out: &mut Emitted) {

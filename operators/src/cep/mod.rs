@@ -32,7 +32,7 @@ mod pattern;
 mod program;
 
 pub use clock::Watermark;
-pub use matcher::{Bind, Bindings, Ctx, Emitted, Matcher, Partition, Rule, RuleError};
+pub use matcher::{Bind, Bindings, Ctx, Emitted, Matcher, Partition, Rule, RuleError, DEFAULT_MAX_ROWS};
 pub use operator::{match_recognize, CepStats, Layout, PatternEntry, PatternState, Rejects, Rows};
 pub use pattern::{Pattern, Skip, VarId};
 pub use program::{CepError, Program, MAX_INSTRUCTIONS};

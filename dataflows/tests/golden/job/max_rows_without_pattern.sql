@@ -1,0 +1,1 @@
+CREATE VIEW v WITH ('pattern.max_rows' = '100') AS SELECT customer_id FROM payments;
