@@ -744,7 +744,7 @@ fn pattern_rules_match_time_out_swap_and_refuse_bad_rules() {
         ("invalid_pattern".to_string(), 1, 32)
     );
     assert_eq!(
-        bad("CREATE VIEW b AS SELECT * FROM pay MATCH_RECOGNIZE (\n  PARTITION BY customer ORDER BY ts\n  MEASURES A.ts AS t\n  PATTERN (A B+) DEFINE A AS status = 'x')"),
+        bad("CREATE VIEW b AS SELECT * FROM pay MATCH_RECOGNIZE (\n  PARTITION BY customer ORDER BY ts\n  MEASURES A.ts AS t\n  PATTERN (A? B*) DEFINE A AS status = 'x')"),
         ("invalid_pattern".to_string(), 4, 3)
     );
     assert_eq!(get(&e, "/v1/jobs").1.as_array().map(Vec::len), Some(2));
