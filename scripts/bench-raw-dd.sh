@@ -27,7 +27,7 @@ fi
 cargo build --release --bin weir
 CARGO_TARGET_DIR=/tmp/rawdd-target cargo build --release --locked --manifest-path "$PEER/Cargo.toml"
 if [ ! -f /tmp/rawdd-input/meta.json ]; then
-  EVENTS="$EVENTS" bash "$PEER/scripts/prepare.sh"
+  EVENTS="$EVENTS" bash "$PEER/scripts/prepare.sh" >&2
 fi
 python3 "$PEER/scripts/bench.py" --repeat "$REPEAT" --compare --views rows --out "$OUT" >&2
 python3 - "$OUT" <<'EOF'
