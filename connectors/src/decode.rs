@@ -39,9 +39,10 @@ use std::str::FromStr;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use weir_operators::repr::{format_timestamp, parse_timestamp, Datum, OrdF64, Row, Schema, SqlType};
 
 use crate::error::ErrorKind;
@@ -444,28 +445,56 @@ pub fn encode_json(row: &Row, schema: &Schema) -> Map<String, Value> {
 /// `"Infinity"`, `"-Infinity"`; decimals → strings with exactly their scale's
 /// digits (`"12.50"`); timestamps → RFC 3339 strings.
 pub fn datum_to_json(datum: &Datum) -> Value {
-    match datum {
-        Datum::Null => Value::Null,
-        Datum::Bool(b) => Value::Bool(*b),
-        Datum::Int(i) => Value::from(*i),
-        Datum::Float(f) => {
-            let v = f.get();
-            match Number::from_f64(v) {
-                Some(n) => Value::Number(n),
-                None if v.is_nan() => Value::from("NaN"),
-                None if v > 0.0 => Value::from("Infinity"),
-                None => Value::from("-Infinity"),
+    // Every datum is a null, bool, number or string: this cannot fail.
+    serde_json::to_value(JsonDatum(datum)).unwrap_or(Value::Null)
+}
+
+/// A datum serialised as [`datum_to_json`] says, without building a
+/// [`Value`] first.
+pub struct JsonDatum<'a>(pub &'a Datum);
+
+impl Serialize for JsonDatum<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Datum::Null => s.serialize_unit(),
+            Datum::Bool(b) => s.serialize_bool(*b),
+            Datum::Int(i) => s.serialize_i64(*i),
+            Datum::Float(f) => {
+                let v = f.get();
+                if v.is_finite() {
+                    s.serialize_f64(v)
+                } else if v.is_nan() {
+                    s.serialize_str("NaN")
+                } else if v > 0.0 {
+                    s.serialize_str("Infinity")
+                } else {
+                    s.serialize_str("-Infinity")
+                }
             }
-        }
-        Datum::Decimal(d) => {
-            let mut d = *d;
-            if d.is_zero() {
-                d.set_sign_positive(true);
+            Datum::Decimal(d) => {
+                let mut d = *d;
+                if d.is_zero() {
+                    d.set_sign_positive(true);
+                }
+                s.collect_str(&d)
             }
-            Value::String(d.to_string())
+            Datum::Text(t) => s.serialize_str(t),
+            Datum::Timestamp(ms) => s.serialize_str(&format_timestamp(*ms)),
         }
-        Datum::Text(s) => Value::String(s.clone()),
-        Datum::Timestamp(ms) => Value::String(format_timestamp(*ms)),
+    }
+}
+
+/// A row serialised as [`encode_json`] says (an object keyed by column
+/// name), without building it first.
+pub struct JsonRow<'a>(pub &'a Row, pub &'a Schema);
+
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.1.columns.len()))?;
+        for (column, datum) in self.1.columns.iter().zip(self.0) {
+            map.serialize_entry(&column.name, &JsonDatum(datum))?;
+        }
+        map.end()
     }
 }
 

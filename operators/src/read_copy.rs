@@ -207,7 +207,7 @@ impl ReadCopy {
             copy: Arc::clone(self),
             index,
             state: Shard::default(),
-            published: 0,
+            unpublished: Vec::new(),
         }
     }
 }
@@ -266,8 +266,9 @@ pub struct ShardWriter {
     copy: Arc<ReadCopy>,
     index: usize,
     state: Shard,
-    /// How many of `state.recent` were published (and so sorted by time).
-    published: usize,
+    /// Updates applied since the last publish, moved to `state.recent` in
+    /// time order by the next [`ShardWriter::advance`].
+    unpublished: Vec<(Tick, Entry, Diff)>,
 }
 
 impl ShardWriter {
@@ -287,7 +288,7 @@ impl ShardWriter {
             self.state.entries.insert(slot, count);
         }
         self.state.rows += diff;
-        self.state.recent.push_back((at, entry, diff));
+        self.unpublished.push((at, entry, diff));
     }
 
     /// Publishes every update applied so far as complete before `upper`,
@@ -300,11 +301,13 @@ impl ShardWriter {
         // The updates since the last publish come batch by batch, sorted by
         // row within a batch; all are at or after the last upper. Sorted by
         // time, they keep `recent` in time order, so that a read walks back
-        // only over the updates after its time.
-        if s.recent.len() > self.published {
-            let mut tail: Vec<_> = s.recent.slice(self.published..).into_iter().collect();
-            tail.sort_by_key(|u| u.0);
-            s.recent.extend(tail);
+        // only over the updates after its time. (Only `push_back` and
+        // `pop_front` change `recent`: reordering it in place with imbl's
+        // `split_off` and `append` crashed a test, and `slice` and `extend`
+        // gave subscriptions wrong changes under load.)
+        self.unpublished.sort_by_key(|u| u.0);
+        for u in self.unpublished.drain(..) {
+            s.recent.push_back(u);
         }
         s.upper = upper;
         // Final (`Tick::MAX`): nothing changes any more, every time since
@@ -320,7 +323,6 @@ impl ShardWriter {
         while s.recent.front().is_some_and(|(at, _, _)| *at <= s.since) {
             s.recent.pop_front();
         }
-        self.published = s.recent.len();
         self.copy.shards[self.index].store(Arc::new(s.clone()));
         (self.copy.published)();
     }

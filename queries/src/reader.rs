@@ -41,7 +41,7 @@ pub struct ReadOptions {
 pub struct ViewAnswer {
     pub view: String,
     pub as_of: Tick,
-    pub schema: Schema,
+    pub schema: Arc<Schema>,
     pub rows: Vec<Row>,
 }
 
@@ -57,11 +57,12 @@ pub struct ReadPath {
 /// One installed version of a view, as the catalog has it now.
 pub struct ViewVersion {
     pub df: DataflowId,
-    pub schema: Schema,
+    /// Shared, not copied: a read looks at its view's version several times.
+    pub schema: Arc<Schema>,
     pub key: Option<Vec<usize>>,
     /// Dataflows whose sources feed the view (its own and imported ones):
     /// a token is reflected once each of them processed it.
-    pub closure: BTreeSet<DataflowId>,
+    pub closure: Arc<BTreeSet<DataflowId>>,
 }
 
 /// What a read needs from the engine.
@@ -166,9 +167,9 @@ async fn query_once(
     Ok(ViewAnswer {
         view: plan.view.clone(),
         as_of,
-        schema: Schema {
+        schema: Arc::new(Schema {
             columns: plan.columns.clone(),
-        },
+        }),
         rows,
     })
 }

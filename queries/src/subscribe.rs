@@ -6,6 +6,7 @@
 //! behind than that is ended ([`Event::End`] with `slow_consumer`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_dataflows::catalog::DataflowId;
@@ -37,7 +38,7 @@ pub struct Subscription {
     view: String,
     filters: Vec<(String, String)>,
     df: DataflowId,
-    schema: Schema,
+    schema: Arc<Schema>,
     filter: ViewFilter,
     handle: CopyHandle,
     /// Changes up to this time have been handed out.

@@ -22,12 +22,13 @@ mod retention;
 mod snapshots;
 mod status;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use weir_connectors::log::Appended;
 use weir_dataflows::catalog::{Catalog, DataflowId};
+use weir_operators::repr::Schema;
 
 pub use connectors::KafkaHealth;
 pub use error::EngineError;
@@ -49,6 +50,10 @@ pub struct Engine {
     fingerprints: Mutex<HashMap<DataflowId, u64>>,
     /// Whether jobs restored at start resume from their snapshots.
     restore_snapshots: AtomicBool,
+    /// Per view, its current version's columns and closure, shared by reads
+    /// (see `reads`): (dataflow, schema, closure).
+    #[allow(clippy::type_complexity)]
+    view_versions: Mutex<HashMap<String, (DataflowId, Arc<Schema>, Arc<BTreeSet<DataflowId>>)>>,
 }
 
 impl Engine {
@@ -60,6 +65,7 @@ impl Engine {
             next_df: AtomicU64::new(1),
             fingerprints: Mutex::default(),
             restore_snapshots: AtomicBool::new(true),
+            view_versions: Mutex::default(),
         })
     }
 

@@ -40,9 +40,9 @@ impl ReadContext for AtDataflow<'_> {
         }
         Ok(ViewVersion {
             df: self.df,
-            schema: self.schema.clone(),
+            schema: Arc::new(self.schema.clone()),
             key: self.key.clone(),
-            closure: BTreeSet::from([self.df]),
+            closure: Arc::new(BTreeSet::from([self.df])),
         })
     }
     fn plan_query(&self, _sql: &str) -> Result<(PeekPlan, DataflowId), ReadError> {

@@ -20,11 +20,23 @@ impl ReadContext for Engine {
     fn view(&self, name: &str) -> Result<ViewVersion, ReadError> {
         let cat = lock(&self.catalog);
         let (o, v) = cat.view(name).map_err(|e| ReadError::NotFound(e.to_string()))?;
+        // A version (a view in one dataflow) never changes its columns or
+        // closure: they are shared from the first look, not copied per read.
+        let mut shared = lock(&self.view_versions);
+        let (schema, closure) = match shared.get(name).filter(|(df, ..)| *df == o.df) {
+            Some((_, schema, closure)) => (Arc::clone(schema), Arc::clone(closure)),
+            None => {
+                let schema = Arc::new(v.schema.clone());
+                let closure = Arc::new(o.closure.clone());
+                shared.insert(name.to_string(), (o.df, Arc::clone(&schema), Arc::clone(&closure)));
+                (schema, closure)
+            }
+        };
         Ok(ViewVersion {
             df: o.df,
-            schema: v.schema.clone(),
+            schema,
             key: v.key.clone(),
-            closure: o.closure.clone(),
+            closure,
         })
     }
 

@@ -8,8 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::{Map, Value};
-use weir_connectors::decode::encode_json;
+use serde_json::Value;
+use weir_connectors::decode::JsonRow;
 use weir_queries::reader::{ReadOptions, ViewAnswer};
 use weir_queries::Token;
 
@@ -21,23 +21,24 @@ use crate::shared::now_ms;
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Serialize)]
-struct Answer {
-    view: String,
+struct Answer<'a> {
+    view: &'a str,
     as_of: u64,
     /// How far behind the wall clock `as_of` is.
     lag_ms: u64,
-    columns: Vec<String>,
-    rows: Vec<Map<String, Value>>,
+    columns: Vec<&'a str>,
+    /// Written straight from the rows, without building JSON values first.
+    rows: Vec<JsonRow<'a>>,
 }
 
 fn answer(result: Result<ViewAnswer, EngineError>) -> Response {
     match result {
         Ok(a) => Json(Answer {
-            lag_ms: now_ms().saturating_sub(a.as_of),
-            columns: a.schema.columns.iter().map(|c| c.name.clone()).collect(),
-            rows: a.rows.iter().map(|r| encode_json(r, &a.schema)).collect(),
-            view: a.view,
+            view: &a.view,
             as_of: a.as_of,
+            lag_ms: now_ms().saturating_sub(a.as_of),
+            columns: a.schema.columns.iter().map(|c| c.name.as_str()).collect(),
+            rows: a.rows.iter().map(|r| JsonRow(r, &a.schema)).collect(),
         })
         .into_response(),
         Err(e) => e.into_response(),
