@@ -97,6 +97,9 @@ impl ReadContext for Engine {
 pub struct ViewShape {
     pub name: String,
     pub job: String,
+    /// The dataflow this version lives in: a view's shape changes only with
+    /// it.
+    pub df: DataflowId,
     pub schema: Schema,
     pub key: Option<Vec<usize>>,
     pub read_copy: bool,
@@ -113,6 +116,7 @@ impl Engine {
                 ObjectKind::View(v) => Some(ViewShape {
                     name: name.clone(),
                     job: o.job.clone(),
+                    df: o.df,
                     schema: v.schema.clone(),
                     key: v.key.clone(),
                     read_copy: v.read_copy,
@@ -122,6 +126,20 @@ impl Engine {
             .collect();
         shapes.sort_by(|a, b| a.name.cmp(&b.name));
         shapes
+    }
+
+    /// Every view's name and dataflow, sorted by name: what tells whether
+    /// [`Engine::view_shapes`] changed, without copying them.
+    pub fn view_dataflows(&self) -> Vec<(String, DataflowId)> {
+        let cat = lock(&self.catalog);
+        let mut out: Vec<(String, DataflowId)> = cat
+            .objects
+            .iter()
+            .filter(|(_, o)| matches!(o.kind, ObjectKind::View(_)))
+            .map(|(name, o)| (name.clone(), o.df))
+            .collect();
+        out.sort();
+        out
     }
 
     /// The dataflow the view lives in now.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
-use weir_dataflows::catalog::{ObjectKind, Replacing};
+use weir_dataflows::catalog::Replacing;
 use weir_dataflows::plan::{SinkPlan, TablePlan};
 use weir_operators::repr::{Schema, Tick};
 
@@ -285,32 +285,25 @@ impl Engine {
 
     /// The views, sorted by name.
     pub fn views(&self) -> Vec<ViewInfo> {
-        let cat = lock(&self.catalog);
-        let mut out: Vec<ViewInfo> = cat
-            .objects
-            .iter()
-            .filter_map(|(name, o)| match &o.kind {
-                ObjectKind::View(v) => Some(ViewInfo {
-                    name: name.clone(),
-                    job: o.job.clone(),
-                    columns: v
-                        .schema
-                        .columns
-                        .iter()
-                        .map(|c| ColumnInfo {
-                            name: c.name.clone(),
-                            ty: c.ty.to_string(),
-                            nullable: c.nullable,
-                        })
-                        .collect(),
-                    key: column_names(&v.schema, &v.key),
-                    complete_through: self.shared.frontiers.complete_through(o.df, name),
-                    rows: self.shared.frontiers.view_rows(o.df, name),
-                }),
-                ObjectKind::Table(_) => None,
+        self.view_shapes()
+            .into_iter()
+            .map(|v| ViewInfo {
+                columns: v
+                    .schema
+                    .columns
+                    .iter()
+                    .map(|c| ColumnInfo {
+                        name: c.name.clone(),
+                        ty: c.ty.to_string(),
+                        nullable: c.nullable,
+                    })
+                    .collect(),
+                key: column_names(&v.schema, &v.key),
+                complete_through: self.shared.frontiers.complete_through(v.df, &v.name),
+                rows: self.shared.frontiers.view_rows(v.df, &v.name),
+                name: v.name,
+                job: v.job,
             })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+            .collect()
     }
 }

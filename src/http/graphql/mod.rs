@@ -5,7 +5,7 @@
 //!
 //! The schema is derived from the catalog ([`schema`]) and follows it:
 //! each operation runs against the schema of the views installed when it
-//! starts, built again only when they changed ([`LiveSchema`]).
+//! starts, built again only when a view's dataflow changed ([`LiveSchema`]).
 //!
 //! # Layout
 //! - `schema`: the types and fields of each view.
@@ -37,6 +37,8 @@ use tower::ServiceExt;
 
 use self::operation::OperationTime;
 use super::{body_bytes, Api};
+use weir_dataflows::catalog::DataflowId;
+
 use crate::engine::{Engine, ViewShape};
 use crate::shared::lock;
 
@@ -53,9 +55,10 @@ pub struct LiveSchema {
     built: Arc<Mutex<Option<Current>>>,
 }
 
-/// The last schema built, and the views it was built from.
+/// The last schema built, and the views (name, dataflow) it was built
+/// from: a view's shape changes only with its dataflow.
 struct Current {
-    shapes: Vec<ViewShape>,
+    versions: Vec<(String, DataflowId)>,
     schema: async_graphql::dynamic::Schema,
     views: Arc<HashSet<String>>,
 }
@@ -70,16 +73,19 @@ impl LiveSchema {
 
     /// The schema of the views installed now, and the views it has.
     fn current(&self) -> Result<(async_graphql::dynamic::Schema, Arc<HashSet<String>>), String> {
-        let shapes = self.engine.view_shapes();
+        let versions = self.engine.view_dataflows();
         let mut built = lock(&self.built);
-        if let Some(c) = built.as_ref().filter(|c| c.shapes == shapes) {
+        if let Some(c) = built.as_ref().filter(|c| c.versions == versions) {
             return Ok((c.schema.clone(), Arc::clone(&c.views)));
         }
+        let shapes: Vec<ViewShape> = self.engine.view_shapes();
         let b =
             schema::build(&shapes, &self.engine).map_err(|e| format!("the GraphQL schema could not be built: {e}"))?;
         let views = Arc::new(b.views.into_iter().collect::<HashSet<_>>());
         *built = Some(Current {
-            shapes,
+            // What the shapes were read from (the catalog may have moved on
+            // since `versions` was read).
+            versions: shapes.iter().map(|s| (s.name.clone(), s.df)).collect(),
             schema: b.schema.clone(),
             views: Arc::clone(&views),
         });
