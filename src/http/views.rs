@@ -17,8 +17,9 @@ use super::{field, json_body, number, parse_query, Api};
 use crate::engine::EngineError;
 use crate::shared::now_ms;
 
-/// Reads wait at most this long for `after=` tokens unless told otherwise.
-const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Reads wait at most this long for `after` tokens and `as_of` unless told
+/// otherwise (REST and GraphQL alike).
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Serialize)]
 struct Answer<'a> {

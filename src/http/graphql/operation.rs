@@ -12,9 +12,9 @@ use weir_operators::repr::Tick;
 use weir_queries::common_time::common_as_of;
 use weir_queries::Token;
 
-use super::read::DEFAULT_TIMEOUT_MS;
 use super::values::graphql_error;
 use crate::engine::{Engine, EngineError};
+use crate::http::views::DEFAULT_TIMEOUT_MS;
 
 /// Fragments nested deeper than this are not followed (validation refuses
 /// cycles later; this only keeps the look from recursing forever).

@@ -20,11 +20,8 @@ use super::operation::OperationTime;
 use super::schema::{filter_arguments, member, ViewTypes};
 use super::values::{filter_text, graphql_error, row_object, tick_arg, BIG_INT};
 use crate::engine::{Engine, EngineError};
+use crate::http::views::DEFAULT_TIMEOUT_MS;
 use crate::shared::now_ms;
-
-/// Reads wait at most this long for `after` and `asOf` unless told
-/// otherwise (as in the REST API).
-pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 /// `v_result`: an answer and its time.
 pub fn result_type(t: &ViewTypes) -> Object {
