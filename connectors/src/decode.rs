@@ -276,19 +276,20 @@ fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
             }
         }
         SqlType::Decimal(precision, scale) => {
+            let quoted;
             let numeral = if is_number {
-                text.to_string()
+                text
             } else if is_string {
-                let s: String = serde_json::from_str(text).map_err(|_| mismatch())?;
-                let s = s.trim();
+                quoted = json_string(text).ok_or_else(mismatch)?;
+                let s = quoted.trim();
                 if !is_numeral(s) {
                     return Err(mismatch());
                 }
-                s.to_string()
+                s
             } else {
                 return Err(mismatch());
             };
-            let value = parse_decimal(&numeral).ok_or_else(|| format!("value {numeral} out of range for {ty}"))?;
+            let value = parse_decimal(numeral).ok_or_else(|| format!("value {numeral} out of range for {ty}"))?;
             let rounded = round_to_type(value, precision, scale).ok_or_else(|| {
                 format!(
                     "value {numeral} out of range for {ty} (at most {} digits before the point)",
@@ -301,13 +302,13 @@ fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
             if !is_string {
                 return Err(mismatch());
             }
-            serde_json::from_str::<String>(text)
-                .map(Datum::Text)
-                .map_err(|e| e.to_string())
+            json_string(text)
+                .map(|s| Datum::Text(s.into_owned()))
+                .ok_or_else(mismatch)
         }
         SqlType::Timestamp => {
             if is_string {
-                let s: String = serde_json::from_str(text).map_err(|_| mismatch())?;
+                let s = json_string(text).ok_or_else(mismatch)?;
                 return parse_timestamp(&s).map(Datum::Timestamp).ok_or_else(mismatch);
             }
             if !is_number {
@@ -330,6 +331,16 @@ enum Integer {
 }
 
 /// Reads a JSON number as an integer; `3.0` and `3e2` are integers.
+/// The text of a JSON string literal, `text` being one already checked by
+/// the parser (a `RawValue`): without escapes it is the text between the
+/// quotes, borrowed; with escapes it is unescaped into a new string.
+fn json_string(text: &str) -> Option<Cow<'_, str>> {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+    }
+}
+
 fn integer(text: &str) -> Integer {
     if let Ok(v) = text.parse::<i64>() {
         return Integer::Exact(v);

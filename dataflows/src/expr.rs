@@ -5,6 +5,7 @@
 //! the strict functions, integer division truncates, division by zero and
 //! overflow are errors (the row goes to the dead letters, DESIGN.md §1).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
@@ -62,6 +63,9 @@ pub enum Func {
     Extract,
 }
 
+/// What a column past the end of a row reads as.
+static NULL: Datum = Datum::Null;
+
 /// A scalar expression over the columns of one input row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ScalarExpr {
@@ -99,20 +103,27 @@ impl ScalarExpr {
 
     /// Evaluates the expression on `row`.
     pub fn eval(&self, row: &[Datum]) -> Result<Datum, EvalError> {
+        self.eval_ref(row).map(Cow::into_owned)
+    }
+
+    /// [`ScalarExpr::eval`], borrowing a column's or a literal's value
+    /// where the result is one, so that a comparison or a test of a text
+    /// column copies no string.
+    fn eval_ref<'a>(&'a self, row: &'a [Datum]) -> Result<Cow<'a, Datum>, EvalError> {
         use ScalarExpr::*;
-        Ok(match self {
-            Column(i) => row.get(*i).cloned().unwrap_or(Datum::Null),
-            Literal(d) => d.clone(),
-            Not(e) => match e.eval(row)? {
+        Ok(Cow::Owned(match self {
+            Column(i) => return Ok(Cow::Borrowed(row.get(*i).unwrap_or(&NULL))),
+            Literal(d) => return Ok(Cow::Borrowed(d)),
+            Not(e) => match *e.eval_ref(row)? {
                 Datum::Bool(b) => Datum::Bool(!b),
                 _ => Datum::Null,
             },
-            IsNull(e) => Datum::Bool(e.eval(row)?.is_null()),
+            IsNull(e) => Datum::Bool(e.eval_ref(row)?.is_null()),
             And(es) => {
                 let mut saw_null = false;
                 for e in es {
-                    match e.eval(row)? {
-                        Datum::Bool(false) => return Ok(Datum::Bool(false)),
+                    match *e.eval_ref(row)? {
+                        Datum::Bool(false) => return Ok(Cow::Owned(Datum::Bool(false))),
                         Datum::Bool(true) => {}
                         _ => saw_null = true,
                     }
@@ -126,8 +137,8 @@ impl ScalarExpr {
             Or(es) => {
                 let mut saw_null = false;
                 for e in es {
-                    match e.eval(row)? {
-                        Datum::Bool(true) => return Ok(Datum::Bool(true)),
+                    match *e.eval_ref(row)? {
+                        Datum::Bool(true) => return Ok(Cow::Owned(Datum::Bool(true))),
                         Datum::Bool(false) => {}
                         _ => saw_null = true,
                     }
@@ -139,7 +150,7 @@ impl ScalarExpr {
                 }
             }
             Cmp(op, l, r) => {
-                let (l, r) = (l.eval(row)?, r.eval(row)?);
+                let (l, r) = (l.eval_ref(row)?, r.eval_ref(row)?);
                 match sql_cmp(&l, &r) {
                     None => Datum::Null,
                     Some(ord) => Datum::Bool(match op {
@@ -153,7 +164,7 @@ impl ScalarExpr {
                 }
             }
             Arith(op, l, r, ty) => arith(*op, l.eval(row)?, r.eval(row)?, *ty)?,
-            Neg(e) => match e.eval(row)? {
+            Neg(e) => match *e.eval_ref(row)? {
                 Datum::Int(i) => Datum::Int(i.checked_neg().ok_or(EvalError::Overflow("bigint"))?),
                 Datum::Float(f) => Datum::Float(OrdF64::new(-f.get())),
                 Datum::Decimal(d) => Datum::Decimal(-d),
@@ -161,15 +172,15 @@ impl ScalarExpr {
             },
             Case { whens, otherwise } => {
                 for (cond, res) in whens {
-                    if cond.eval(row)? == Datum::Bool(true) {
-                        return res.eval(row);
+                    if *cond.eval_ref(row)? == Datum::Bool(true) {
+                        return res.eval_ref(row);
                     }
                 }
-                otherwise.eval(row)?
+                return otherwise.eval_ref(row);
             }
             Coalesce(es) => {
                 for e in es {
-                    let d = e.eval(row)?;
+                    let d = e.eval_ref(row)?;
                     if !d.is_null() {
                         return Ok(d);
                     }
@@ -177,42 +188,42 @@ impl ScalarExpr {
                 Datum::Null
             }
             NullIf(a, b) => {
-                let a = a.eval(row)?;
-                let b = b.eval(row)?;
+                let a = a.eval_ref(row)?;
+                let b = b.eval_ref(row)?;
                 if sql_cmp(&a, &b) == Some(Ordering::Equal) {
                     Datum::Null
                 } else {
-                    a
+                    return Ok(a);
                 }
             }
             Cast(e, ty) => cast(e.eval(row)?, *ty)?,
-            Concat(a, b) => match (a.eval(row)?, b.eval(row)?) {
+            Concat(a, b) => match (&*a.eval_ref(row)?, &*b.eval_ref(row)?) {
                 (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
-                (a, b) => Datum::Text(format!("{}{}", to_text(&a), to_text(&b))),
+                (a, b) => Datum::Text(format!("{}{}", to_text(a), to_text(b))),
             },
             Like {
                 expr,
                 pattern,
                 case_insensitive,
-            } => match (expr.eval(row)?, pattern.eval(row)?) {
+            } => match (&*expr.eval_ref(row)?, &*pattern.eval_ref(row)?) {
                 (Datum::Text(s), Datum::Text(p)) => {
                     if *case_insensitive {
                         Datum::Bool(like(&s.to_lowercase(), &p.to_lowercase()))
                     } else {
-                        Datum::Bool(like(&s, &p))
+                        Datum::Bool(like(s, p))
                     }
                 }
                 _ => Datum::Null,
             },
             InList(e, list) => {
-                let v = e.eval(row)?;
+                let v = e.eval_ref(row)?;
                 if v.is_null() {
-                    return Ok(Datum::Null);
+                    return Ok(Cow::Owned(Datum::Null));
                 }
                 let mut saw_null = false;
                 for item in list {
-                    match sql_cmp(&v, &item.eval(row)?) {
-                        Some(Ordering::Equal) => return Ok(Datum::Bool(true)),
+                    match sql_cmp(&v, &*item.eval_ref(row)?) {
+                        Some(Ordering::Equal) => return Ok(Cow::Owned(Datum::Bool(true))),
                         None => saw_null = true,
                         _ => {}
                     }
@@ -227,12 +238,12 @@ impl ScalarExpr {
                 let vals = args.iter().map(|a| a.eval(row)).collect::<Result<Vec<_>, _>>()?;
                 call(*f, &vals)?
             }
-        })
+        }))
     }
 
     /// True when the expression evaluates to TRUE (not FALSE, not NULL).
     pub fn holds(&self, row: &[Datum]) -> Result<bool, EvalError> {
-        Ok(self.eval(row)? == Datum::Bool(true))
+        Ok(*self.eval_ref(row)? == Datum::Bool(true))
     }
 
     /// Rewrites column references through `map` (old index → new index).

@@ -13,6 +13,8 @@
 //! - [`cep`]: row pattern recognition (MATCH_RECOGNIZE) behind a watermark:
 //!   pattern syntax, compiler, matcher, watermark clock and the operator, one
 //!   file each.
+//! - [`split`]: a collection of results split into values and errors
+//!   without copying a row.
 //! - [`sink`]: a collection's changes handed out per complete time.
 //! - [`read_copy`]: a view's read-optimised copy: versions per worker shard
 //!   that any thread can read without the workers.
@@ -26,5 +28,6 @@ pub mod cep;
 pub mod read_copy;
 pub mod repr;
 pub mod sink;
+pub mod split;
 pub mod topk;
 pub mod upsert;

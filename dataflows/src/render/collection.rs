@@ -24,9 +24,7 @@ pub(super) fn empty_errs<'s>(scope: Scope<'s, Tick>) -> Errs<'s> {
 pub(super) fn split<'s, D: differential_dataflow::Data>(
     results: VecCollection<'s, Tick, Result<D, (String, Row)>, Diff>,
 ) -> (VecCollection<'s, Tick, D, Diff>, Errs<'s>) {
-    let oks = results.clone().flat_map(|r| r.ok());
-    let errs = results.flat_map(|r| r.err());
-    (oks, errs)
+    weir_operators::split::split_results(results, "Split: errors")
 }
 
 /// Keeps the rows for which every predicate is TRUE; a predicate that

@@ -84,8 +84,21 @@ impl<'s> Context<'s> {
             RelPlan::Project { input, outputs } => {
                 let (oks, errs, fresh) = self.render_parts(input);
                 let outputs = outputs.clone();
+                // Each column that appears once moves out of the row instead
+                // of being copied; only a repeated one is cloned.
+                let mut seen = std::collections::BTreeSet::new();
+                let distinct = outputs.iter().all(|&i| seen.insert(i));
                 (
-                    oks.map(move |row| outputs.iter().map(|&i| row[i].clone()).collect()),
+                    oks.map(move |mut row| {
+                        if distinct {
+                            outputs
+                                .iter()
+                                .map(|&i| std::mem::replace(&mut row[i], Datum::Null))
+                                .collect()
+                        } else {
+                            outputs.iter().map(|&i| row[i].clone()).collect()
+                        }
+                    }),
                     errs,
                     fresh,
                 )
