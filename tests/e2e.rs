@@ -131,7 +131,7 @@ fn ingest_query_read_your_writes_and_bad_input() {
     let eval = letters
         .iter()
         .find(|l| l["source"] == "per_unit")
-        .expect("an evaluation dead letter");
+        .unwrap_or_else(|| panic!("an evaluation dead letter: {dlq}"));
     assert!(eval["reason"].as_str().unwrap().contains("division by zero"), "{eval}");
 
     // Bad SQL: line and column; unknown names; taken names.

@@ -54,3 +54,41 @@ where
     });
     (oks.as_collection(), errs.as_collection())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use differential_dataflow::input::Input;
+    use timely::dataflow::operators::Inspect;
+
+    use super::*;
+
+    #[test]
+    fn every_update_reaches_exactly_its_side() {
+        let oks = Arc::new(Mutex::new(Vec::new()));
+        let errs = Arc::new(Mutex::new(Vec::new()));
+        let (o, e) = (Arc::clone(&oks), Arc::clone(&errs));
+        timely::execute_directly(move |worker| {
+            let mut input = worker.dataflow::<Tick, _, _>(|scope| {
+                let (input, results) = scope.new_collection::<Result<i64, String>, Diff>();
+                let (ok, err) = split_results(results, "Split");
+                ok.inner.inspect(move |u| o.lock().unwrap().push(*u));
+                err.inner.inspect(move |u| e.lock().unwrap().push(u.clone()));
+                input
+            });
+            input.update_at(Ok(1), 0, 1);
+            input.update_at(Err("bad".to_string()), 0, 1);
+            input.update_at(Ok(2), 1, -1);
+            input.update_at(Err("worse".to_string()), 2, 3);
+            // The worker runs the dataflow to completion once the input is
+            // dropped here.
+        });
+        let mut oks = oks.lock().unwrap().clone();
+        oks.sort();
+        assert_eq!(oks, vec![(1, 0, 1), (2, 1, -1)]);
+        let mut errs = errs.lock().unwrap().clone();
+        errs.sort();
+        assert_eq!(errs, vec![("bad".to_string(), 0, 1), ("worse".to_string(), 2, 3)]);
+    }
+}

@@ -45,12 +45,17 @@ impl Engine {
     /// Up to `limit` dead letters after cursor `after`.
     pub fn dead_letters(&self, after: Option<u64>, limit: usize) -> Result<DeadLetterPage, EngineError> {
         let dl = self.shared.store.dead_letters();
+        // Counted before listed: a letter is counted only once written, so
+        // the page lists every letter its counts include (one recorded in
+        // between is listed, not yet counted).
+        let total = dl.len();
+        let by_source = dl.count_by_source();
         let letters = dl
             .list(after, limit)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(DeadLetterPage {
-            total: dl.len(),
-            by_source: dl.count_by_source(),
+            total,
+            by_source,
             letters,
         })
     }

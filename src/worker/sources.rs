@@ -8,7 +8,7 @@
 use weir_operators::repr::Tick;
 
 use weir_connectors::dead_letters::Position;
-use weir_connectors::source::Rejected;
+use weir_connectors::source::{Rejected, TableFormat};
 
 use super::dataflow::{push, Source};
 use super::WorkerState;
@@ -16,6 +16,7 @@ use super::WorkerState;
 /// Reads what there is into every dataflow's inputs; true when more is
 /// there to read right now (the worker then steps without parking).
 pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
+    let fed = fed_progress(state);
     let shared = &state.shared;
     let mut more_to_read = false;
     for (df, d) in state.dataflows.iter_mut() {
@@ -23,6 +24,20 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
         let may_read = d.may_read();
         let mut fed_until = None;
         for src in d.sources.iter_mut() {
+            // A table only checked here (a job's own table that only other
+            // jobs' views read) is decoded once, by the jobs that read it:
+            // this reader follows theirs instead of decoding it again, and
+            // reads itself only what no such reader covers.
+            let covered = !src.feeds
+                && fed.iter().any(|(t, _)| t == src.decoder.table())
+                && src.reader.follow(|partition, next| {
+                    fed.iter()
+                        .filter(|(t, _)| t == src.decoder.table())
+                        .flat_map(|(_, parts)| parts.iter())
+                        .filter(|&&(p, start, _)| p == partition && start <= next)
+                        .map(|&(_, _, read)| read)
+                        .max()
+                });
             let Source {
                 decoder,
                 reader,
@@ -36,7 +51,7 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
                 &shared.log,
                 &d.feeding,
                 shared.read_chunk,
-                may_read,
+                may_read && !covered,
                 |partition, rec, at| {
                     let fed = decoder.decode(partition, rec).and_then(|decoded| {
                         push(input, *feeds, decoded, rec.seq, at).map_err(|reason| Rejected {
@@ -76,4 +91,18 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
         shared.sources.set_lag(*df, state.index, lag);
     }
     more_to_read
+}
+
+/// Per table fed into some dataflow on this worker, how far each of its
+/// feeding readers has read: (table, [(partition, start, next)]).
+fn fed_progress(state: &WorkerState) -> Vec<(TableFormat, Vec<(u32, u64, u64)>)> {
+    let mut out = Vec::new();
+    for d in state.dataflows.values() {
+        for src in d.sources.iter().filter(|s| s.feeds) {
+            if let Some(parts) = src.reader.progress() {
+                out.push((src.decoder.table().clone(), parts));
+            }
+        }
+    }
+    out
 }

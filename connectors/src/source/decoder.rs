@@ -11,7 +11,7 @@ use crate::kafka::{decode_key, Mirrored, MAX_MESSAGE_BYTES};
 use crate::log::LogRecord;
 
 /// What a decoder needs to know of its table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TableFormat {
     pub name: String,
     pub schema: Schema,

@@ -22,8 +22,9 @@ pub struct Read {
 pub struct PartitionReader {
     topic: String,
     /// Owned partitions: (partition, next offset to read, the time the last
-    /// record read was fed at). The partition's records come in tick order.
-    partitions: Vec<(u32, u64, Tick)>,
+    /// record read was fed at, the offset reading started at). The
+    /// partition's records come in tick order.
+    partitions: Vec<(u32, u64, Tick, u64)>,
     /// The topic's partitions known so far: a topic may gain partitions (a
     /// Kafka source's copy grows with its topic), which are then owned as
     /// the first ones were.
@@ -66,7 +67,7 @@ impl PartitionReader {
         for p in self.known_partitions..count {
             if p as usize % peers == index {
                 let from = log.first_offset_from(&self.topic, p, self.skip_before);
-                self.partitions.push((p, from, 0));
+                self.partitions.push((p, from, 0, from));
             }
         }
         self.known_partitions = self.known_partitions.max(count);
@@ -76,8 +77,42 @@ impl PartitionReader {
     pub fn behind(&self, log: &EventLog) -> u64 {
         self.partitions
             .iter()
-            .map(|&(p, next, _)| log.end_offset(&self.topic, p).saturating_sub(next))
+            .map(|&(p, next, _, _)| log.end_offset(&self.topic, p).saturating_sub(next))
             .sum()
+    }
+
+    /// Per owned partition: (partition, the offset reading started at, the
+    /// next offset to read). With no `until`, every record from the start
+    /// on is read, in order; with one, `None`.
+    pub fn progress(&self) -> Option<Vec<(u32, u64, u64)>> {
+        if self.until.is_some() {
+            return None;
+        }
+        Some(
+            self.partitions
+                .iter()
+                .map(|&(p, next, _, start)| (p, start, next))
+                .collect(),
+        )
+    }
+
+    /// Moves past the records another reader of the same table already
+    /// read: `read_by(partition, next)` is how far a reader that started at
+    /// or before `next` has read. True when every owned partition has such
+    /// a reader: then reading further is theirs too.
+    ///
+    /// Only for a reader whose records feed nothing (a table checked for
+    /// dead letters only): the times of the records moved past are not
+    /// known, so the frontier it reports while behind does not move.
+    pub fn follow(&mut self, read_by: impl Fn(u32, u64) -> Option<u64>) -> bool {
+        let mut all = !self.partitions.is_empty();
+        for part in self.partitions.iter_mut() {
+            match read_by(part.0, part.1) {
+                Some(upto) => part.1 = part.1.max(upto),
+                None => all = false,
+            }
+        }
+        all
     }
 
     /// Reads up to `chunk` new records of each owned partition (when
@@ -104,7 +139,7 @@ impl PartitionReader {
             ..Read::default()
         };
         for p in 0..self.partitions.len() {
-            let (partition, next, _) = self.partitions[p];
+            let (partition, next, _, _) = self.partitions[p];
             let end = log.end_offset(&self.topic, partition);
             if may_read && next < end {
                 let records = match log.read(&self.topic, partition, next, chunk) {
@@ -134,7 +169,7 @@ impl PartitionReader {
                     (None, None) => {}
                 }
             }
-            let (_, next, last_fed) = self.partitions[p];
+            let (_, next, last_fed, _) = self.partitions[p];
             // Past `until`, a partition has nothing more to give.
             let done = self
                 .until
