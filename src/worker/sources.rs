@@ -93,9 +93,12 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
     more_to_read
 }
 
-/// Per table fed into some dataflow on this worker, how far each of its
-/// feeding readers has read: (table, [(partition, start, next)]).
-fn fed_progress(state: &WorkerState) -> Vec<(TableFormat, Vec<(u32, u64, u64)>)> {
+/// A table fed into some dataflow on this worker, and how far that reader
+/// has read it: `[(partition, start, next)]`.
+type FedTable = (TableFormat, Vec<(u32, u64, u64)>);
+
+/// Every feeding reader on this worker that reads a whole partition in order.
+fn fed_progress(state: &WorkerState) -> Vec<FedTable> {
     let mut out = Vec::new();
     for d in state.dataflows.values() {
         for src in d.sources.iter().filter(|s| s.feeds) {

@@ -191,3 +191,64 @@ impl PartitionReader {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StateStore;
+
+    /// Offsets every record of a read was handed out at.
+    fn offsets(reader: &mut PartitionReader, log: &EventLog, chunk: usize) -> Vec<u64> {
+        let mut seen = Vec::new();
+        reader.read(log, &Feeding::default(), chunk, true, |_, rec, _| seen.push(rec.offset));
+        seen
+    }
+
+    #[test]
+    fn a_follower_reads_only_what_no_covering_reader_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let log = store.log();
+        log.create_topic("t", 1).unwrap();
+        let events: Vec<Vec<u8>> = (0..10).map(|i| format!("{{\"i\":{i}}}").into_bytes()).collect();
+        log.append("t", Some(0), &events).unwrap();
+
+        let mut feeder = PartitionReader::new(&log, "t", (0, 1), 0);
+        let mut follower = PartitionReader::new(&log, "t", (0, 1), 0);
+        assert_eq!(offsets(&mut feeder, &log, 4), vec![0, 1, 2, 3]);
+        let progress = feeder.progress().unwrap();
+        assert_eq!(progress, vec![(0, 0, 4)]);
+        let read_by = |p: u32, next: u64| {
+            progress
+                .iter()
+                .filter(|&&(q, start, _)| q == p && start <= next)
+                .map(|&(_, _, read)| read)
+                .max()
+        };
+        assert!(follower.follow(read_by), "the feeder started no later");
+        // What the feeder has not read yet, the follower reads itself
+        // (e.g. once the feeder's job is dropped).
+        assert_eq!(offsets(&mut follower, &log, 100), (4..10).collect::<Vec<_>>());
+
+        // A reader that started later covers nothing before its start.
+        let late = PartitionReader {
+            partitions: vec![(0, 8, 0, 8)],
+            ..PartitionReader::new(&log, "t", (0, 1), 0)
+        };
+        let mut early = PartitionReader::new(&log, "t", (0, 1), 0);
+        let late_progress = late.progress().unwrap();
+        assert!(!early.follow(|p, next| {
+            late_progress
+                .iter()
+                .filter(|&&(q, start, _)| q == p && start <= next)
+                .map(|&(_, _, read)| read)
+                .max()
+        }));
+        assert_eq!(offsets(&mut early, &log, 100), (0..10).collect::<Vec<_>>());
+        // A point-in-time reader covers nothing.
+        assert!(PartitionReader::new(&log, "t", (0, 1), 0)
+            .until(Some(5))
+            .progress()
+            .is_none());
+    }
+}
