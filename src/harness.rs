@@ -66,7 +66,7 @@ impl Harness {
     fn open(dir: tempfile::TempDir, clock: ManualClock, workers: usize) -> Result<Harness> {
         let store = StateStore::open_with_clock(dir.path(), Clock::Manual(clock.clone()))?;
         let (dlq_tx, dead_letters) = std::sync::mpsc::channel();
-        let shared = Arc::new(Shared::new(store, workers, 2_000, dlq_tx)?);
+        let shared = Arc::new(Shared::new(store, workers, crate::shared::DEFAULT_READ_CHUNK, dlq_tx)?);
         crate::snapshots::start_writer(Arc::clone(&shared), Duration::ZERO)?;
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
         let timely = worker::start(Arc::clone(&shared), workers, cmd_rx);

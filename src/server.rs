@@ -26,9 +26,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub workers: Option<usize>,
     /// Records a source reads from one partition at a time while catching
-    /// up. With two reads in flight per dataflow this bounds the records
-    /// queued in a replay: larger chunks gain no speed, only memory.
-    #[arg(long, default_value_t = 2_000)]
+    /// up (see `shared::DEFAULT_READ_CHUNK`).
+    #[arg(long, default_value_t = crate::shared::DEFAULT_READ_CHUNK)]
     pub read_chunk: usize,
     /// The largest request body accepted (bytes); larger ones get 413.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]

@@ -40,12 +40,18 @@ pub fn sink_key(s: &SinkPlan) -> String {
     format!("{}/{}", s.name, s.topic)
 }
 
+/// Records a source reads from one partition at a time by default. With
+/// two reads in flight per dataflow this bounds the records queued in a
+/// replay: larger chunks gain no speed, only memory (docs/performance.md).
+pub const DEFAULT_READ_CHUNK: usize = 2_000;
+
 pub struct Shared {
     pub store: StateStore,
     pub log: EventLog,
     pub workers: usize,
     /// Records a source reads from one partition at a time: bounds the batch
-    /// a catching-up source introduces at once, and so peak memory.
+    /// a catching-up source introduces at once, and so peak memory
+    /// ([`DEFAULT_READ_CHUNK`] unless told otherwise).
     pub read_chunk: usize,
     pub metrics: Metrics,
     /// Every view's progress on every worker, and the reads held against it.

@@ -330,7 +330,6 @@ enum Integer {
     Fractional,
 }
 
-/// Reads a JSON number as an integer; `3.0` and `3e2` are integers.
 /// The text of a JSON string literal, `text` being one already checked by
 /// the parser (a `RawValue`): without escapes it is the text between the
 /// quotes, borrowed; with escapes it is unescaped into a new string.
@@ -341,6 +340,7 @@ fn json_string(text: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Reads a JSON number as an integer; `3.0` and `3e2` are integers.
 fn integer(text: &str) -> Integer {
     if let Ok(v) = text.parse::<i64>() {
         return Integer::Exact(v);

@@ -5,10 +5,13 @@
 //! and an input moves on as far as its topic's history is final, also when
 //! idle, so frontiers always advance (DESIGN.md §2).
 
+use std::collections::HashMap;
+
+use weir_dataflows::catalog::DataflowId;
 use weir_operators::repr::Tick;
 
 use weir_connectors::dead_letters::Position;
-use weir_connectors::source::{Rejected, TableFormat};
+use weir_connectors::source::{Progress, Rejected};
 
 use super::dataflow::{push, Source};
 use super::WorkerState;
@@ -16,28 +19,19 @@ use super::WorkerState;
 /// Reads what there is into every dataflow's inputs; true when more is
 /// there to read right now (the worker then steps without parking).
 pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
-    let fed = fed_progress(state);
+    let feeders = feeders_of_checked_tables(state);
     let shared = &state.shared;
     let mut more_to_read = false;
     for (df, d) in state.dataflows.iter_mut() {
         let mut lag = 0u64;
         let may_read = d.may_read();
         let mut fed_until = None;
-        for src in d.sources.iter_mut() {
+        for (i, src) in d.sources.iter_mut().enumerate() {
             // A table only checked here (a job's own table that only other
             // jobs' views read) is decoded once, by the jobs that read it:
             // this reader follows theirs instead of decoding it again, and
             // reads itself only what no such reader covers.
-            let covered = !src.feeds
-                && fed.iter().any(|(t, _)| t == src.decoder.table())
-                && src.reader.follow(|partition, next| {
-                    fed.iter()
-                        .filter(|(t, _)| t == src.decoder.table())
-                        .flat_map(|(_, parts)| parts.iter())
-                        .filter(|&&(p, start, _)| p == partition && start <= next)
-                        .map(|&(_, _, read)| read)
-                        .max()
-                });
+            let covered = feeders.get(&(*df, i)).is_some_and(|f| src.reader.follow(f));
             let Source {
                 decoder,
                 reader,
@@ -93,17 +87,22 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
     more_to_read
 }
 
-/// A table fed into some dataflow on this worker, and how far that reader
-/// has read it: `[(partition, start, next)]`.
-type FedTable = (TableFormat, Vec<(u32, u64, u64)>);
-
-/// Every feeding reader on this worker that reads a whole partition in order.
-fn fed_progress(state: &WorkerState) -> Vec<FedTable> {
-    let mut out = Vec::new();
-    for d in state.dataflows.values() {
-        for src in d.sources.iter().filter(|s| s.feeds) {
-            if let Some(parts) = src.reader.progress() {
-                out.push((src.decoder.table().clone(), parts));
+/// For each source that feeds nothing, how far the feeding readers of the
+/// same table on this worker have read it (sources with none are left out).
+fn feeders_of_checked_tables(state: &WorkerState) -> HashMap<(DataflowId, usize), Vec<Progress>> {
+    let mut out = HashMap::new();
+    for (df, d) in &state.dataflows {
+        for (i, checked) in d.sources.iter().enumerate().filter(|(_, s)| !s.feeds) {
+            let progress: Vec<Progress> = state
+                .dataflows
+                .values()
+                .flat_map(|other| other.sources.iter())
+                .filter(|s| s.feeds && s.decoder.table() == checked.decoder.table())
+                .filter_map(|s| s.reader.progress())
+                .flatten()
+                .collect();
+            if !progress.is_empty() {
+                out.insert((*df, i), progress);
             }
         }
     }

@@ -19,4 +19,4 @@ pub mod reader;
 pub use decoder::{Decoded, Rejected, TableDecoder, TableFormat};
 pub use feeding::Feeding;
 pub use position::written_at;
-pub use reader::{PartitionReader, Read};
+pub use reader::{PartitionReader, Progress, Read};

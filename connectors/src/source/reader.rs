@@ -19,6 +19,16 @@ pub struct Read {
     pub frontier: Tick,
 }
 
+/// How far a reader has read one partition, reading every record from
+/// `start` on in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub partition: u32,
+    pub start: u64,
+    /// The next offset to read.
+    pub next: u64,
+}
+
 pub struct PartitionReader {
     topic: String,
     /// Owned partitions: (partition, next offset to read, the time the last
@@ -81,33 +91,37 @@ impl PartitionReader {
             .sum()
     }
 
-    /// Per owned partition: (partition, the offset reading started at, the
-    /// next offset to read). With no `until`, every record from the start
-    /// on is read, in order; with one, `None`.
-    pub fn progress(&self) -> Option<Vec<(u32, u64, u64)>> {
+    /// How far each owned partition has been read, when every record from
+    /// the start on is read in order (no `until`).
+    pub fn progress(&self) -> Option<impl Iterator<Item = Progress> + '_> {
         if self.until.is_some() {
             return None;
         }
         Some(
             self.partitions
                 .iter()
-                .map(|&(p, next, _, start)| (p, start, next))
-                .collect(),
+                .map(|&(partition, next, _, start)| Progress { partition, start, next }),
         )
     }
 
-    /// Moves past the records another reader of the same table already
-    /// read: `read_by(partition, next)` is how far a reader that started at
-    /// or before `next` has read. True when every owned partition has such
-    /// a reader: then reading further is theirs too.
+    /// Moves past the records that `feeders` (other readers of the same
+    /// table) already read: in each owned partition, as far as the furthest
+    /// feeder that started no later than this reader's next record. True
+    /// when every owned partition has such a feeder: then reading further
+    /// is theirs too.
     ///
     /// Only for a reader whose records feed nothing (a table checked for
     /// dead letters only): the times of the records moved past are not
     /// known, so the frontier it reports while behind does not move.
-    pub fn follow(&mut self, read_by: impl Fn(u32, u64) -> Option<u64>) -> bool {
+    pub fn follow(&mut self, feeders: &[Progress]) -> bool {
         let mut all = !self.partitions.is_empty();
         for part in self.partitions.iter_mut() {
-            match read_by(part.0, part.1) {
+            let read = feeders
+                .iter()
+                .filter(|f| f.partition == part.0 && f.start <= part.1)
+                .map(|f| f.next)
+                .max();
+            match read {
                 Some(upto) => part.1 = part.1.max(upto),
                 None => all = false,
             }
@@ -212,20 +226,21 @@ mod tests {
         log.create_topic("t", 1).unwrap();
         let events: Vec<Vec<u8>> = (0..10).map(|i| format!("{{\"i\":{i}}}").into_bytes()).collect();
         log.append("t", Some(0), &events).unwrap();
+        let progress = |r: &PartitionReader| r.progress().unwrap().collect::<Vec<_>>();
 
         let mut feeder = PartitionReader::new(&log, "t", (0, 1), 0);
         let mut follower = PartitionReader::new(&log, "t", (0, 1), 0);
         assert_eq!(offsets(&mut feeder, &log, 4), vec![0, 1, 2, 3]);
-        let progress = feeder.progress().unwrap();
-        assert_eq!(progress, vec![(0, 0, 4)]);
-        let read_by = |p: u32, next: u64| {
-            progress
-                .iter()
-                .filter(|&&(q, start, _)| q == p && start <= next)
-                .map(|&(_, _, read)| read)
-                .max()
-        };
-        assert!(follower.follow(read_by), "the feeder started no later");
+        let read = progress(&feeder);
+        assert_eq!(
+            read,
+            vec![Progress {
+                partition: 0,
+                start: 0,
+                next: 4
+            }]
+        );
+        assert!(follower.follow(&read), "the feeder started no later");
         // What the feeder has not read yet, the follower reads itself
         // (e.g. once the feeder's job is dropped).
         assert_eq!(offsets(&mut follower, &log, 100), (4..10).collect::<Vec<_>>());
@@ -236,14 +251,7 @@ mod tests {
             ..PartitionReader::new(&log, "t", (0, 1), 0)
         };
         let mut early = PartitionReader::new(&log, "t", (0, 1), 0);
-        let late_progress = late.progress().unwrap();
-        assert!(!early.follow(|p, next| {
-            late_progress
-                .iter()
-                .filter(|&&(q, start, _)| q == p && start <= next)
-                .map(|&(_, _, read)| read)
-                .max()
-        }));
+        assert!(!early.follow(&progress(&late)));
         assert_eq!(offsets(&mut early, &log, 100), (0..10).collect::<Vec<_>>());
         // A point-in-time reader covers nothing.
         assert!(PartitionReader::new(&log, "t", (0, 1), 0)
