@@ -16,6 +16,7 @@ import asyncio
 import json
 import random
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -362,6 +363,16 @@ async def check_subscriptions(rounds):
     status, body = http("PUT", f"/v1/jobs/{JOB}", {"sql": sql})
     if status not in (200, 202):
         fail(f"replace answered {status}: {body}")
+    # Waits for the swap before taking any event, so that changes of the old
+    # version still queued here are checked against reads made after it:
+    # those times come before the new version was installed, so they are
+    # answered exactly, not from its replay of them.
+    for _ in range(500):
+        if http("GET", f"/v1/jobs/{JOB}")[1].get("status") != "replacing":
+            break
+        time.sleep(0.01)
+    else:
+        fail("the replacement never swapped in")
     resumed.kinds.clear()
     await follow_until(sub, follows, lambda: "RESET" in resumed.kinds and resumed.last is not None
                        and "SNAPSHOT" in resumed.kinds and not resumed.in_snapshot, "replace")

@@ -168,6 +168,11 @@ pub struct ReadCopy {
     shards: Box<[ArcSwap<Shard>]>,
     /// How far back (ticks) reads at an earlier time stay possible.
     window: Tick,
+    /// When the view's dataflow was installed: the history it replays is
+    /// fed at coarser times than the other dataflows saw it at, so no time
+    /// before it is readable once the copy is past it (before, only the
+    /// latest complete time is).
+    installed: Tick,
     /// Called after every publish (wakes readers waiting for a time).
     published: Box<dyn Fn() + Send + Sync>,
     /// Set once the view's dataflow is gone (replaced or dropped): nothing
@@ -176,10 +181,14 @@ pub struct ReadCopy {
 }
 
 impl ReadCopy {
-    pub fn new(shards: usize, window: Tick, published: Box<dyn Fn() + Send + Sync>) -> Arc<ReadCopy> {
+    /// A copy of `shards` shards keeping `window` ticks of history, for a
+    /// view whose dataflow was installed at `installed` (0: its times are
+    /// exact from the start).
+    pub fn new(shards: usize, window: Tick, installed: Tick, published: Box<dyn Fn() + Send + Sync>) -> Arc<ReadCopy> {
         Arc::new(ReadCopy {
             shards: (0..shards).map(|_| ArcSwap::from_pointee(Shard::default())).collect(),
             window,
+            installed,
             published,
             retired: AtomicBool::new(false),
         })
@@ -313,7 +322,9 @@ impl ShardWriter {
         // Final (`Tick::MAX`): nothing changes any more, every time since
         // stays readable.
         if upper != Tick::MAX {
-            s.since = s.since.max(upper.saturating_sub(1).saturating_sub(self.copy.window));
+            let complete = upper.saturating_sub(1);
+            let floor = self.copy.installed.min(complete);
+            s.since = s.since.max(complete.saturating_sub(self.copy.window).max(floor));
         }
         while s.recent.len() > RECENT_UPDATES_KEPT {
             if let Some((at, _, _)) = s.recent.pop_front() {
@@ -355,7 +366,7 @@ mod tests {
 
     #[test]
     fn reads_at_any_readable_time_equal_a_naive_fold() {
-        let copy = ReadCopy::new(1, 50, Box::new(|| {}));
+        let copy = ReadCopy::new(1, 50, 0, Box::new(|| {}));
         let mut w = copy.writer(0);
         let mut x: u64 = 11;
         let mut rand = |n: u64| {
@@ -426,7 +437,7 @@ mod tests {
     fn a_lookup_finds_a_key_in_any_shard() {
         // Keys placed without regard to their hash: the home shard misses
         // some, and the others are looked in.
-        let copy = ReadCopy::new(3, 50, Box::new(|| {}));
+        let copy = ReadCopy::new(3, 50, 0, Box::new(|| {}));
         let mut writers: Vec<ShardWriter> = (0..3).map(|i| copy.writer(i)).collect();
         for k in 0..30i64 {
             let (key, r) = row(k, k * 10);
@@ -442,5 +453,28 @@ mod tests {
             let want: Vec<(Row, Diff)> = if k < 30 { vec![(row(k, k * 10).1, 1)] } else { vec![] };
             assert_eq!(got, want, "key {k}");
         }
+    }
+
+    #[test]
+    fn no_time_before_the_install_is_readable_once_past_it() {
+        // Installed at 1,000: history comes at coarse times (100, 200, ...),
+        // which are not the times other dataflows saw it at.
+        let copy = ReadCopy::new(1, 2_000, 1_000, Box::new(|| {}));
+        let mut w = copy.writer(0);
+        for at in [100, 200, 300] {
+            let (k, r) = row(at as i64, 0);
+            w.update(at, k, r, 1);
+            w.advance(at + 1);
+            // While replaying: only the latest complete time.
+            let v = copy.load();
+            assert_eq!(v.since(), at);
+            assert!(v.readable_at(at) && !v.readable_at(at - 1));
+        }
+        w.advance(1_500);
+        let v = copy.load();
+        assert_eq!(v.since(), 1_000, "the window reaches back to 0, the install does not");
+        assert!(v.readable_at(1_000) && v.readable_at(1_499) && !v.readable_at(999));
+        w.advance(4_000);
+        assert_eq!(copy.load().since(), 1_999, "past the install, the window");
     }
 }

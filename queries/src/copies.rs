@@ -41,8 +41,9 @@ impl ReadCopies {
     }
 
     /// The view's copy, made by the first worker to ask (every worker asks
-    /// while installing the dataflow).
-    pub fn get_or_create(&self, df: DataflowId, view: &str) -> CopyHandle {
+    /// while installing the dataflow, installed at `installed`: see
+    /// [`ReadCopy::new`]).
+    pub fn get_or_create(&self, df: DataflowId, view: &str, installed: Tick) -> CopyHandle {
         let mut copies = lock(&self.copies);
         copies
             .entry(df)
@@ -52,7 +53,12 @@ impl ReadCopies {
                 let published = Arc::new(Notify::new());
                 let n = Arc::clone(&published);
                 CopyHandle {
-                    copy: ReadCopy::new(self.workers, self.window, Box::new(move || n.notify_waiters())),
+                    copy: ReadCopy::new(
+                        self.workers,
+                        self.window,
+                        installed,
+                        Box::new(move || n.notify_waiters()),
+                    ),
                     published,
                 }
             })

@@ -86,6 +86,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
     // read, are read through the workers only.
     let copies = &shared.copies;
     let index = state.index;
+    let installed = feeding.since;
     let with_copy: Vec<String> = views
         .iter()
         .filter(|v| v.read_copy && until.is_none())
@@ -95,7 +96,7 @@ pub fn install(state: &mut WorkerState, worker: &mut timely::worker::Worker, cmd
         with_copy
             .iter()
             .any(|v| v == view)
-            .then(|| copies.get_or_create(df, view).copy.writer(index))
+            .then(|| copies.get_or_create(df, view, installed).copy.writer(index))
     };
     let rendered = worker.dataflow_named(&format!("job {job}"), |scope| {
         render_job(
