@@ -110,7 +110,7 @@ impl Stream for BidStream {
                         Datum::Int((self.key)(&b)),
                         Datum::Timestamp(ts),
                         Datum::Int(b.price as i64),
-                        Datum::Text(String::new()),
+                        Datum::Text(Default::default()),
                     ],
                     ts,
                 );

@@ -129,7 +129,7 @@ fn cell(ty: Ty, s: &str) -> Datum {
         return Datum::Null;
     }
     match ty {
-        Text => Datum::Text(s.to_string()),
+        Text => Datum::Text(s.into()),
         Ts => Datum::Timestamp(ts(s)),
         Int => Datum::Int(s.parse().unwrap_or_else(|_| panic!("not an integer: {s}"))),
         Dec => Datum::Decimal(

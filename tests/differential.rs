@@ -99,7 +99,7 @@ fn random_ops(rng: &mut StdRng) -> Vec<Op> {
         };
         let b = match rng.random_range(0..5) {
             0 => Datum::Null,
-            i => Datum::Text(["x1", "x2", "xy", "ab"][i - 1].to_string()),
+            i => Datum::Text(["x1", "x2", "xy", "ab"][i - 1].into()),
         };
         let c = if rng.random_bool(0.1) {
             Datum::Null

@@ -43,7 +43,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use weir_operators::repr::{format_timestamp, parse_timestamp, Datum, OrdF64, Row, Schema, SqlType};
+use weir_operators::repr::{format_timestamp, parse_timestamp, Datum, OrdF64, Row, Schema, SqlType, Str};
 
 use crate::error::ErrorKind;
 use crate::ingest::json_kind;
@@ -217,7 +217,7 @@ pub fn decode_key(bytes: &[u8], schema: &Schema) -> Result<Row, KeyDecodeError> 
         return decode_json(&object, schema).map_err(KeyDecodeError::Decode);
     }
     match (column.ty, std::str::from_utf8(bytes)) {
-        (SqlType::Text, Ok(text)) => Ok(vec![Datum::Text(text.to_string())]),
+        (SqlType::Text, Ok(text)) => Ok(vec![Datum::Text(text.into())]),
         _ => Err(KeyDecodeError::NotJson {
             ty: column.ty,
             text: String::from_utf8_lossy(bytes).into_owned(),
@@ -303,7 +303,7 @@ fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
                 return Err(mismatch());
             }
             json_string(text)
-                .map(|s| Datum::Text(s.into_owned()))
+                .map(|s| Datum::Text(Str::from(s.as_ref())))
                 .ok_or_else(mismatch)
         }
         SqlType::Timestamp => {

@@ -12,7 +12,7 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 pub use weir_operators::repr::{as_f64, order_cmp, sql_cmp};
-use weir_operators::repr::{civil_from_days, days_from_civil, Datum, OrdF64, Row, SqlType};
+use weir_operators::repr::{civil_from_days, days_from_civil, Datum, OrdF64, Row, SqlType, Str};
 
 /// Why a row could not be evaluated.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -199,7 +199,7 @@ impl ScalarExpr {
             Cast(e, ty) => cast(e.eval(row)?, *ty)?,
             Concat(a, b) => match (&*a.eval_ref(row)?, &*b.eval_ref(row)?) {
                 (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
-                (a, b) => Datum::Text(format!("{}{}", to_text(a), to_text(b))),
+                (a, b) => Datum::Text(format!("{}{}", to_text(a), to_text(b)).into()),
             },
             Like {
                 expr,
@@ -397,7 +397,7 @@ pub fn to_text(d: &Datum) -> String {
         Datum::Int(i) => i.to_string(),
         Datum::Float(f) => format_float(f.get()),
         Datum::Decimal(d) => d.to_string(),
-        Datum::Text(s) => s.clone(),
+        Datum::Text(s) => s.to_string(),
         Datum::Timestamp(ms) => {
             let s = weir_operators::repr::format_timestamp(*ms);
             // PostgreSQL's text form: "2024-01-02 03:04:05.123".
@@ -473,7 +473,10 @@ pub fn cast(d: Datum, ty: SqlType) -> Result<Datum, EvalError> {
             };
             Datum::Decimal(fit_decimal(v, p, s)?)
         }
-        SqlType::Text => Datum::Text(to_text(&d)),
+        SqlType::Text => match d {
+            Datum::Text(_) => d,
+            other => Datum::Text(to_text(&other).into()),
+        },
         SqlType::Timestamp => match &d {
             Datum::Timestamp(_) => d,
             Datum::Text(s) => Datum::Timestamp(weir_operators::repr::parse_timestamp(s).ok_or_else(|| bad(&d))?),
@@ -559,8 +562,8 @@ fn call(f: Func, args: &[Datum]) -> Result<Datum, EvalError> {
         other => Err(EvalError::Invalid(format!("expected integer, got {}", to_text(other)))),
     };
     Ok(match f {
-        Func::Lower => Datum::Text(text(0)?.to_lowercase()),
-        Func::Upper => Datum::Text(text(0)?.to_uppercase()),
+        Func::Lower => Datum::Text(text(0)?.to_lowercase().into()),
+        Func::Upper => Datum::Text(text(0)?.to_uppercase().into()),
         Func::Length => Datum::Int(text(0)?.chars().count() as i64),
         Func::Substring => {
             let s: Vec<char> = text(0)?.chars().collect();
@@ -578,7 +581,7 @@ fn call(f: Func, args: &[Datum]) -> Result<Datum, EvalError> {
             let from = start.max(1) - 1;
             let to = (end - 1).clamp(0, s.len() as i64);
             if from as usize >= s.len() || to <= from {
-                Datum::Text(String::new())
+                Datum::Text(Str::default())
             } else {
                 Datum::Text(s[from as usize..to as usize].iter().collect())
             }

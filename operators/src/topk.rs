@@ -5,14 +5,13 @@
 //! groups, not with events (DESIGN.md §4).
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use differential_dataflow::{Hashable, VecCollection};
 
 use crate::by_time::process_by_time;
 use crate::capture::{encode_rows, Capture};
-use crate::repr::{Datum, Diff, Row, Tick};
+use crate::repr::{Datum, Diff, FastMap, Row, Tick};
 
 /// Row order within a group: the first rows in this order are the top.
 pub type RowOrder = Rc<dyn Fn(&Row, &Row) -> Ordering>;
@@ -39,7 +38,7 @@ pub trait MonotonicTopK<'scope> {
     ) -> VecCollection<'scope, Tick, Row, Diff>;
 }
 
-type TopState = HashMap<Row, Vec<Row>>;
+type TopState = FastMap<Row, Vec<Row>>;
 
 impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), Diff> {
     fn monotonic_top_k(
@@ -60,30 +59,53 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
             |(key, _): &(Row, Row)| key.hashed(),
             writer,
             move |state: &mut TopState, records, out| {
-                let mut touched: HashMap<Row, Vec<Row>> = HashMap::new();
-                // A row added n times takes n positions.
+                // Each key's top as it was before this time, taken the first
+                // time the key's top changes.
+                let mut touched: FastMap<Row, Vec<Row>> = FastMap::default();
                 for ((key, row), copies) in records {
-                    for _ in 0..copies.clamp(0, k as Diff) {
-                        let top = state.entry(key.clone()).or_default();
-                        if k == 0 || (top.len() == k && order(&row, &top[k - 1]) != Ordering::Less) {
+                    // A row added n times takes n positions.
+                    let copies = copies.clamp(0, k as Diff) as usize;
+                    if copies == 0 {
+                        continue;
+                    }
+                    let top = match state.get_mut(&key) {
+                        Some(top) => top,
+                        None => state.entry(key.clone()).or_default(),
+                    };
+                    let enters =
+                        |top: &Vec<Row>| k > 0 && (top.len() < k || order(&row, &top[k - 1]) == Ordering::Less);
+                    if !enters(top) {
+                        continue;
+                    }
+                    touched.entry(key).or_insert_with(|| top.clone());
+                    for _ in 1..copies {
+                        if !enters(top) {
                             break;
                         }
-                        touched.entry(key.clone()).or_insert_with(|| top.clone());
                         let pos = top.partition_point(|r| order(r, &row) != Ordering::Greater);
                         top.insert(pos, row.clone());
+                        top.truncate(k);
+                    }
+                    if enters(top) {
+                        let pos = top.partition_point(|r| order(r, &row) != Ordering::Greater);
+                        top.insert(pos, row);
                         top.truncate(k);
                     }
                 }
                 for (key, before) in touched {
                     let after = &state[&key];
-                    for (i, row) in before.iter().enumerate() {
-                        if after.get(i) != Some(row) {
-                            out.push((numbered(row, i), -1));
+                    let n = before.len().max(after.len());
+                    let mut before = before.into_iter();
+                    for i in 0..n {
+                        let (was, is) = (before.next(), after.get(i));
+                        if was.as_ref() == is {
+                            continue;
                         }
-                    }
-                    for (i, row) in after.iter().enumerate() {
-                        if before.get(i) != Some(row) {
-                            out.push((numbered(row, i), 1));
+                        if let Some(was) = was {
+                            out.push((numbered(was, i), -1));
+                        }
+                        if let Some(is) = is {
+                            out.push((numbered(is.clone(), i), 1));
                         }
                     }
                 }
@@ -92,8 +114,8 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
     }
 }
 
-fn numbered(row: &Row, i: usize) -> Row {
-    let mut r = row.clone();
-    r.push(Datum::Int(i as i64 + 1));
-    r
+fn numbered(mut row: Row, i: usize) -> Row {
+    row.reserve_exact(1);
+    row.push(Datum::Int(i as i64 + 1));
+    row
 }

@@ -2,13 +2,11 @@
 //! into a collection with one row per key. State is one entry per key
 //! ever seen (a deleted key keeps a tombstone with its sequence number).
 
-use std::collections::HashMap;
-
 use differential_dataflow::{Hashable, VecCollection};
 
 use crate::by_time::process_by_time;
 use crate::capture::{encode_rows, Capture};
-use crate::repr::{Diff, Row, Tick};
+use crate::repr::{Diff, FastMap, Row, Tick};
 
 /// One upsert: the key, the record's sequence number in its topic (a total
 /// order over all records, also across partitions), and the new row or
@@ -30,7 +28,7 @@ pub trait Upsert<'scope> {
     fn upsert(self, name: &str, capture: Option<Capture>) -> VecCollection<'scope, Tick, Row, Diff>;
 }
 
-type UpsertState = HashMap<Row, (u64, Option<Row>)>;
+type UpsertState = FastMap<Row, (u64, Option<Row>)>;
 
 impl<'scope> Upsert<'scope> for VecCollection<'scope, Tick, UpsertRecord, Diff> {
     fn upsert(self, name: &str, capture: Option<Capture>) -> VecCollection<'scope, Tick, Row, Diff> {

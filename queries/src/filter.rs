@@ -26,7 +26,7 @@ impl ViewFilter {
             let d = if val == "null" {
                 Datum::Null
             } else {
-                cast(Datum::Text(val.clone()), schema.columns[i].ty).map_err(|e| ReadError::BadRequest {
+                cast(Datum::Text(val.as_str().into()), schema.columns[i].ty).map_err(|e| ReadError::BadRequest {
                     code: "type_error",
                     message: format!("filter {col}={val}: {e}"),
                 })?

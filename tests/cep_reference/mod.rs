@@ -338,7 +338,7 @@ impl Expr {
         Expr::Lit(Datum::Int(i))
     }
     pub fn text(s: &str) -> Expr {
-        Expr::Lit(Datum::Text(s.to_string()))
+        Expr::Lit(Datum::Text(s.into()))
     }
     pub fn col(var: Option<&str>, col: Col) -> Expr {
         Expr::Col(var.map(str::to_string), col)
@@ -1032,7 +1032,7 @@ impl Frame<'_> {
             Expr::Add(a, b) => arith(self.eval(a), self.eval(b), false),
             Expr::Sub(a, b) => arith(self.eval(a), self.eval(b), true),
             Expr::MatchNumber => self.match_number.map_or(Datum::Null, Datum::Int),
-            Expr::Classifier => Datum::Text(self.vars[self.path[self.path.len() - 1]].clone()),
+            Expr::Classifier => Datum::Text(self.vars[self.path[self.path.len() - 1]].as_str().into()),
             Expr::TimedOut => Datum::Bool(self.timed_out),
         }
     }

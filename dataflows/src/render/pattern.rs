@@ -112,7 +112,7 @@ impl PlannedRule {
             Nav::Classifier => ctx
                 .classifier()
                 .and_then(|v| self.vars.get(v as usize))
-                .map_or(Datum::Null, |n| Datum::Text(n.clone())),
+                .map_or(Datum::Null, |n| Datum::Text(n.as_str().into())),
             Nav::TimedOut => Datum::Bool(ctx.timed_out),
         })
     }

@@ -78,7 +78,7 @@ pub(super) fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut Gro
                 Value::SingleQuotedString(s) => s.clone(),
                 other => other.to_string(),
             };
-            let d = crate::expr::cast(Datum::Text(text), ty)
+            let d = crate::expr::cast(Datum::Text(text.into()), ty)
                 .map_err(|err| PlanError::new("type_error", err.to_string(), at))?;
             Ok(literal(d, ty))
         }
@@ -305,7 +305,11 @@ pub(super) fn bind(e: &Expr, columns: &[ScopeColumn], mut group: Option<&mut Gro
         Expr::Extract { field, expr, .. } => {
             let unit = field.to_string().to_lowercase();
             let t = sub!(expr)?;
-            bind_call(Func::Extract, vec![literal(Datum::Text(unit), SqlType::Text), t], at)
+            bind_call(
+                Func::Extract,
+                vec![literal(Datum::Text(unit.into()), SqlType::Text), t],
+                at,
+            )
         }
         Expr::Function(f) => {
             let name = f.name.to_string().to_lowercase();
@@ -493,7 +497,7 @@ fn bind_value(v: &Value, at: Loc) -> Result<Typed> {
                 literal(Datum::Decimal(d), SqlType::Decimal(28, s))
             }
         }
-        Value::SingleQuotedString(s) => literal(Datum::Text(s.clone()), SqlType::Text),
+        Value::SingleQuotedString(s) => literal(Datum::Text(s.clone().into()), SqlType::Text),
         Value::Boolean(b) => literal(Datum::Bool(*b), SqlType::Bool),
         Value::Null => Typed {
             expr: ScalarExpr::Literal(Datum::Null),

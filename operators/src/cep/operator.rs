@@ -2,7 +2,7 @@
 //! a watermark, partitions routed to workers, matches and time-outs emitted
 //! at the tick the watermark decides them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use differential_dataflow::hashable::Hashable;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::{event_time, Clock, ClockSnapshot, Watermark};
 use super::matcher::{Emitted, Matcher, Partition, PartitionSnapshot, Rule};
 use crate::capture::{Capture, Captured};
-use crate::repr::{format_timestamp, Diff, Row, Tick};
+use crate::repr::{format_timestamp, Diff, FastMap, Row, Tick};
 
 /// One entry of a rule's snapshot: the clock (every worker writes the same),
 /// or one partition.
@@ -51,7 +51,7 @@ struct State<R> {
     matcher: Matcher<R>,
     layout: Layout,
     clock: Clock,
-    partitions: HashMap<Row, Partition>,
+    partitions: FastMap<Row, Partition>,
     /// Partitions by the watermark at which they have work.
     wakes: BTreeSet<(i64, Row)>,
     /// Partitions with a match in progress.
@@ -327,7 +327,7 @@ pub fn match_recognize<'s, R: Rule>(
         matcher,
         layout,
         clock: Clock::new(watermark),
-        partitions: HashMap::new(),
+        partitions: FastMap::default(),
         wakes: BTreeSet::new(),
         attempts: 0,
         outbox: Vec::new(),
