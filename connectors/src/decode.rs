@@ -104,27 +104,27 @@ impl KeyDecodeError {
 /// The fields of one JSON object, in document order, each value kept as its
 /// raw JSON text. Names are borrowed from the payload unless they hold
 /// escapes: decoding allocates nothing per field.
-struct Fields<'a>(Vec<(Key<'a>, &'a RawValue)>);
+struct Fields<'a>(Vec<(FieldName<'a>, &'a RawValue)>);
 
 /// A field name, borrowed from the payload where it can be.
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct FieldName<'a>(pub(crate) Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl<'de> Deserialize<'de> for FieldName<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct KeyVisitor;
         impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
+            type Value = FieldName<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a field name")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(Cow::Owned(v.to_string())))
             }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(Cow::Owned(v)))
             }
         }
         deserializer.deserialize_str(KeyVisitor)
@@ -141,7 +141,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                while let Some(entry) = map.next_entry::<FieldName<'de>, &'de RawValue>()? {
                     fields.push(entry);
                 }
                 Ok(Fields(fields))
@@ -176,6 +176,15 @@ fn parse_object(payload: &[u8]) -> Result<Fields<'_>, DecodeError> {
 /// Decodes one JSON event into a row of `schema` (see the module doc for the
 /// rules).
 pub fn decode_json(payload: &[u8], schema: &Schema) -> Result<Row, DecodeError> {
+    match crate::one_pass::decode_row(payload, schema) {
+        Some(row) => Ok(row),
+        None => decode_fields(payload, schema),
+    }
+}
+
+/// [`decode_json`] field by field: decides every event, and says why one
+/// is refused.
+pub(crate) fn decode_fields(payload: &[u8], schema: &Schema) -> Result<Row, DecodeError> {
     let fields = parse_object(payload)?;
     schema
         .columns
@@ -289,14 +298,9 @@ fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
             } else {
                 return Err(mismatch());
             };
-            let value = parse_decimal(numeral).ok_or_else(|| format!("value {numeral} out of range for {ty}"))?;
-            let rounded = round_to_type(value, precision, scale).ok_or_else(|| {
-                format!(
-                    "value {numeral} out of range for {ty} (at most {} digits before the point)",
-                    precision.saturating_sub(scale)
-                )
-            })?;
-            Ok(Datum::Decimal(rounded))
+            decimal(numeral, precision, scale)
+                .map(Datum::Decimal)
+                .map_err(|e| e.describe(numeral, ty))
         }
         SqlType::Text => {
             if !is_string {
@@ -366,6 +370,41 @@ fn parse_decimal(numeral: &str) -> Option<Decimal> {
     } else {
         Decimal::from_str(numeral).ok()
     }
+}
+
+/// Why a numeral is not a DECIMAL(p, s).
+enum DecimalError {
+    /// Beyond `Decimal`'s 28 digits.
+    TooLarge,
+    /// More digits before the point than `p - s`.
+    Precision(u8),
+}
+
+impl DecimalError {
+    fn describe(&self, numeral: &str, ty: SqlType) -> String {
+        match self {
+            DecimalError::TooLarge => format!("value {numeral} out of range for {ty}"),
+            DecimalError::Precision(digits) => {
+                format!("value {numeral} out of range for {ty} (at most {digits} digits before the point)")
+            }
+        }
+    }
+}
+
+/// A numeral as a DECIMAL(precision, scale), rounded to the scale.
+fn decimal(numeral: &str, precision: u8, scale: u8) -> Result<Decimal, DecimalError> {
+    let value = parse_decimal(numeral).ok_or(DecimalError::TooLarge)?;
+    round_to_type(value, precision, scale).ok_or(DecimalError::Precision(precision.saturating_sub(scale)))
+}
+
+/// The text of a JSON string (unescaped) as a DECIMAL(precision, scale),
+/// as [`decode_json`] reads it; `None` when it is not one.
+pub(crate) fn decimal_from_str(text: &str, precision: u8, scale: u8) -> Option<Decimal> {
+    let s = text.trim();
+    if !is_numeral(s) {
+        return None;
+    }
+    decimal(s, precision, scale).ok()
 }
 
 /// Rounds `value` half away from zero to `scale` digits and gives it exactly

@@ -60,6 +60,7 @@ pub mod kafka;
 pub mod keys;
 pub mod log;
 pub mod meta;
+mod one_pass;
 pub mod retention;
 mod rocks;
 pub mod sink;
