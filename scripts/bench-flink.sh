@@ -43,14 +43,7 @@ WORK=${WORK:-/tmp/flinkbench-work}
 export FLINK_VENV=${FLINK_VENV:-$HOME/.cache/weir-flink-peer/venv}
 # run_query.py's folder: the split inputs (kept with the events), logs, changelogs.
 export FLINK_PEER_WORK=${FLINK_PEER_WORK:-$CACHE/flinkpeer}
-export PATH="$HOME/.cargo/bin:$PATH"
-if command -v sccache >/dev/null 2>&1; then
-  export RUSTC_WRAPPER=sccache
-fi
-if [ ! -d "$PEER" ]; then
-  echo "no peer at $PEER (set PEER=)" >&2
-  exit 1
-fi
+. scripts/peer-env.sh
 PEER=$(cd "$PEER" && pwd)
 # The views Flink can express: those the peer's cross-check compares.
 VIEWS=${VIEWS:-$(sed -n 's/^VIEWS="\(.*\)"$/\1/p' "$PEER/xcheck_weir.sh")}

@@ -16,14 +16,7 @@ PEER=${PEER:-../shared/peers/raw-dd}
 REPEAT=${REPEAT:-3}
 EVENTS=${EVENTS:-1000000}
 OUT=${OUT:-/tmp/rawdd-out}
-export PATH="$HOME/.cargo/bin:$PATH"
-if command -v sccache >/dev/null 2>&1; then
-  export RUSTC_WRAPPER=sccache
-fi
-if [ ! -d "$PEER" ]; then
-  echo "no peer at $PEER (set PEER=)" >&2
-  exit 1
-fi
+. scripts/peer-env.sh
 cargo build --release --bin weir
 CARGO_TARGET_DIR=/tmp/rawdd-target cargo build --release --locked --manifest-path "$PEER/Cargo.toml"
 if [ ! -f /tmp/rawdd-input/meta.json ]; then
