@@ -263,11 +263,7 @@ fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
             if !is_number {
                 return Err(mismatch());
             }
-            let (min, max) = match ty {
-                SqlType::SmallInt => (i16::MIN as i64, i16::MAX as i64),
-                SqlType::Int => (i32::MIN as i64, i32::MAX as i64),
-                _ => (i64::MIN, i64::MAX),
-            };
+            let (min, max) = int_range(ty).unwrap_or((i64::MIN, i64::MAX));
             match integer(text) {
                 Integer::Exact(v) if (min..=max).contains(&v) => Ok(Datum::Int(v)),
                 Integer::Exact(_) | Integer::TooLarge => Err(format!("value {text} out of range for {ty}")),
@@ -290,11 +286,7 @@ fn decode_value(text: &str, ty: SqlType) -> Result<Datum, String> {
                 text
             } else if is_string {
                 quoted = json_string(text).ok_or_else(mismatch)?;
-                let s = quoted.trim();
-                if !is_numeral(s) {
-                    return Err(mismatch());
-                }
-                s
+                numeral_in(&quoted).ok_or_else(mismatch)?
             } else {
                 return Err(mismatch());
             };
@@ -400,11 +392,24 @@ fn decimal(numeral: &str, precision: u8, scale: u8) -> Result<Decimal, DecimalEr
 /// The text of a JSON string (unescaped) as a DECIMAL(precision, scale),
 /// as [`decode_json`] reads it; `None` when it is not one.
 pub(crate) fn decimal_from_str(text: &str, precision: u8, scale: u8) -> Option<Decimal> {
+    decimal(numeral_in(text)?, precision, scale).ok()
+}
+
+/// The numeral a DECIMAL's JSON string holds: its text without surrounding
+/// blanks, when that is a plain numeral.
+fn numeral_in(text: &str) -> Option<&str> {
     let s = text.trim();
-    if !is_numeral(s) {
-        return None;
+    is_numeral(s).then_some(s)
+}
+
+/// The values an integer type holds (`None`: not an integer type).
+pub(crate) fn int_range(ty: SqlType) -> Option<(i64, i64)> {
+    match ty {
+        SqlType::SmallInt => Some((i16::MIN as i64, i16::MAX as i64)),
+        SqlType::Int => Some((i32::MIN as i64, i32::MAX as i64)),
+        SqlType::BigInt => Some((i64::MIN, i64::MAX)),
+        _ => None,
     }
-    decimal(s, precision, scale).ok()
 }
 
 /// Rounds `value` half away from zero to `scale` digits and gives it exactly

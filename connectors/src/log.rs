@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::error::ErrorKind;
 use crate::keys::{read_u32, read_u64, TAG_COMPACTED, TAG_LOG, TAG_TOPIC, TAG_TRIMMED};
-use crate::rocks::{last_before, last_with_prefix, scan, scan_once, write_durably, StoreError};
+use crate::rocks::{last_before, last_with_prefix, read_once, scan, scan_with, write_durably, StoreError};
 use crate::sync::lock;
 
 /// Partitions of a topic created implicitly by its first append.
@@ -593,10 +593,17 @@ impl EventLog {
         let prefix = partition_prefix(topic, partition);
         let start = record_key(topic, partition, from_offset);
         let stop = record_key(topic, partition, end);
-        scan_once(&self.inner.db, &prefix, &start, Some(stop), |key, value| {
-            records.push(decode_record(key, value)?);
-            Ok(records.len() < max)
-        })?;
+        scan_with(
+            &self.inner.db,
+            read_once(),
+            &prefix,
+            &start,
+            Some(stop),
+            |key, value| {
+                records.push(decode_record(key, value)?);
+                Ok(records.len() < max)
+            },
+        )?;
         Ok(records)
     }
 

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use weir_operators::repr::{parse_timestamp, Datum, Row, Schema, SqlType, Str};
 
-use crate::decode::{decimal_from_str, FieldName};
+use crate::decode::{decimal_from_str, int_range, FieldName};
 
 /// The event as a row of `schema`, when the one pass can decide it alone
 /// (see the module's contract).
@@ -93,17 +93,12 @@ impl<'de> Visitor<'de> for ValueSeed {
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Datum, E> {
-        let (min, max) = match self.0 {
-            SqlType::SmallInt => (i16::MIN as i64, i16::MAX as i64),
-            SqlType::Int => (i32::MIN as i64, i32::MAX as i64),
-            SqlType::BigInt => (i64::MIN, i64::MAX),
-            SqlType::Timestamp => return Ok(Datum::Timestamp(v)),
-            _ => return Err(give_up()),
-        };
-        if (min..=max).contains(&v) {
-            Ok(Datum::Int(v))
-        } else {
-            Err(give_up())
+        if self.0 == SqlType::Timestamp {
+            return Ok(Datum::Timestamp(v));
+        }
+        match int_range(self.0) {
+            Some((min, max)) if (min..=max).contains(&v) => Ok(Datum::Int(v)),
+            _ => Err(give_up()),
         }
     }
 

@@ -95,23 +95,18 @@ pub(crate) fn scan(
     scan_with(db, ReadOptions::default(), prefix, start, end, visit)
 }
 
-/// [`scan`] for data read once in order (the log, by a source catching
-/// up): the blocks it reads do not go into the block cache, which would
+/// Read options for data read once in order (the log, by a source catching
+/// up): the blocks read do not go into the block cache, which would
 /// otherwise fill with history no one reads again and push out the index
 /// blocks and recent records that point reads need.
-pub(crate) fn scan_once(
-    db: &DB,
-    prefix: &[u8],
-    start: &[u8],
-    end: Option<Vec<u8>>,
-    visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
-) -> Result<(), StoreError> {
+pub(crate) fn read_once() -> ReadOptions {
     let mut opts = ReadOptions::default();
     opts.fill_cache(false);
-    scan_with(db, opts, prefix, start, end, visit)
+    opts
 }
 
-fn scan_with(
+/// [`scan`] with `opts` (such as [`read_once`]).
+pub(crate) fn scan_with(
     db: &DB,
     mut opts: ReadOptions,
     prefix: &[u8],

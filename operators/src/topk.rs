@@ -62,7 +62,7 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
                 // Each key's top as it was before this time, taken the first
                 // time the key's top changes.
                 let mut touched: FastMap<Row, Vec<Row>> = FastMap::default();
-                for ((key, row), copies) in records {
+                for ((key, mut row), copies) in records {
                     // A row added n times takes n positions.
                     let copies = copies.clamp(0, k as Diff) as usize;
                     if copies == 0 {
@@ -72,23 +72,25 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
                         Some(top) => top,
                         None => state.entry(key.clone()).or_default(),
                     };
-                    let enters =
-                        |top: &Vec<Row>| k > 0 && (top.len() < k || order(&row, &top[k - 1]) == Ordering::Less);
-                    if !enters(top) {
+                    let enters = |top: &Vec<Row>, row: &Row| {
+                        k > 0 && (top.len() < k || order(row, &top[k - 1]) == Ordering::Less)
+                    };
+                    if !enters(top, &row) {
                         continue;
                     }
                     touched.entry(key).or_insert_with(|| top.clone());
-                    for _ in 1..copies {
-                        if !enters(top) {
+                    for c in 1..=copies {
+                        if !enters(top, &row) {
                             break;
                         }
                         let pos = top.partition_point(|r| order(r, &row) != Ordering::Greater);
-                        top.insert(pos, row.clone());
-                        top.truncate(k);
-                    }
-                    if enters(top) {
-                        let pos = top.partition_point(|r| order(r, &row) != Ordering::Greater);
-                        top.insert(pos, row);
+                        // The last copy moves the row in.
+                        let placed = if c == copies {
+                            std::mem::take(&mut row)
+                        } else {
+                            row.clone()
+                        };
+                        top.insert(pos, placed);
                         top.truncate(k);
                     }
                 }

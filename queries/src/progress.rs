@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use weir_operators::read_copy::earliest_exact;
 use weir_operators::repr::Tick;
 
 /// How far behind its latest complete time a view can still be read
@@ -65,9 +66,7 @@ impl ViewProgress {
     /// the view's `since`.
     pub fn compaction_bound(&mut self, installed: Tick) -> Option<Tick> {
         let complete = self.complete()?;
-        let next_read = complete
-            .saturating_sub(READABLE_HISTORY_MS)
-            .max(installed.min(complete));
+        let next_read = earliest_exact(complete, READABLE_HISTORY_MS, installed);
         let bound = self.holds.keys().next().map_or(next_read, |&h| h.min(next_read));
         self.since = self.since.max(bound);
         Some(bound)
