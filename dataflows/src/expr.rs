@@ -66,6 +66,37 @@ pub enum Func {
 /// What a column past the end of a row reads as.
 static NULL: Datum = Datum::Null;
 
+/// The columns an expression reads: a row, or a row with computed columns
+/// after it ([`Extended`]).
+pub trait Columns {
+    /// Column `i`; NULL past the end.
+    fn col(&self, i: usize) -> &Datum;
+}
+
+impl Columns for [Datum] {
+    fn col(&self, i: usize) -> &Datum {
+        self.get(i).unwrap_or(&NULL)
+    }
+}
+
+/// A row of `arity` columns and columns computed for it (a pattern's
+/// navigation columns), read as one row without copying it: column
+/// `arity + j` is `extra[j]`.
+pub struct Extended<'a> {
+    pub row: &'a [Datum],
+    pub arity: usize,
+    pub extra: &'a [Datum],
+}
+
+impl Columns for Extended<'_> {
+    fn col(&self, i: usize) -> &Datum {
+        match i.checked_sub(self.arity) {
+            None => self.row.col(i),
+            Some(j) => self.extra.col(j),
+        }
+    }
+}
+
 /// A scalar expression over the columns of one input row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ScalarExpr {
@@ -106,13 +137,18 @@ impl ScalarExpr {
         self.eval_ref(row).map(Cow::into_owned)
     }
 
+    /// [`ScalarExpr::eval`] on any [`Columns`].
+    pub fn eval_on<C: Columns + ?Sized>(&self, row: &C) -> Result<Datum, EvalError> {
+        self.eval_ref(row).map(Cow::into_owned)
+    }
+
     /// [`ScalarExpr::eval`], borrowing a column's or a literal's value
     /// where the result is one, so that a comparison or a test of a text
     /// column copies no string.
-    fn eval_ref<'a>(&'a self, row: &'a [Datum]) -> Result<Cow<'a, Datum>, EvalError> {
+    fn eval_ref<'a, C: Columns + ?Sized>(&'a self, row: &'a C) -> Result<Cow<'a, Datum>, EvalError> {
         use ScalarExpr::*;
         Ok(Cow::Owned(match self {
-            Column(i) => return Ok(Cow::Borrowed(row.get(*i).unwrap_or(&NULL))),
+            Column(i) => return Ok(Cow::Borrowed(row.col(*i))),
             Literal(d) => return Ok(Cow::Borrowed(d)),
             Not(e) => match *e.eval_ref(row)? {
                 Datum::Bool(b) => Datum::Bool(!b),
@@ -163,7 +199,7 @@ impl ScalarExpr {
                     }),
                 }
             }
-            Arith(op, l, r, ty) => arith(*op, l.eval(row)?, r.eval(row)?, *ty)?,
+            Arith(op, l, r, ty) => arith(*op, l.eval_on(row)?, r.eval_on(row)?, *ty)?,
             Neg(e) => match *e.eval_ref(row)? {
                 Datum::Int(i) => Datum::Int(i.checked_neg().ok_or(EvalError::Overflow("bigint"))?),
                 Datum::Float(f) => Datum::Float(OrdF64::new(-f.get())),
@@ -196,7 +232,7 @@ impl ScalarExpr {
                     return Ok(a);
                 }
             }
-            Cast(e, ty) => cast(e.eval(row)?, *ty)?,
+            Cast(e, ty) => cast(e.eval_on(row)?, *ty)?,
             Concat(a, b) => match (&*a.eval_ref(row)?, &*b.eval_ref(row)?) {
                 (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
                 (a, b) => Datum::Text(format!("{}{}", to_text(a), to_text(b)).into()),
@@ -235,7 +271,7 @@ impl ScalarExpr {
                 }
             }
             Call(f, args) => {
-                let vals = args.iter().map(|a| a.eval(row)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args.iter().map(|a| a.eval_on(row)).collect::<Result<Vec<_>, _>>()?;
                 call(*f, &vals)?
             }
         }))
@@ -243,6 +279,11 @@ impl ScalarExpr {
 
     /// True when the expression evaluates to TRUE (not FALSE, not NULL).
     pub fn holds(&self, row: &[Datum]) -> Result<bool, EvalError> {
+        Ok(*self.eval_ref(row)? == Datum::Bool(true))
+    }
+
+    /// [`ScalarExpr::holds`] on any [`Columns`].
+    pub fn holds_on<C: Columns + ?Sized>(&self, row: &C) -> Result<bool, EvalError> {
         Ok(*self.eval_ref(row)? == Datum::Bool(true))
     }
 

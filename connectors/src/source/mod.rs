@@ -19,4 +19,4 @@ pub mod reader;
 pub use decoder::{Decoded, Rejected, TableDecoder, TableFormat};
 pub use feeding::Feeding;
 pub use position::written_at;
-pub use reader::{PartitionReader, Progress, Read};
+pub use reader::{read_together, PartitionReader, Progress, Read};

@@ -129,6 +129,23 @@ impl PartitionReader {
         all
     }
 
+    /// Whether `other` reads the same records next as this reader: the
+    /// same topic, partitions, offsets and bounds. Readers at the same
+    /// position can read together ([`read_together`]).
+    pub fn same_position(&self, other: &PartitionReader) -> bool {
+        self.topic == other.topic
+            && self.owner == other.owner
+            && self.known_partitions == other.known_partitions
+            && self.skip_before == other.skip_before
+            && self.until == other.until
+            && self.partitions.len() == other.partitions.len()
+            && self
+                .partitions
+                .iter()
+                .zip(&other.partitions)
+                .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+    }
+
     /// Reads up to `chunk` new records of each owned partition (when
     /// `may_read`; else only measures how far behind it is), handing each
     /// to `each` with its partition and the time it is fed at.
@@ -140,70 +157,119 @@ impl PartitionReader {
         may_read: bool,
         mut each: impl FnMut(u32, &LogRecord, Tick),
     ) -> Read {
-        // Before the end offsets: records past them come at or after `sealed`.
-        let sealed = feeding.time(log.sealed(&self.topic));
-        // After `sealed`: a partition added later holds only records appended
-        // after it.
-        let count = log.partitions(&self.topic);
-        if count > self.known_partitions {
-            self.discover(log, count);
+        let mut readers = [(self, feeding)];
+        let reads = read_together(&mut readers, log, chunk, may_read, |partition, rec, at| {
+            each(partition, rec, at[0])
+        });
+        reads.into_iter().next().unwrap_or_default()
+    }
+}
+
+/// [`PartitionReader::read`] for readers at the same position (see
+/// [`PartitionReader::same_position`]), each with its dataflow's
+/// [`Feeding`]: every record is read from the log once and handed to
+/// `each` once, with the time each reader feeds it at (in the readers'
+/// order). Returns each reader's [`Read`]; they stay at the same position.
+///
+/// # Contract
+/// The readers are at the same position; the first one's decides what is
+/// read.
+pub fn read_together(
+    readers: &mut [(&mut PartitionReader, &Feeding)],
+    log: &EventLog,
+    chunk: usize,
+    may_read: bool,
+    mut each: impl FnMut(u32, &LogRecord, &[Tick]),
+) -> Vec<Read> {
+    let Some(first) = readers.first() else {
+        return Vec::new();
+    };
+    let topic = first.0.topic.clone();
+    // Before the end offsets: records past them come at or after `sealed`.
+    let sealed_at = log.sealed(&topic);
+    let sealed: Vec<Tick> = readers.iter().map(|(_, f)| f.time(sealed_at)).collect();
+    // After `sealed`: a partition added later holds only records appended
+    // after it.
+    let count = log.partitions(&topic);
+    for (r, _) in readers.iter_mut() {
+        if count > r.known_partitions {
+            r.discover(log, count);
         }
-        let mut out = Read {
+    }
+    let mut out = vec![
+        Read {
             frontier: Tick::MAX,
             ..Read::default()
         };
-        for p in 0..self.partitions.len() {
-            let (partition, next, _, _) = self.partitions[p];
-            let end = log.end_offset(&self.topic, partition);
-            if may_read && next < end {
-                let records = match log.read(&self.topic, partition, next, chunk) {
-                    Ok(r) => r,
-                    Err(_) => continue,
-                };
-                let mut stopped = None;
-                for rec in &records {
-                    if self.until.is_some_and(|u| rec.tick > u) {
-                        stopped = Some(rec.offset);
-                        break;
-                    }
-                    // The start offset was sought by tick; this only guards
-                    // against a clock that stepped back since.
-                    if rec.tick < self.skip_before {
-                        continue;
-                    }
-                    out.records += 1;
-                    let at = feeding.time(rec.tick);
-                    out.fed_until = out.fed_until.max(at);
-                    self.partitions[p].2 = at;
-                    each(partition, rec, at);
+        readers.len()
+    ];
+    let mut at = vec![0; readers.len()];
+    let (until, skip_before) = (readers[0].0.until, readers[0].0.skip_before);
+    for p in 0..readers[0].0.partitions.len() {
+        let (partition, next, _, _) = readers[0].0.partitions[p];
+        let end = log.end_offset(&topic, partition);
+        if may_read && next < end {
+            let records = match log.read(&topic, partition, next, chunk) {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            let mut stopped = None;
+            for rec in &records {
+                if until.is_some_and(|u| rec.tick > u) {
+                    stopped = Some(rec.offset);
+                    break;
                 }
-                match (stopped, records.last()) {
-                    (Some(at), _) => self.partitions[p].1 = at,
-                    (None, Some(last)) => self.partitions[p].1 = last.offset + 1,
-                    (None, None) => {}
+                // The start offset was sought by tick; this only guards
+                // against a clock that stepped back since.
+                if rec.tick < skip_before {
+                    continue;
+                }
+                for (k, (r, feeding)) in readers.iter_mut().enumerate() {
+                    let t = feeding.time(rec.tick);
+                    out[k].records += 1;
+                    out[k].fed_until = out[k].fed_until.max(t);
+                    r.partitions[p].2 = t;
+                    at[k] = t;
+                }
+                each(partition, rec, &at);
+            }
+            let next = match (stopped, records.last()) {
+                (Some(at), _) => Some(at),
+                (None, Some(last)) => Some(last.offset + 1),
+                (None, None) => None,
+            };
+            if let Some(next) = next {
+                for (r, _) in readers.iter_mut() {
+                    r.partitions[p].1 = next;
                 }
             }
-            let (_, next, last_fed, _) = self.partitions[p];
-            // Past `until`, a partition has nothing more to give.
-            let done = self
-                .until
-                .is_some_and(|u| next < end && log.appended_at(&self.topic, partition, next).is_some_and(|t| t > u));
+        }
+        let next = readers[0].0.partitions[p].1;
+        // Past `until`, a partition has nothing more to give.
+        let done = until.is_some_and(|u| next < end && log.appended_at(&topic, partition, next).is_some_and(|t| t > u));
+        for (k, (r, _)) in readers.iter().enumerate() {
             if !done {
-                out.behind += end.saturating_sub(next);
+                out[k].behind += end.saturating_sub(next);
             }
-            // Caught up: what comes next is appended after `sealed`. Behind: the
-            // next record is fed no earlier than the last one read.
-            let frontier = if next >= end || done { sealed } else { last_fed };
-            out.frontier = out.frontier.min(frontier);
+            // Caught up: what comes next is appended after `sealed`. Behind:
+            // the next record is fed no earlier than the last one read.
+            let frontier = if next >= end || done {
+                sealed[k]
+            } else {
+                r.partitions[p].2
+            };
+            out[k].frontier = out[k].frontier.min(frontier);
         }
-        if self.partitions.is_empty() {
-            out.frontier = sealed;
-        }
-        if let Some(u) = self.until {
-            out.frontier = out.frontier.min(u.saturating_add(1));
-        }
-        out
     }
+    for (k, (r, _)) in readers.iter().enumerate() {
+        if r.partitions.is_empty() {
+            out[k].frontier = sealed[k];
+        }
+        if let Some(u) = until {
+            out[k].frontier = out[k].frontier.min(u.saturating_add(1));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

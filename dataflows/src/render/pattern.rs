@@ -8,8 +8,10 @@ use weir_operators::cep::{
 };
 use weir_operators::repr::{Datum, Row};
 
+use std::cell::RefCell;
+
 use super::collection::{Coll, Errs};
-use crate::expr::{EvalError, ScalarExpr};
+use crate::expr::{EvalError, Extended, ScalarExpr};
 use crate::plan::{MatchRecognize, Nav, RowAt};
 
 /// A planned rule, ready to evaluate.
@@ -25,8 +27,13 @@ struct PlannedRule {
     order_by: usize,
     all_rows: bool,
     reads_bindings: bool,
+    /// Every `DEFINE` reads only the current row and rows before it.
+    row_local: bool,
     /// `PREV` does not reach rows this much older than its starting row.
     within: Option<i64>,
+    /// The navigation columns a `DEFINE` reads, computed here for each
+    /// row it classifies (reused: classifying allocates nothing for them).
+    nav_buf: RefCell<Vec<Datum>>,
 }
 
 /// The navigation columns (indexes into `navs`) that `exprs` read.
@@ -53,7 +60,12 @@ impl PlannedRule {
             .iter()
             .flatten()
             .any(|(_, navs)| navs.iter().any(|&i| m.navs[i].reads_bindings()));
+        let row_local = defines.iter().flatten().all(|(_, navs)| {
+            navs.iter()
+                .all(|&i| matches!(m.navs[i], Nav::Row { at: RowAt::Current, .. }))
+        });
         PlannedRule {
+            row_local,
             arity,
             navs: m.navs.clone(),
             vars: m.vars.clone(),
@@ -65,6 +77,7 @@ impl PlannedRule {
             all_rows: m.all_rows,
             reads_bindings,
             within: m.within_ms,
+            nav_buf: RefCell::new(Vec::new()),
         }
     }
 
@@ -137,13 +150,34 @@ impl Rule for PlannedRule {
         let Some(Some((cond, navs))) = self.defines.get(var as usize) else {
             return Ok(true);
         };
-        let holds = if navs.is_empty() {
-            match ctx.row(ctx.current) {
-                Some(row) => cond.holds(row),
-                None => Ok(false),
+        let holds = match ctx.row(ctx.current) {
+            None => Ok(false),
+            Some(row) if navs.is_empty() => cond.holds(row),
+            Some(row) => {
+                // A nav's own evaluation never classifies a row, so the
+                // buffer is not borrowed twice.
+                let mut extra = self.nav_buf.borrow_mut();
+                extra.clear();
+                extra.resize(self.navs.len(), Datum::Null);
+                let mut failed = None;
+                for &i in navs {
+                    match self.nav(i, ctx) {
+                        Ok(d) => extra[i] = d,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    Some(e) => Err(e),
+                    None => cond.holds_on(&Extended {
+                        row,
+                        arity: self.arity,
+                        extra: &extra,
+                    }),
+                }
             }
-        } else {
-            self.extended(ctx, navs).and_then(|ext| cond.holds(&ext))
         };
         holds.map_err(|e| {
             RuleError::new(format!(
@@ -176,6 +210,10 @@ impl Rule for PlannedRule {
 
     fn reads_bindings(&self) -> bool {
         self.reads_bindings
+    }
+
+    fn row_local(&self) -> bool {
+        self.row_local
     }
 }
 

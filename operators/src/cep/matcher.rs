@@ -2,7 +2,7 @@
 //! match builds, what a rule's expressions see of them, and the threads of
 //! the Pike VM run from each start row.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::pattern::{Skip, VarId};
@@ -115,6 +115,11 @@ pub trait Rule: 'static {
     /// of the pattern behave the same from then on and the less preferred
     /// one is dropped.
     fn reads_bindings(&self) -> bool;
+    /// Whether every `DEFINE` depends only on the current row and the rows
+    /// before it in the partition (no bindings, no match number): then a
+    /// row's verdict for a variable is the same from every start row, and
+    /// is computed once.
+    fn row_local(&self) -> bool;
 }
 
 /// How a rule matches; shared by every partition.
@@ -155,6 +160,9 @@ struct Attempt {
     start: u64,
     start_ts: i64,
     threads: Vec<Thread>,
+    /// The step's next threads are built here, then swapped with `threads`:
+    /// a step allocates nothing once both have grown.
+    spare: Vec<Thread>,
     /// The most preferred complete match so far.
     best: Bindings,
 }
@@ -181,15 +189,22 @@ pub struct Emitted {
 pub struct Partition {
     /// Released rows (event time, row) from position `base` on.
     rows: VecDeque<(i64, Row)>,
+    /// Per released row, the verdicts of row-local conditions found so far
+    /// (see [`Rule::row_local`]): bit `2v` set when variable `v`'s is
+    /// known, bit `2v + 1` when it holds.
+    verdicts: VecDeque<u64>,
     base: u64,
-    /// Rows the watermark has not passed yet, in event-time order (ties by
-    /// the whole row), with their counts.
-    pending: BTreeMap<(i64, Row), usize>,
+    /// Rows the watermark has not passed yet, sorted by event time (ties by
+    /// the whole row). Rows mostly come in order: inserting one is then a
+    /// push at the back.
+    pending: VecDeque<(i64, Row)>,
     /// The next start row.
     start: u64,
     /// The next row to feed the attempt.
     cursor: u64,
     attempt: Option<Attempt>,
+    /// The thread lists of the last attempt, emptied, for the next one.
+    spare_threads: (Vec<Thread>, Vec<Thread>),
     matches: u64,
     /// The wake-up time this partition is indexed under.
     pub(super) wake: Option<i64>,
@@ -201,11 +216,13 @@ impl Default for Partition {
     fn default() -> Self {
         Partition {
             rows: VecDeque::new(),
+            verdicts: VecDeque::new(),
             base: 0,
-            pending: BTreeMap::new(),
+            pending: VecDeque::new(),
             start: 0,
             cursor: 0,
             attempt: None,
+            spare_threads: Default::default(),
             matches: 0,
             wake: None,
             last_ts: i64::MIN,
@@ -233,7 +250,7 @@ impl Partition {
         PartitionSnapshot {
             rows: self.rows.iter().cloned().collect(),
             base: self.base,
-            pending: self.pending.iter().map(|(k, n)| (k.clone(), *n)).collect(),
+            pending: counted(&self.pending),
             start: self.start,
             matches: self.matches,
             last_ts: self.last_ts,
@@ -246,13 +263,20 @@ impl Partition {
     /// before the snapshot; evaluation errors found again are returned (the
     /// dead letters record them once).
     pub fn restore<R: Rule>(s: PartitionSnapshot, m: &Matcher<R>, watermark: i64) -> (Partition, Emitted) {
+        let verdicts = std::iter::repeat_n(0, s.rows.len()).collect();
         let mut p = Partition {
             rows: s.rows.into(),
+            verdicts,
             base: s.base,
-            pending: s.pending.into_iter().collect(),
+            pending: s
+                .pending
+                .into_iter()
+                .flat_map(|(entry, n)| std::iter::repeat_n(entry, n))
+                .collect(),
             start: s.start,
             cursor: s.start,
             attempt: None,
+            spare_threads: Default::default(),
             matches: s.matches,
             wake: None,
             last_ts: s.last_ts,
@@ -273,14 +297,25 @@ impl Partition {
 
     /// Adds a row that the watermark has not passed.
     pub fn insert(&mut self, ts: i64, row: Row) {
-        *self.pending.entry((ts, row)).or_default() += 1;
+        let in_order = self
+            .pending
+            .back()
+            .is_none_or(|(last, r)| *last < ts || (*last == ts && *r <= row));
+        if in_order {
+            self.pending.push_back((ts, row));
+        } else {
+            let at = self
+                .pending
+                .partition_point(|(t, r)| *t < ts || (*t == ts && *r <= row));
+            self.pending.insert(at, (ts, row));
+        }
     }
 
     /// The watermark at which this partition has work: its oldest pending
     /// row to release, its attempt's `WITHIN` running out, or (with nothing
     /// else left) its rows kept for `PREV` falling out of reach.
     pub(super) fn next_wake<R>(&self, m: &Matcher<R>) -> Option<i64> {
-        let release = self.pending.keys().next().map(|(ts, _)| ts.saturating_add(1));
+        let release = self.pending.front().map(|(ts, _)| ts.saturating_add(1));
         let timeout = match (&self.attempt, m.within) {
             (Some(a), Some(w)) => Some(a.start_ts.saturating_add(w)),
             _ => None,
@@ -314,16 +349,14 @@ impl Partition {
     /// Releases the rows below `watermark` (all of them when `None`: the
     /// stream ended) and matches as far as they allow.
     pub fn advance<R: Rule>(&mut self, m: &Matcher<R>, watermark: Option<i64>, out: &mut Emitted) {
-        while let Some(entry) = self.pending.first_entry() {
-            let ts = entry.key().0;
+        while let Some(&(ts, _)) = self.pending.front() {
             if watermark.is_some_and(|w| ts >= w) {
                 break;
             }
-            let ((ts, row), n) = entry.remove_entry();
-            for _ in 1..n {
-                self.rows.push_back((ts, row.clone()));
+            if let Some(entry) = self.pending.pop_front() {
+                self.rows.push_back(entry);
+                self.verdicts.push_back(0);
             }
-            self.rows.push_back((ts, row));
             self.last_ts = ts;
         }
         self.run(m, watermark, out);
@@ -331,6 +364,7 @@ impl Partition {
         let keep_from = self.start.saturating_sub(m.history);
         while self.base < keep_from && !self.rows.is_empty() {
             self.rows.pop_front();
+            self.verdicts.pop_front();
             self.base += 1;
         }
     }
@@ -342,10 +376,12 @@ impl Partition {
                     return;
                 }
                 let start_ts = self.rows[(self.start - self.base) as usize].0;
+                let (threads, spare) = std::mem::take(&mut self.spare_threads);
                 let mut attempt = Attempt {
                     start: self.start,
                     start_ts,
-                    threads: Vec::new(),
+                    threads,
+                    spare,
                     best: None,
                 };
                 let mut seen = Seen::new(m.program.insts.len());
@@ -385,10 +421,11 @@ impl Partition {
             }
             let Some(attempt) = self.attempt.take() else { return };
             if resolution == Some(Resolution::Capped) {
-                self.drop_capped(m, attempt, out);
-                continue;
+                self.drop_capped(m, &attempt, out);
+            } else {
+                self.resolve(m, &attempt, resolution == Some(Resolution::TimeUp), out);
             }
-            self.resolve(m, attempt, resolution == Some(Resolution::TimeUp), out);
+            self.recycle(attempt);
         }
     }
 
@@ -396,14 +433,22 @@ impl Partition {
     fn step<R: Rule>(&mut self, m: &Matcher<R>, out: &mut Emitted) {
         let Some(attempt) = self.attempt.as_mut() else { return };
         let seq = self.cursor;
-        let threads = std::mem::take(&mut attempt.threads);
-        let mut next = Vec::with_capacity(threads.len());
+        let mut threads = std::mem::take(&mut attempt.threads);
+        let mut next = std::mem::take(&mut attempt.spare);
+        next.clear();
         let mut seen = Seen::new(m.program.insts.len());
         let dedupe = !m.rule.reads_bindings();
-        for thread in threads {
+        let at = (seq - self.base) as usize;
+        let local = m.rule.row_local();
+        for thread in threads.drain(..) {
             let Inst::Var(var) = m.program.insts[thread.pc] else {
                 continue;
             };
+            let bit = 2 * var as u32;
+            let known = local && bit < 64 && self.verdicts.get(at).is_some_and(|v| v >> bit & 1 == 1);
+            if known && self.verdicts.get(at).is_some_and(|v| v >> (bit + 1) & 1 == 0) {
+                continue;
+            }
             let bound: Bindings = Some(Rc::new(Bind {
                 seq,
                 var,
@@ -417,15 +462,21 @@ impl Partition {
                 match_number: Some(self.matches + 1),
                 timed_out: false,
             };
-            let holds = match m.rule.define(var, &ctx) {
-                Ok(h) => h,
-                Err(err) => {
-                    if let Some(row) = ctx.row(seq) {
-                        out.errors.push((err.reason, row.clone()));
+            let holds = known
+                || match m.rule.define(var, &ctx) {
+                    Ok(h) => h,
+                    Err(err) => {
+                        if let Some(row) = ctx.row(seq) {
+                            out.errors.push((err.reason, row.clone()));
+                        }
+                        false
                     }
-                    false
+                };
+            if local && bit < 64 && !known {
+                if let Some(v) = self.verdicts.get_mut(at) {
+                    *v |= (1 | (holds as u64) << 1) << bit;
                 }
-            };
+            }
             if !holds {
                 continue;
             }
@@ -454,13 +505,37 @@ impl Partition {
             }
         }
         attempt.threads = next;
+        attempt.spare = threads;
+    }
+
+    /// Keeps an ended attempt's thread lists (emptied) for the next one.
+    fn recycle(&mut self, mut attempt: Attempt) {
+        attempt.threads.clear();
+        attempt.spare.clear();
+        self.spare_threads = (attempt.threads, attempt.spare);
+    }
+
+    /// Empties the partition for another key, keeping what it allocated.
+    pub(super) fn reset(&mut self) {
+        if let Some(a) = self.attempt.take() {
+            self.recycle(a);
+        }
+        self.rows.clear();
+        self.verdicts.clear();
+        self.pending.clear();
+        self.base = 0;
+        self.start = 0;
+        self.cursor = 0;
+        self.matches = 0;
+        self.wake = None;
+        self.last_ts = i64::MIN;
     }
 
     /// Ends an attempt that reached the row cap, reporting its start row to
     /// the errors (the dead letters): the match found so far, if any, is
     /// emitted (a longer one might have followed); without one nothing is,
     /// and matching goes on from the next row.
-    fn drop_capped<R: Rule>(&mut self, m: &Matcher<R>, attempt: Attempt, out: &mut Emitted) {
+    fn drop_capped<R: Rule>(&mut self, m: &Matcher<R>, attempt: &Attempt, out: &mut Emitted) {
         if let Some((_, row)) = self.rows.get((attempt.start - self.base) as usize) {
             let what = if attempt.best.is_some() {
                 "was cut there: the match found so far was emitted"
@@ -482,7 +557,7 @@ impl Partition {
         }
     }
 
-    fn resolve<R: Rule>(&mut self, m: &Matcher<R>, attempt: Attempt, time_up: bool, out: &mut Emitted) {
+    fn resolve<R: Rule>(&mut self, m: &Matcher<R>, attempt: &Attempt, time_up: bool, out: &mut Emitted) {
         if let Some(last) = attempt.best.as_ref() {
             self.matches += 1;
             let number = self.matches;
@@ -547,33 +622,66 @@ impl Partition {
 }
 
 /// Instructions already reached in one step: a less preferred thread that
-/// reaches them again can only repeat what the first one does.
-struct Seen {
-    marks: Vec<bool>,
-    touched: Vec<usize>,
+/// reaches them again can only repeat what the first one does. A program
+/// of up to 128 instructions (nearly every pattern) marks bits of a word,
+/// so a step allocates nothing for it.
+enum Seen {
+    Small(u128),
+    Large { marks: Vec<bool>, touched: Vec<usize> },
 }
 
 impl Seen {
     fn new(n: usize) -> Self {
-        Seen {
-            marks: vec![false; n],
-            touched: Vec::new(),
+        if n <= 128 {
+            Seen::Small(0)
+        } else {
+            Seen::Large {
+                marks: vec![false; n],
+                touched: Vec::new(),
+            }
         }
     }
     /// Marks `pc`; false when it was marked already.
     fn visit(&mut self, pc: usize) -> bool {
-        if self.marks[pc] {
-            return false;
+        match self {
+            Seen::Small(bits) => {
+                let bit = 1u128 << pc;
+                let new = *bits & bit == 0;
+                *bits |= bit;
+                new
+            }
+            Seen::Large { marks, touched } => {
+                if marks[pc] {
+                    return false;
+                }
+                marks[pc] = true;
+                touched.push(pc);
+                true
+            }
         }
-        self.marks[pc] = true;
-        self.touched.push(pc);
-        true
     }
     fn clear(&mut self) {
-        for pc in self.touched.drain(..) {
-            self.marks[pc] = false;
+        match self {
+            Seen::Small(bits) => *bits = 0,
+            Seen::Large { marks, touched } => {
+                for pc in touched.drain(..) {
+                    marks[pc] = false;
+                }
+            }
         }
     }
+}
+
+/// Sorted entries as (entry, count) runs, as snapshots keep them.
+fn counted(sorted: &VecDeque<(i64, Row)>) -> Vec<((i64, Row), usize)> {
+    let mut out: Vec<((i64, Row), usize)> = Vec::new();
+    for e in sorted {
+        match out.last_mut() {
+            Some((last, n)) if last == e => *n += 1,
+            _ => out.push((e.clone(), 1)),
+        }
+    }
+    out
 }
 
 /// Follows the non-consuming instructions from `pc` in preferment order,

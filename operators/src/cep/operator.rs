@@ -2,10 +2,11 @@
 //! a watermark, partitions routed to workers, matches and time-outs emitted
 //! at the tick the watermark decides them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::rc::Rc;
 
-use differential_dataflow::hashable::Hashable;
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::{event_time, Clock, ClockSnapshot, Watermark};
 use super::matcher::{Emitted, Matcher, Partition, PartitionSnapshot, Rule};
 use crate::capture::{Capture, Captured};
-use crate::repr::{format_timestamp, Diff, FastMap, Row, Tick};
+use crate::repr::{format_timestamp, Datum, Diff, FastMap, Row, Tick};
 
 /// One entry of a rule's snapshot: the clock (every worker writes the same),
 /// or one partition.
@@ -46,14 +47,48 @@ pub struct Layout {
     pub watermark: Watermark,
 }
 
+/// The worker a partition's rows go to, from its key's datums: the same
+/// for a row (its key columns) and for a key (a snapshot's entry), and on
+/// every worker.
+fn route<'a>(key: impl Iterator<Item = &'a Datum>) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0x5eed_c0de).build_hasher();
+    for d in key {
+        d.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// One partition and its key, in the operator's slab. A forgotten
+/// partition's slot keeps its allocations for the next new key: on a
+/// stream of short-lived partitions, a new one then allocates nothing.
+struct Slot {
+    /// Whether the slot holds a partition (else it is free).
+    live: bool,
+    key: Row,
+    partition: Partition,
+    /// The filing of its current wake-up in [`State::wakes`]: older
+    /// entries of the heap for this slot are stale.
+    filed: u64,
+}
+
 /// The per-worker state of the operator.
 struct State<R> {
     matcher: Matcher<R>,
     layout: Layout,
     clock: Clock,
-    partitions: FastMap<Row, Partition>,
-    /// Partitions by the watermark at which they have work.
-    wakes: BTreeSet<(i64, Row)>,
+    /// Partitions by key, as indexes into `slots`.
+    index: FastMap<Row, usize>,
+    slots: Vec<Slot>,
+    /// Slots free for the next new partition.
+    free: Vec<usize>,
+    /// Partitions by the watermark at which they have work: (wake, filing,
+    /// slot), earliest first. An entry is live while its slot's partition
+    /// is still filed under it (`Slot::filed`); a re-filed or forgotten
+    /// partition leaves a stale entry, skipped when it comes up.
+    wakes: BinaryHeap<Reverse<(i64, u64, usize)>>,
+    filings: u64,
+    /// A partition key being looked up, reused.
+    key_buf: Row,
     /// Partitions with a match in progress.
     attempts: usize,
     /// Output waiting to be sent, with the tick it belongs to.
@@ -71,10 +106,10 @@ impl<R: Rule> State<R> {
             clock: self.clock.snapshot(),
             watermark: self.watermark,
         })?];
-        for (key, p) in &self.partitions {
+        for slot in self.slots.iter().filter(|s| s.live) {
             out.push(encode(&PatternEntry::Partition {
-                key: key.clone(),
-                state: p.snapshot(),
+                key: slot.key.clone(),
+                state: slot.partition.snapshot(),
             })?);
         }
         Ok(out)
@@ -96,43 +131,96 @@ impl<R: Rule> State<R> {
                     }
                 }
                 PatternEntry::Partition { key, state } => {
-                    if (key.hashed() % peers.max(1) as u64) as usize != index {
+                    if (route(key.iter()) % peers.max(1) as u64) as usize != index {
                         continue;
                     }
                     let (p, _) = Partition::restore(state, &self.matcher, self.watermark);
                     if p.in_progress() {
                         self.attempts += 1;
                     }
-                    self.partitions.insert(key.clone(), p);
-                    self.reindex(key);
+                    let slot = self.slot_of(&key);
+                    self.slots[slot].partition = p;
+                    self.reindex(slot);
                 }
             }
         }
         Ok(())
     }
 
-    fn key(&self, row: &Row) -> Row {
-        self.layout.partition_by.iter().map(|&i| row[i].clone()).collect()
+    /// The slot of the partition with this key, a new empty one if there
+    /// is none.
+    fn slot_of(&mut self, key: &[Datum]) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i];
+                slot.live = true;
+                // No heap entry is filed under 0.
+                slot.filed = 0;
+                slot.key.clear();
+                slot.key.extend_from_slice(key);
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    live: true,
+                    key: key.to_vec(),
+                    partition: Partition::default(),
+                    filed: 0,
+                });
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(key.to_vec(), i);
+        i
+    }
+
+    /// The slot of the partition `row` belongs to.
+    fn slot_of_row(&mut self, row: &Row) -> usize {
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        key.extend(self.layout.partition_by.iter().map(|&i| row[i].clone()));
+        let slot = self.slot_of(&key);
+        self.key_buf = key;
+        slot
     }
 
     /// Re-files a partition under the watermark at which it next has work,
     /// and forgets it when it holds nothing.
-    fn reindex(&mut self, key: Row) {
-        let Some(p) = self.partitions.get_mut(&key) else { return };
+    fn reindex(&mut self, i: usize) {
+        let Some(slot) = self.slots.get_mut(i).filter(|s| s.live) else {
+            return;
+        };
+        let p = &mut slot.partition;
         let forget = p.forgettable(&self.matcher, self.watermark);
         let wake = if forget { None } else { p.next_wake(&self.matcher) };
         if p.wake != wake {
-            if let Some(old) = p.wake {
-                self.wakes.remove(&(old, key.clone()));
-            }
-            if let Some(w) = wake {
-                self.wakes.insert((w, key.clone()));
-            }
             p.wake = wake;
+            self.filings += 1;
+            slot.filed = self.filings;
+            if let Some(w) = wake {
+                self.wakes.push(Reverse((w, self.filings, i)));
+            }
         }
         if forget {
-            self.partitions.remove(&key);
+            slot.live = false;
+            slot.partition.reset();
+            self.index.remove(&slot.key);
+            self.free.push(i);
         }
+    }
+
+    /// The earliest live wake-up, dropping the stale entries before it.
+    fn first_wake(&mut self) -> Option<i64> {
+        while let Some(&Reverse((wake, filed, i))) = self.wakes.peek() {
+            if self.slots.get(i).is_some_and(|s| s.live && s.filed == filed) {
+                return Some(wake);
+            }
+            self.wakes.pop();
+        }
+        None
     }
 
     /// Queues output to be emitted at tick `t`.
@@ -148,7 +236,7 @@ impl<R: Rule> State<R> {
     /// holds the same rows however the workers were scheduled.
     fn idle_until(&mut self, t: Tick) {
         let w = self.clock.at(t);
-        while let Some(&(wake, _)) = self.wakes.first() {
+        while let Some(wake) = self.first_wake() {
             if wake > w {
                 break;
             }
@@ -190,11 +278,8 @@ impl<R: Rule> State<R> {
                 ));
                 continue;
             }
-            let key = self.key(&row);
-            let p = match self.partitions.get_mut(&key) {
-                Some(p) => p,
-                None => self.partitions.entry(key.clone()).or_default(),
-            };
+            let i = self.slot_of_row(&row);
+            let p = &mut self.slots[i].partition;
             for _ in 1..diff {
                 p.insert(ts, row.clone());
             }
@@ -202,7 +287,7 @@ impl<R: Rule> State<R> {
             // Re-filed only when the row moves its wake-up earlier (a
             // partition with rows waiting is never forgotten).
             if p.wake.is_none_or(|w| ts.saturating_add(1) < w) {
-                self.reindex(key);
+                self.reindex(i);
             }
         }
         if let Some(m) = max_ts {
@@ -210,7 +295,7 @@ impl<R: Rule> State<R> {
         }
         self.watermark = self.watermark.max(self.clock.at(now));
         let w = self.clock.at(now);
-        while self.wakes.first().is_some_and(|(wake, _)| *wake <= w) {
+        while self.first_wake().is_some_and(|wake| wake <= w) {
             self.work_first(w, &mut out);
         }
         self.emit(now, out);
@@ -219,8 +304,13 @@ impl<R: Rule> State<R> {
     /// Works the partition with the earliest wake-up at watermark `w`.
     fn work_first(&mut self, w: i64, out: &mut Emitted) {
         self.watermark = self.watermark.max(w);
-        let Some((_, key)) = self.wakes.pop_first() else { return };
-        if let Some(p) = self.partitions.get_mut(&key) {
+        if self.first_wake().is_none() {
+            return;
+        }
+        let Some(Reverse((_, _, i))) = self.wakes.pop() else {
+            return;
+        };
+        if let Some(p) = self.slots.get_mut(i).filter(|s| s.live).map(|s| &mut s.partition) {
             p.wake = None;
             let had = p.in_progress();
             p.advance(&self.matcher, Some(w), out);
@@ -230,17 +320,19 @@ impl<R: Rule> State<R> {
                 _ => {}
             }
         }
-        self.reindex(key);
+        self.reindex(i);
     }
 
     /// The stream ended: every partition finishes, as if the watermark had
     /// passed everything.
     fn finish(&mut self, t: Tick) {
         let mut out = Emitted::default();
-        for p in self.partitions.values_mut() {
-            p.advance(&self.matcher, None, &mut out);
+        for slot in self.slots.iter_mut().filter(|s| s.live) {
+            slot.partition.advance(&self.matcher, None, &mut out);
         }
-        self.partitions.clear();
+        self.index.clear();
+        self.slots.clear();
+        self.free.clear();
         self.wakes.clear();
         self.attempts = 0;
         self.emit(t, out);
@@ -327,8 +419,12 @@ pub fn match_recognize<'s, R: Rule>(
         matcher,
         layout,
         clock: Clock::new(watermark),
-        partitions: FastMap::default(),
-        wakes: BTreeSet::new(),
+        index: FastMap::default(),
+        slots: Vec::new(),
+        free: Vec::new(),
+        wakes: BinaryHeap::new(),
+        filings: 0,
+        key_buf: Row::new(),
         attempts: 0,
         outbox: Vec::new(),
         watermark: i64::MIN,
@@ -353,9 +449,7 @@ pub fn match_recognize<'s, R: Rule>(
     type Builder = CapacityContainerBuilder<Vec<Out>>;
     let both = input.inner.binary_frontier::<_, Builder, _, _, _, _>(
         marks,
-        Exchange::new(move |(row, _, _): &(Row, Tick, Diff)| {
-            key_cols.iter().map(|&i| row[i].clone()).collect::<Row>().hashed()
-        }),
+        Exchange::new(move |(row, _, _): &(Row, Tick, Diff)| route(key_cols.iter().map(|&i| &row[i]))),
         Pipeline,
         name,
         move |capability, _info| {
@@ -419,7 +513,7 @@ pub fn match_recognize<'s, R: Rule>(
                         session.give((Err(err), t, 1));
                     }
                 }
-                stats.partitions.set(state.partitions.len());
+                stats.partitions.set(state.index.len());
                 stats.partial_matches.set(state.attempts);
                 match now {
                     Some(n) => {
