@@ -285,6 +285,37 @@ mod tests {
     }
 
     #[test]
+    fn readers_at_one_position_read_each_record_once_at_their_own_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let log = store.log();
+        log.create_topic("t", 1).unwrap();
+        let events: Vec<Vec<u8>> = (0..6).map(|i| format!("{{\"i\":{i}}}").into_bytes()).collect();
+        log.append("t", Some(0), &events).unwrap();
+        let mut a = PartitionReader::new(&log, "t", (0, 1), 0);
+        let mut b = PartitionReader::new(&log, "t", (0, 1), 0);
+        assert!(a.same_position(&b));
+        // `b`'s dataflow was installed after the records: they are its
+        // history, fed at a coarser time.
+        let (fa, fb) = (Feeding::default(), Feeding { since: Tick::MAX, pins: vec![] });
+        let mut handed = Vec::new();
+        let reads = read_together(&mut [(&mut a, &fa), (&mut b, &fb)], &log, 4, true, |_, rec, at| {
+            handed.push((rec.offset, at.to_vec()));
+        });
+        assert_eq!(handed.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        for (offset, at) in &handed {
+            let tick = log.appended_at("t", 0, *offset).unwrap();
+            assert_eq!(at, &vec![fa.time(tick), fb.time(tick)]);
+        }
+        assert_eq!((reads[0].records, reads[1].records), (4, 4));
+        assert_eq!((reads[0].behind, reads[1].behind), (2, 2));
+        assert!(a.same_position(&b), "they stay together");
+        // One that read further is elsewhere.
+        assert_eq!(offsets(&mut a, &log, 1), vec![4]);
+        assert!(!a.same_position(&b));
+    }
+
+    #[test]
     fn a_follower_reads_only_what_no_covering_reader_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
