@@ -297,7 +297,13 @@ mod tests {
         assert!(a.same_position(&b));
         // `b`'s dataflow was installed after the records: they are its
         // history, fed at a coarser time.
-        let (fa, fb) = (Feeding::default(), Feeding { since: Tick::MAX, pins: vec![] });
+        let (fa, fb) = (
+            Feeding::default(),
+            Feeding {
+                since: Tick::MAX,
+                pins: vec![],
+            },
+        );
         let mut handed = Vec::new();
         let reads = read_together(&mut [(&mut a, &fa), (&mut b, &fb)], &log, 4, true, |_, rec, at| {
             handed.push((rec.offset, at.to_vec()));

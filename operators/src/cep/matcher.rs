@@ -185,6 +185,9 @@ pub struct Emitted {
     pub errors: Vec<(String, Row)>,
 }
 
+/// Entries a forgotten partition's lists keep allocated for the next key.
+const KEPT_CAPACITY: usize = 16;
+
 /// One partition's state.
 pub struct Partition {
     /// Released rows (event time, row) from position `base` on.
@@ -515,7 +518,9 @@ impl Partition {
         self.spare_threads = (attempt.threads, attempt.spare);
     }
 
-    /// Empties the partition for another key, keeping what it allocated.
+    /// Empties the partition for another key, keeping what it allocated
+    /// up to [`KEPT_CAPACITY`] entries per list: a partition that once
+    /// held a long run does not hold its memory for every key after it.
     pub(super) fn reset(&mut self) {
         if let Some(a) = self.attempt.take() {
             self.recycle(a);
@@ -523,6 +528,11 @@ impl Partition {
         self.rows.clear();
         self.verdicts.clear();
         self.pending.clear();
+        self.rows.shrink_to(KEPT_CAPACITY);
+        self.verdicts.shrink_to(KEPT_CAPACITY);
+        self.pending.shrink_to(KEPT_CAPACITY);
+        self.spare_threads.0.shrink_to(KEPT_CAPACITY);
+        self.spare_threads.1.shrink_to(KEPT_CAPACITY);
         self.base = 0;
         self.start = 0;
         self.cursor = 0;

@@ -10,6 +10,8 @@ use std::rc::Rc;
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::progress::operate::FrontierInterest;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, OkErr};
@@ -386,33 +388,39 @@ pub fn match_recognize<'s, R: Rule>(
     let (index, peers) = (input.scope().index(), input.scope().peers());
     let order_by = layout.order_by;
     // Each worker's largest event time per tick, seen by every worker.
-    let marks = input
-        .inner
-        .clone()
-        .unary::<CapacityContainerBuilder<Vec<(i64, Tick, Diff)>>, _, _, _>(
-            Pipeline,
-            &format!("{name}: event-time marks"),
-            move |_cap, _info| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let mut by_time: BTreeMap<Tick, i64> = BTreeMap::new();
-                        for (row, t, diff) in data.iter() {
-                            if *diff > 0 {
-                                if let Some(ts) = event_time(row, order_by) {
-                                    let m = by_time.entry(*t).or_insert(ts);
-                                    *m = (*m).max(ts);
-                                }
-                            }
+    // Each worker's largest event time per tick, seen by every worker. One
+    // operator passes the rows on and takes the marks: reading the input
+    // stream twice would copy every row for the second reader.
+    let mut builder = OperatorBuilder::new(format!("{name}: event-time marks"), input.inner.scope());
+    let mut rows_in = builder.new_input(input.inner, Pipeline);
+    builder.set_notify_for(0, FrontierInterest::Never);
+    let (mut rows_out, rows) = builder.new_output::<Vec<(Row, Tick, Diff)>>();
+    let (mut marks_out, marks) = builder.new_output::<Vec<(i64, Tick, Diff)>>();
+    builder.build(move |_| {
+        let mut by_time: BTreeMap<Tick, i64> = BTreeMap::new();
+        let mut batch = Vec::new();
+        move |_frontiers| {
+            let mut rows_out = rows_out.activate();
+            let mut marks_out = marks_out.activate();
+            rows_in.for_each(|cap, data| {
+                for (row, t, diff) in data.iter() {
+                    if *diff > 0 {
+                        if let Some(ts) = event_time(row, order_by) {
+                            let m = by_time.entry(*t).or_insert(ts);
+                            *m = (*m).max(ts);
                         }
-                        let mut session = output.session(&cap);
-                        for (t, ts) in by_time {
-                            session.give((ts, t, 1));
-                        }
-                    });
+                    }
                 }
-            },
-        )
-        .broadcast();
+                batch.extend(std::mem::take(&mut by_time).into_iter().map(|(t, ts)| (ts, t, 1)));
+                if !batch.is_empty() {
+                    marks_out.give(&cap, &mut batch);
+                    batch.clear();
+                }
+                rows_out.give(&cap, data);
+            });
+        }
+    });
+    let marks = marks.broadcast();
     let key_cols = layout.partition_by.clone();
     let watermark = layout.watermark;
     let mut state = State {
@@ -447,7 +455,7 @@ pub fn match_recognize<'s, R: Rule>(
     /// A match (or time-out) row, or a row for the dead letters.
     type Out = (Result<Row, (String, Row)>, Tick, Diff);
     type Builder = CapacityContainerBuilder<Vec<Out>>;
-    let both = input.inner.binary_frontier::<_, Builder, _, _, _, _>(
+    let both = rows.binary_frontier::<_, Builder, _, _, _, _>(
         marks,
         Exchange::new(move |(row, _, _): &(Row, Tick, Diff)| route(key_cols.iter().map(|&i| &row[i]))),
         Pipeline,
