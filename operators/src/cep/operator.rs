@@ -11,10 +11,10 @@ use differential_dataflow::{AsCollection, VecCollection};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::progress::operate::FrontierInterest;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, OkErr};
+use timely::progress::operate::FrontierInterest;
 
 use serde::{Deserialize, Serialize};
 
@@ -387,7 +387,6 @@ pub fn match_recognize<'s, R: Rule>(
 ) -> (Rows<'s>, Rejects<'s>) {
     let (index, peers) = (input.scope().index(), input.scope().peers());
     let order_by = layout.order_by;
-    // Each worker's largest event time per tick, seen by every worker.
     // Each worker's largest event time per tick, seen by every worker. One
     // operator passes the rows on and takes the marks: reading the input
     // stream twice would copy every row for the second reader.
