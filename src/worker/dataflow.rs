@@ -33,6 +33,19 @@ pub struct Source {
     pub(super) rejected: IntCounter,
 }
 
+/// Whether a decoded record fits a source's input (what [`push`] checks
+/// before feeding it).
+pub fn fits(input: &SourceInput, decoded: &Decoded) -> Result<(), &'static str> {
+    match (input, decoded) {
+        (SourceInput::Append(_), Decoded::Append(_))
+        | (SourceInput::Upsert(_), Decoded::Upsert { .. } | Decoded::Delete { .. }) => Ok(()),
+        (SourceInput::Append(_), Decoded::Delete { .. }) => Err("a delete needs a table with a PRIMARY KEY"),
+        (SourceInput::Append(_), Decoded::Upsert { .. }) | (SourceInput::Upsert(_), Decoded::Append(_)) => {
+            Err("upsert input for a table without a key")
+        }
+    }
+}
+
 /// Feeds one decoded record into a source's input at time `at` (not before
 /// the input's time); not fed when `feeds` is false (see [`Source::feeds`]).
 /// `seq` orders an upsert table's records of one key.

@@ -17,9 +17,9 @@ use weir_operators::repr::Tick;
 
 use weir_connectors::dead_letters::Position;
 use weir_connectors::log::LogRecord;
-use weir_connectors::source::{read_together, Decoded, Feeding, Progress, Read, Rejected};
+use weir_connectors::source::{read_together, Feeding, Progress, Read, Rejected};
 
-use super::dataflow::{push, Source};
+use super::dataflow::{fits, push, Source};
 use super::WorkerState;
 use crate::shared::Shared;
 
@@ -171,13 +171,28 @@ fn read_group(group: &mut [&mut Member<'_>], shared: &Shared, now: Tick, may_rea
                     return;
                 }
             };
-            let last = sinks.len() - 1;
+            // A member that feeds nothing only checks the row; of those that
+            // feed their inputs, the last takes the row, the others a copy.
+            // The members read one table, so their inputs are of one kind:
+            // one check answers for all.
+            let checked = fits(sinks[0].1, &decoded);
+            let last = sinks.iter().rposition(|s| s.2);
             let mut decoded = Some(decoded);
             for (k, (_, input, feeds, ingested, rejected)) in sinks.iter_mut().enumerate() {
-                // The last member takes the row, the others a copy.
-                let row: Option<Decoded> = if k == last { decoded.take() } else { decoded.clone() };
-                let Some(row) = row else { continue };
-                match push(input, *feeds, row, rec.seq, at[k]) {
+                let fed = if *feeds {
+                    let row = if Some(k) == last {
+                        decoded.take()
+                    } else {
+                        decoded.clone()
+                    };
+                    match row {
+                        Some(row) => push(input, true, row, rec.seq, at[k]),
+                        None => continue,
+                    }
+                } else {
+                    checked
+                };
+                match fed {
                     Ok(()) => ingested.inc(),
                     Err(reason) => {
                         rejected.inc();
