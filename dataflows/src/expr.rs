@@ -79,6 +79,18 @@ impl Columns for [Datum] {
     }
 }
 
+impl Columns for Row {
+    fn col(&self, i: usize) -> &Datum {
+        self.as_slice().col(i)
+    }
+}
+
+impl<const N: usize> Columns for [Datum; N] {
+    fn col(&self, i: usize) -> &Datum {
+        self.as_slice().col(i)
+    }
+}
+
 /// A row of `arity` columns and columns computed for it (a pattern's
 /// navigation columns), read as one row without copying it: column
 /// `arity + j` is `extra[j]`.
@@ -132,13 +144,9 @@ impl ScalarExpr {
         ScalarExpr::Column(i)
     }
 
-    /// Evaluates the expression on `row`.
-    pub fn eval(&self, row: &[Datum]) -> Result<Datum, EvalError> {
-        self.eval_ref(row).map(Cow::into_owned)
-    }
-
-    /// [`ScalarExpr::eval`] on any [`Columns`].
-    pub fn eval_on<C: Columns + ?Sized>(&self, row: &C) -> Result<Datum, EvalError> {
+    /// Evaluates the expression on `row` (a row, or a row with computed
+    /// columns after it).
+    pub fn eval<C: Columns + ?Sized>(&self, row: &C) -> Result<Datum, EvalError> {
         self.eval_ref(row).map(Cow::into_owned)
     }
 
@@ -199,7 +207,7 @@ impl ScalarExpr {
                     }),
                 }
             }
-            Arith(op, l, r, ty) => arith(*op, l.eval_on(row)?, r.eval_on(row)?, *ty)?,
+            Arith(op, l, r, ty) => arith(*op, l.eval(row)?, r.eval(row)?, *ty)?,
             Neg(e) => match *e.eval_ref(row)? {
                 Datum::Int(i) => Datum::Int(i.checked_neg().ok_or(EvalError::Overflow("bigint"))?),
                 Datum::Float(f) => Datum::Float(OrdF64::new(-f.get())),
@@ -232,7 +240,7 @@ impl ScalarExpr {
                     return Ok(a);
                 }
             }
-            Cast(e, ty) => cast(e.eval_on(row)?, *ty)?,
+            Cast(e, ty) => cast(e.eval(row)?, *ty)?,
             Concat(a, b) => match (&*a.eval_ref(row)?, &*b.eval_ref(row)?) {
                 (Datum::Null, _) | (_, Datum::Null) => Datum::Null,
                 (a, b) => Datum::Text(format!("{}{}", to_text(a), to_text(b)).into()),
@@ -271,19 +279,14 @@ impl ScalarExpr {
                 }
             }
             Call(f, args) => {
-                let vals = args.iter().map(|a| a.eval_on(row)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args.iter().map(|a| a.eval(row)).collect::<Result<Vec<_>, _>>()?;
                 call(*f, &vals)?
             }
         }))
     }
 
     /// True when the expression evaluates to TRUE (not FALSE, not NULL).
-    pub fn holds(&self, row: &[Datum]) -> Result<bool, EvalError> {
-        Ok(*self.eval_ref(row)? == Datum::Bool(true))
-    }
-
-    /// [`ScalarExpr::holds`] on any [`Columns`].
-    pub fn holds_on<C: Columns + ?Sized>(&self, row: &C) -> Result<bool, EvalError> {
+    pub fn holds<C: Columns + ?Sized>(&self, row: &C) -> Result<bool, EvalError> {
         Ok(*self.eval_ref(row)? == Datum::Bool(true))
     }
 

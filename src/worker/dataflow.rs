@@ -47,32 +47,25 @@ pub fn fits(input: &SourceInput, decoded: &Decoded) -> Result<(), &'static str> 
 }
 
 /// Feeds one decoded record into a source's input at time `at` (not before
-/// the input's time); not fed when `feeds` is false (see [`Source::feeds`]).
-/// `seq` orders an upsert table's records of one key.
-pub fn push(input: &mut SourceInput, feeds: bool, decoded: Decoded, seq: u64, at: Tick) -> Result<(), &'static str> {
+/// the input's time), once it [`fits`]. `seq` orders an upsert table's
+/// records of one key.
+pub fn push(input: &mut SourceInput, decoded: Decoded, seq: u64, at: Tick) -> Result<(), &'static str> {
+    fits(input, &decoded)?;
     match (input, decoded) {
         (SourceInput::Append(input), Decoded::Append(row)) => {
-            if feeds {
-                let at = at.max(*input.time());
-                input.update_at(row, at, 1);
-            }
+            let at = at.max(*input.time());
+            input.update_at(row, at, 1);
         }
         (SourceInput::Upsert(input), Decoded::Upsert { key, row }) => {
-            if feeds {
-                let at = at.max(*input.time());
-                input.update_at((key, seq, Some(row)), at, 1);
-            }
+            let at = at.max(*input.time());
+            input.update_at((key, seq, Some(row)), at, 1);
         }
         (SourceInput::Upsert(input), Decoded::Delete { key }) => {
-            if feeds {
-                let at = at.max(*input.time());
-                input.update_at((key, seq, None), at, 1);
-            }
+            let at = at.max(*input.time());
+            input.update_at((key, seq, None), at, 1);
         }
-        (SourceInput::Append(_), Decoded::Delete { .. }) => return Err("a delete needs a table with a PRIMARY KEY"),
-        (SourceInput::Append(_), Decoded::Upsert { .. }) | (SourceInput::Upsert(_), Decoded::Append(_)) => {
-            return Err("upsert input for a table without a key")
-        }
+        // Refused by `fits` above.
+        _ => {}
     }
     Ok(())
 }

@@ -58,17 +58,16 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
         }
     }
     let reads = read_in_groups(&mut members, shared, now);
-    // Per dataflow: the latest time fed and how far behind it is.
-    let mut fed_until: HashMap<DataflowId, Option<Tick>> = HashMap::new();
-    let mut lag: HashMap<DataflowId, u64> = HashMap::new();
-    let mut may_read: HashMap<DataflowId, bool> = HashMap::new();
+    // Per dataflow: the latest time fed, how far behind it is, and whether
+    // it could read this round.
+    let mut progress: HashMap<DataflowId, (Option<Tick>, u64, bool)> = HashMap::new();
     for (m, read) in members.iter_mut().zip(reads) {
-        let f = fed_until.entry(m.df).or_default();
+        let (fed_until, lag, may_read) = progress.entry(m.df).or_default();
+        *may_read = m.may_read;
         if read.records > 0 {
-            *f = (*f).max(Some(read.fed_until));
+            *fed_until = (*fed_until).max(Some(read.fed_until));
         }
-        *lag.entry(m.df).or_default() += read.behind;
-        may_read.insert(m.df, m.may_read);
+        *lag += read.behind;
         let input = &mut m.source.input;
         let t = read.frontier.max(input.time());
         input.advance_to(t);
@@ -77,14 +76,14 @@ pub fn feed(state: &mut WorkerState, now: Tick) -> bool {
     drop(members);
     let mut more_to_read = false;
     for (df, d) in state.dataflows.iter_mut() {
-        if let Some(t) = fed_until.get(df).copied().flatten() {
+        let (fed_until, behind, may_read) = progress.get(df).copied().unwrap_or_default();
+        if let Some(t) = fed_until {
             if !d.in_flight.contains(&t) {
                 d.in_flight.push(t);
             }
             shared.sources.fed_through(*df, state.index, t);
         }
-        let behind = lag.get(df).copied().unwrap_or(0);
-        more_to_read |= may_read.get(df).copied().unwrap_or(false) && behind > 0;
+        more_to_read |= may_read && behind > 0;
         shared.sources.set_lag(*df, state.index, behind);
     }
     more_to_read
@@ -186,7 +185,7 @@ fn read_group(group: &mut [&mut Member<'_>], shared: &Shared, now: Tick, may_rea
                         decoded.clone()
                     };
                     match row {
-                        Some(row) => push(input, true, row, rec.seq, at[k]),
+                        Some(row) => push(input, row, rec.seq, at[k]),
                         None => continue,
                     }
                 } else {

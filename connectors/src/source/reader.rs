@@ -296,7 +296,7 @@ mod tests {
         let mut b = PartitionReader::new(&log, "t", (0, 1), 0);
         assert!(a.same_position(&b));
         // `b`'s dataflow was installed after the records: they are its
-        // history, fed at a coarser time.
+        // history, fed at their tick rounded up to the next 100 ms.
         let (fa, fb) = (
             Feeding::default(),
             Feeding {
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(handed.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
         for (offset, at) in &handed {
             let tick = log.appended_at("t", 0, *offset).unwrap();
-            assert_eq!(at, &vec![fa.time(tick), fb.time(tick)]);
+            assert_eq!(at, &vec![tick, (tick / 100 + 1) * 100]);
         }
         assert_eq!((reads[0].records, reads[1].records), (4, 4));
         assert_eq!((reads[0].behind, reads[1].behind), (2, 2));

@@ -11,7 +11,7 @@ use weir_operators::repr::{Datum, Row};
 use std::cell::RefCell;
 
 use super::collection::{Coll, Errs};
-use crate::expr::{EvalError, Extended, ScalarExpr};
+use crate::expr::{Columns, EvalError, Extended, ScalarExpr};
 use crate::plan::{MatchRecognize, Nav, RowAt};
 
 /// A planned rule, ready to evaluate.
@@ -130,18 +130,31 @@ impl PlannedRule {
         })
     }
 
-    /// The current row extended with the navigation columns `navs`.
-    fn extended(&self, ctx: &Ctx<'_>, navs: &[usize]) -> Result<Row, EvalError> {
+    /// Runs `f` on the current row extended with the navigation columns
+    /// `navs` (the others NULL), computed into a reused buffer beside the
+    /// row rather than into a copy of it.
+    fn with_navs<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        navs: &[usize],
+        f: impl FnOnce(&Extended<'_>) -> Result<T, EvalError>,
+    ) -> Result<T, EvalError> {
         let row = ctx
             .row(ctx.current)
             .ok_or_else(|| EvalError::Invalid("the current row is gone".into()))?;
-        let mut ext = Vec::with_capacity(self.arity + self.navs.len());
-        ext.extend_from_slice(row);
-        ext.resize(self.arity + self.navs.len(), Datum::Null);
+        // A nav's own evaluation never classifies a row nor measures one,
+        // so the buffer is not borrowed twice.
+        let mut extra = self.nav_buf.borrow_mut();
+        extra.clear();
+        extra.resize(self.navs.len(), Datum::Null);
         for &i in navs {
-            ext[self.arity + i] = self.nav(i, ctx)?;
+            extra[i] = self.nav(i, ctx)?;
         }
-        Ok(ext)
+        f(&Extended {
+            row,
+            arity: self.arity,
+            extra: &extra,
+        })
     }
 }
 
@@ -153,31 +166,7 @@ impl Rule for PlannedRule {
         let holds = match ctx.row(ctx.current) {
             None => Ok(false),
             Some(row) if navs.is_empty() => cond.holds(row),
-            Some(row) => {
-                // A nav's own evaluation never classifies a row, so the
-                // buffer is not borrowed twice.
-                let mut extra = self.nav_buf.borrow_mut();
-                extra.clear();
-                extra.resize(self.navs.len(), Datum::Null);
-                let mut failed = None;
-                for &i in navs {
-                    match self.nav(i, ctx) {
-                        Ok(d) => extra[i] = d,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match failed {
-                    Some(e) => Err(e),
-                    None => cond.holds_on(&Extended {
-                        row,
-                        arity: self.arity,
-                        extra: &extra,
-                    }),
-                }
-            }
+            Some(_) => self.with_navs(ctx, navs, |ext| cond.holds(ext)),
         };
         holds.map_err(|e| {
             RuleError::new(format!(
@@ -188,24 +177,24 @@ impl Rule for PlannedRule {
     }
 
     fn output(&self, ctx: &Ctx<'_>) -> Result<Row, RuleError> {
-        let ext = self
-            .extended(ctx, &self.measure_navs)
-            .map_err(|e| RuleError::new(format!("MEASURES: {e}")))?;
-        let mut out: Row = self.partition_by.iter().map(|&i| ext[i].clone()).collect();
-        if self.all_rows {
-            out.push(ext[self.order_by].clone());
-        }
-        for m in &self.measures {
-            out.push(m.eval(&ext).map_err(|e| RuleError::new(format!("MEASURES: {e}")))?);
-        }
-        if self.all_rows {
-            for (i, d) in ext[..self.arity].iter().enumerate() {
-                if i != self.order_by && !self.partition_by.contains(&i) {
-                    out.push(d.clone());
+        self.with_navs(ctx, &self.measure_navs, |ext| {
+            let mut out: Row = self.partition_by.iter().map(|&i| ext.col(i).clone()).collect();
+            if self.all_rows {
+                out.push(ext.col(self.order_by).clone());
+            }
+            for m in &self.measures {
+                out.push(m.eval(ext)?);
+            }
+            if self.all_rows {
+                for (i, d) in ext.row.iter().enumerate().take(self.arity) {
+                    if i != self.order_by && !self.partition_by.contains(&i) {
+                        out.push(d.clone());
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .map_err(|e| RuleError::new(format!("MEASURES: {e}")))
     }
 
     fn reads_bindings(&self) -> bool {

@@ -447,9 +447,12 @@ impl Partition {
             let Inst::Var(var) = m.program.insts[thread.pc] else {
                 continue;
             };
-            let bit = 2 * var as u32;
-            let known = local && bit < 64 && self.verdicts.get(at).is_some_and(|v| v >> bit & 1 == 1);
-            if known && self.verdicts.get(at).is_some_and(|v| v >> (bit + 1) & 1 == 0) {
+            let known = if local {
+                self.verdicts.get(at).and_then(|&w| verdict(w, var))
+            } else {
+                None
+            };
+            if known == Some(false) {
                 continue;
             }
             let bound: Bindings = Some(Rc::new(Bind {
@@ -465,7 +468,7 @@ impl Partition {
                 match_number: Some(self.matches + 1),
                 timed_out: false,
             };
-            let holds = known
+            let holds = known.is_some()
                 || match m.rule.define(var, &ctx) {
                     Ok(h) => h,
                     Err(err) => {
@@ -475,9 +478,9 @@ impl Partition {
                         false
                     }
                 };
-            if local && bit < 64 && !known {
-                if let Some(v) = self.verdicts.get_mut(at) {
-                    *v |= (1 | (holds as u64) << 1) << bit;
+            if local && known.is_none() {
+                if let Some(w) = self.verdicts.get_mut(at) {
+                    *w = with_verdict(*w, var, holds);
                 }
             }
             if !holds {
@@ -525,20 +528,22 @@ impl Partition {
         if let Some(a) = self.attempt.take() {
             self.recycle(a);
         }
-        self.rows.clear();
-        self.verdicts.clear();
-        self.pending.clear();
-        self.rows.shrink_to(KEPT_CAPACITY);
-        self.verdicts.shrink_to(KEPT_CAPACITY);
-        self.pending.shrink_to(KEPT_CAPACITY);
-        self.spare_threads.0.shrink_to(KEPT_CAPACITY);
-        self.spare_threads.1.shrink_to(KEPT_CAPACITY);
-        self.base = 0;
-        self.start = 0;
-        self.cursor = 0;
-        self.matches = 0;
-        self.wake = None;
-        self.last_ts = i64::MIN;
+        let mut kept = Partition {
+            rows: std::mem::take(&mut self.rows),
+            verdicts: std::mem::take(&mut self.verdicts),
+            pending: std::mem::take(&mut self.pending),
+            spare_threads: std::mem::take(&mut self.spare_threads),
+            ..Partition::default()
+        };
+        kept.rows.clear();
+        kept.verdicts.clear();
+        kept.pending.clear();
+        kept.rows.shrink_to(KEPT_CAPACITY);
+        kept.verdicts.shrink_to(KEPT_CAPACITY);
+        kept.pending.shrink_to(KEPT_CAPACITY);
+        kept.spare_threads.0.shrink_to(KEPT_CAPACITY);
+        kept.spare_threads.1.shrink_to(KEPT_CAPACITY);
+        *self = kept;
     }
 
     /// Ends an attempt that reached the row cap, reporting its start row to
@@ -680,6 +685,23 @@ impl Seen {
             }
         }
     }
+}
+
+/// Variable `var`'s verdict in a row's word of verdicts (see
+/// `Partition::verdicts`), if known; variables past the word's 32 are
+/// never kept.
+fn verdict(word: u64, var: VarId) -> Option<bool> {
+    let bit = 2 * u32::from(var);
+    (bit < 64 && word >> bit & 1 == 1).then(|| word >> (bit + 1) & 1 == 1)
+}
+
+/// `word` with `var`'s verdict kept.
+fn with_verdict(word: u64, var: VarId, holds: bool) -> u64 {
+    let bit = 2 * u32::from(var);
+    if bit >= 64 {
+        return word;
+    }
+    word | (1 | u64::from(holds) << 1) << bit
 }
 
 /// Sorted entries as (entry, count) runs, as snapshots keep them.

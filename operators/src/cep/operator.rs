@@ -61,8 +61,9 @@ fn route<'a>(key: impl Iterator<Item = &'a Datum>) -> u64 {
 }
 
 /// One partition and its key, in the operator's slab. A forgotten
-/// partition's slot keeps its allocations for the next new key: on a
-/// stream of short-lived partitions, a new one then allocates nothing.
+/// partition's slot keeps its allocations (bounded) for the next new key:
+/// on a stream of short-lived partitions, a new one then allocates only
+/// its key in the index.
 struct Slot {
     /// Whether the slot holds a partition (else it is free).
     live: bool,
