@@ -363,7 +363,7 @@ fn run_dataflow(w: &Workload, n: u64) -> (f64, i64) {
         for (tick, batch) in batches {
             for (table, row) in batch {
                 if let Some(SourceInput::Append(input)) = slot[table].map(|i| &mut inputs[i].1) {
-                    input.update_at(row, tick, 1);
+                    input.push(row, tick);
                 }
             }
             for (_, input) in inputs.iter_mut() {

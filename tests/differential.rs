@@ -65,6 +65,11 @@ const VIEWS: &[(&str, &str)] = &[
     ("sub_join", "SELECT g.k, g.n, u1.name FROM (SELECT k, count(*) AS n FROM t1 GROUP BY k) g JOIN u1 ON g.k = u1.k"),
     ("dim_join", "SELECT g.k, g.n, u1.name FROM (SELECT k, count(*) AS n FROM t1 GROUP BY k) g LEFT JOIN u1 ON u1.id = g.k"),
     ("multi_join", "SELECT x.k, x.a, y.a AS a2, u1.name FROM t1 x JOIN t1 y ON x.k = y.k AND x.a < y.a JOIN u1 ON u1.k = x.k"),
+    // Reads narrowed to the columns used (`prune`): a residual and a filter
+    // over columns the output drops, and a union whose columns the outer
+    // query reads only in part.
+    ("pruned_left_join", "SELECT x.b, u1.name FROM t1 x LEFT JOIN u1 ON u1.k = x.k AND x.c > 10 WHERE x.a IS NOT NULL"),
+    ("pruned_union", "SELECT b FROM (SELECT k, a * 2 AS a2, b FROM t1 UNION ALL SELECT k, id, name FROM u1) s WHERE k > 1"),
 ];
 
 /// Keys the planner must derive (the view is arranged and looked up by

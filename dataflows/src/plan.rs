@@ -183,6 +183,36 @@ impl Nav {
 }
 
 impl RelPlan {
+    /// Every read of a catalog object in the plan, in render order, with
+    /// the columns a `Project` right over it keeps (`None`: whole rows).
+    pub fn reads(&self) -> Vec<(&str, Option<&[usize]>)> {
+        let mut out = Vec::new();
+        self.collect_reads(&mut out);
+        out
+    }
+
+    fn collect_reads<'p>(&'p self, out: &mut Vec<(&'p str, Option<&'p [usize]>)>) {
+        match self {
+            RelPlan::Get { name } => out.push((name, None)),
+            RelPlan::Project { input, outputs } => match &**input {
+                RelPlan::Get { name } => out.push((name, Some(outputs))),
+                other => other.collect_reads(out),
+            },
+            RelPlan::Constant { .. } => {}
+            RelPlan::Map { input, .. }
+            | RelPlan::Filter { input, .. }
+            | RelPlan::Reduce { input, .. }
+            | RelPlan::Distinct { input }
+            | RelPlan::TopK { input, .. } => input.collect_reads(out),
+            RelPlan::Join { left, right, .. } => {
+                left.collect_reads(out);
+                right.collect_reads(out);
+            }
+            RelPlan::UnionAll { inputs } => inputs.iter().for_each(|i| i.collect_reads(out)),
+            RelPlan::MatchRecognize(m) => m.input.collect_reads(out),
+        }
+    }
+
     /// The object read, when the plan only filters, maps and projects it.
     pub fn linear_source(&self) -> Option<&str> {
         match self {

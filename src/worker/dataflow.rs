@@ -52,10 +52,7 @@ pub fn fits(input: &SourceInput, decoded: &Decoded) -> Result<(), &'static str> 
 pub fn push(input: &mut SourceInput, decoded: Decoded, seq: u64, at: Tick) -> Result<(), &'static str> {
     fits(input, &decoded)?;
     match (input, decoded) {
-        (SourceInput::Append(input), Decoded::Append(row)) => {
-            let at = at.max(*input.time());
-            input.update_at(row, at, 1);
-        }
+        (SourceInput::Append(inputs), Decoded::Append(row)) => inputs.push(row, at),
         (SourceInput::Upsert(input), Decoded::Upsert { key, row }) => {
             let at = at.max(*input.time());
             input.update_at((key, seq, Some(row)), at, 1);

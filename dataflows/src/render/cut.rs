@@ -45,8 +45,9 @@ use weir_operators::repr::{Diff, Row, Tick};
 
 /// The version of what a cut's entries mean. Bump it whenever rendering
 /// changes which cuts a plan has, their order, or their entries' encoding:
-/// older snapshots are then ignored and their jobs replay.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// older snapshots are then ignored and their jobs replay. (2: min and max
+/// over append-only input moved into the difference type of their group.)
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 pub type ValCutTrace<R> = TraceAgent<ValSpine<Row, Row, Tick, R>>;
 pub type KeyCutTrace<R> = TraceAgent<KeySpine<Row, Tick, R>>;

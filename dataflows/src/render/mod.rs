@@ -53,27 +53,61 @@ pub type ViewTrace = TraceAgent<ViewSpine>;
 /// The input of one table inside one dataflow.
 pub enum SourceInput {
     /// Append-only: every record is a new row.
-    Append(InputSession<Tick, Row, Diff>),
+    Append(AppendInputs),
     /// Keyed upserts (tables with a PRIMARY KEY).
     Upsert(InputSession<Tick, UpsertRecord, Diff>),
+}
+
+/// An append-only table's inputs in one dataflow: one per way its plans
+/// read it. A read narrowed to some columns (a `Project` right over the
+/// table, see [`crate::plan::RelPlan::reads`]) gets those columns straight from the
+/// decoded row, so no operator copies whole rows only to drop most of them.
+pub struct AppendInputs {
+    /// (columns kept, or `None` for whole rows; the input). A whole-row
+    /// input, if any, is last: it takes the decoded row itself.
+    reads: Vec<(Option<Vec<usize>>, InputSession<Tick, Row, Diff>)>,
+}
+
+impl AppendInputs {
+    /// Feeds one decoded row (of the table's full arity) at `at`, or at the
+    /// inputs' time if that is later.
+    pub fn push(&mut self, row: Row, at: Tick) {
+        let Some(((cols, last), rest)) = self.reads.split_last_mut() else {
+            return;
+        };
+        let at = at.max(*last.time());
+        for (cols, input) in rest {
+            let narrowed = match cols {
+                Some(cols) => cols.iter().map(|&c| row[c].clone()).collect(),
+                None => row.clone(),
+            };
+            input.update_at(narrowed, at, 1);
+        }
+        let row = match cols {
+            Some(cols) => cols.iter().map(|&c| row[c].clone()).collect(),
+            None => row,
+        };
+        last.update_at(row, at, 1);
+    }
 }
 
 impl SourceInput {
     pub fn advance_to(&mut self, t: Tick) {
         match self {
-            SourceInput::Append(i) => i.advance_to(t),
+            SourceInput::Append(a) => a.reads.iter_mut().for_each(|(_, i)| i.advance_to(t)),
             SourceInput::Upsert(i) => i.advance_to(t),
         }
     }
     pub fn flush(&mut self) {
         match self {
-            SourceInput::Append(i) => i.flush(),
+            SourceInput::Append(a) => a.reads.iter_mut().for_each(|(_, i)| i.flush()),
             SourceInput::Upsert(i) => i.flush(),
         }
     }
+    /// The inputs' time (an append table's inputs move together).
     pub fn time(&self) -> Tick {
         match self {
-            SourceInput::Append(i) => *i.time(),
+            SourceInput::Append(a) => a.reads.first().map_or(0, |(_, i)| *i.time()),
             SourceInput::Upsert(i) => *i.time(),
         }
     }
@@ -137,18 +171,46 @@ pub fn render_job<'s>(
     let mut ctx = Context {
         scope,
         collections: HashMap::new(),
+        narrowed: HashMap::new(),
         cep_stats: Vec::new(),
         cuts: Cuts {
             state_source: restore,
             ..Cuts::default()
         },
     };
-    let mut inputs = Vec::new();
+    let mut sources_in = Vec::new();
     for table in sources {
-        let (input, coll, fresh) = match &table.primary_key {
+        match &table.primary_key {
             None => {
-                let (input, coll) = scope.new_collection::<Row, Diff>();
-                (SourceInput::Append(input), coll, true)
+                // One input per distinct read; whole rows, if a reader takes
+                // them, last. A table none of the views reads keeps one
+                // input, which is never fed (an input no operator consumes
+                // would keep every record pushed into it).
+                let mut reads: Vec<Option<Vec<usize>>> = Vec::new();
+                for (name, cols) in views.iter().flat_map(|v| v.plan.reads()) {
+                    let cols = cols.map(<[usize]>::to_vec);
+                    if name == table.name && !reads.contains(&cols) {
+                        reads.push(cols);
+                    }
+                }
+                reads.sort_by_key(Option::is_none);
+                if reads.is_empty() {
+                    reads.push(None);
+                }
+                let mut inputs = Vec::new();
+                for cols in reads {
+                    let (input, coll) = scope.new_collection::<Row, Diff>();
+                    match &cols {
+                        Some(c) => {
+                            ctx.narrowed.insert((table.name.clone(), c.clone()), coll);
+                        }
+                        None => {
+                            ctx.collections.insert(table.name.clone(), (coll, true));
+                        }
+                    }
+                    inputs.push((cols, input));
+                }
+                sources_in.push((table.name.clone(), SourceInput::Append(AppendInputs { reads: inputs })));
             }
             Some(key) => {
                 let (input, coll) = scope.new_collection::<UpsertRecord, Diff>();
@@ -160,11 +222,10 @@ pub fn render_job<'s>(
                 let rows = ctx
                     .cuts
                     .own_state(scope, coll, back, |c, capture| c.upsert(&name, Some(capture)));
-                (SourceInput::Upsert(input), rows, false)
+                ctx.collections.insert(table.name.clone(), (rows, false));
+                sources_in.push((table.name.clone(), SourceInput::Upsert(input)));
             }
-        };
-        ctx.collections.insert(table.name.clone(), (coll, fresh));
-        inputs.push((table.name.clone(), input));
+        }
     }
     for (name, trace) in imports.iter_mut() {
         let coll = trace
@@ -219,7 +280,7 @@ pub fn render_job<'s>(
         }
     }
     RenderedJob {
-        sources: inputs,
+        sources: sources_in,
         views: rendered,
         cuts: ctx.cuts,
     }

@@ -1,8 +1,6 @@
 //! `GROUP BY` aggregates, rendered by how much state each kind needs:
-//! accumulable ones in the difference type, min/max over append-only input
-//! as a monotonic top-1, the rest over each group's distinct values.
-
-use std::rc::Rc;
+//! accumulable ones, and min/max over append-only input, in the difference
+//! type; the rest over each group's distinct values.
 
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::operators::count::CountTotal;
@@ -10,9 +8,8 @@ use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::VecCollection;
 use rust_decimal::Decimal;
 use timely::dataflow::Scope;
-use weir_operators::aggregate::{as_decimal, avg_datum, sum_datum, AggDiff};
+use weir_operators::aggregate::{as_decimal, avg_datum, sum_datum, AggDiff, Extreme};
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, Tick};
-use weir_operators::topk::{MonotonicTopK, RowOrder};
 
 use super::collection::Coll;
 use super::cut::{Cuts, ValCutTrace};
@@ -52,15 +49,24 @@ where
         .as_collection(|k, v| (k.clone(), v.clone()))
 }
 
+/// Aggregates kept in the difference type (one entry per group, DESIGN.md
+/// §4): counts, sums and averages; and min and max, whose running extreme
+/// the difference holds too.
+///
+/// # Contract
+/// A min or max among `aggs` only over append-only input (see
+/// [`AggDiff`]): a retracted value cannot be taken back out of an extreme.
 pub(super) fn reduce_accumulable<'s>(
     cuts: Option<&mut Cuts>,
     scope: Scope<'s, Tick>,
     keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
     aggs: Vec<Aggregate>,
 ) -> Coll<'s> {
-    let aggs2 = aggs.clone();
+    let is_extreme = |a: &Aggregate| matches!(a.func, AggFunc::Min | AggFunc::Max);
+    let summed: Vec<Aggregate> = aggs.iter().filter(|a| !is_extreme(a)).cloned().collect();
+    let extremes: Vec<Aggregate> = aggs.iter().filter(|a| is_extreme(a)).cloned().collect();
     let exploded = keyed_rows.explode(move |(key, row)| {
-        let accs = aggs2
+        let accs = summed
             .iter()
             .map(|a| match a.func {
                 AggFunc::CountRows => (0, Decimal::ZERO),
@@ -70,7 +76,26 @@ pub(super) fn reduce_accumulable<'s>(
                 },
             })
             .collect();
-        Some((key, AggDiff { rows: 1, accs }))
+        let extremes = extremes
+            .iter()
+            .map(|a| {
+                // NULLs take no part, as in SQL; nor does a value that fails.
+                let v = a.expr.eval(&row).unwrap_or(Datum::Null);
+                if a.func == AggFunc::Min {
+                    Extreme::Min(v)
+                } else {
+                    Extreme::Max(v)
+                }
+            })
+            .collect();
+        Some((
+            key,
+            AggDiff {
+                rows: 1,
+                accs,
+                extremes,
+            },
+        ))
     });
     let arranged = match cuts {
         Some(cuts) => cuts.accumulated(scope, exploded, "CountTotal"),
@@ -82,16 +107,20 @@ pub(super) fn reduce_accumulable<'s>(
             return None;
         }
         let mut row = key;
-        for (a, (n, sum)) in aggs
-            .iter()
-            .zip(state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO))))
-        {
+        let mut accs = state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO)));
+        let mut extremes = state.extremes.iter();
+        for a in &aggs {
+            if is_extreme(a) {
+                row.push(extremes.next().map_or(Datum::Null, |e| e.value().clone()));
+                continue;
+            }
+            let (n, sum) = accs.next().copied().unwrap_or_default();
             row.push(match a.func {
                 AggFunc::CountRows => Datum::Int(state.rows),
-                AggFunc::Count => Datum::Int(*n),
-                _ if *n == 0 => Datum::Null,
-                AggFunc::Sum => sum_datum(*sum, a.input_type),
-                AggFunc::Avg => avg_datum(*sum, *n, a.input_type),
+                AggFunc::Count => Datum::Int(n),
+                _ if n == 0 => Datum::Null,
+                AggFunc::Sum => sum_datum(sum, a.input_type),
+                AggFunc::Avg => avg_datum(sum, n, a.input_type),
                 AggFunc::Min | AggFunc::Max => Datum::Null,
             });
         }
@@ -105,102 +134,6 @@ pub(super) fn empty_value(a: &Aggregate) -> Datum {
         AggFunc::CountRows | AggFunc::Count => Datum::Int(0),
         _ => Datum::Null,
     }
-}
-
-/// Min and max over append-only input, with accumulable aggregates beside
-/// them: each min/max keeps only its group's current extreme (a monotonic
-/// top-1; a value that is beaten can never come back), the rest stay in the
-/// difference type. A last reduce per group assembles the row from at most
-/// one entry per aggregate, so state is proportional to groups, not events
-/// or distinct values (DESIGN.md §4).
-pub(super) fn reduce_monotonic<'s>(
-    mut cuts: Option<&mut Cuts>,
-    scope: Scope<'s, Tick>,
-    keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
-    aggs: Vec<Aggregate>,
-) -> Coll<'s> {
-    /// Tags the accumulable part's entry among a group's parts.
-    const ACCUMULATED: i64 = -1;
-    let accumulable: Vec<Aggregate> = aggs.iter().filter(|a| a.is_accumulable()).cloned().collect();
-    let n_acc = accumulable.len();
-    // (key, [ACCUMULATED, accumulated values…]): the key is what precedes
-    // the accumulated values.
-    let mut parts = reduce_accumulable(cuts.as_deref_mut(), scope, keyed_rows.clone(), accumulable).map(move |row| {
-        let split = row.len() - n_acc;
-        let mut tagged = vec![Datum::Int(ACCUMULATED)];
-        tagged.extend_from_slice(&row[split..]);
-        (row[..split].to_vec(), tagged)
-    });
-    for (i, a) in aggs.iter().enumerate() {
-        if a.is_accumulable() {
-            continue;
-        }
-        let expr = a.expr.clone();
-        let desc = a.func == AggFunc::Max;
-        // Rows are (key…, value); NULLs take no part, as in SQL.
-        let values = keyed_rows.clone().flat_map(move |(key, row)| match expr.eval(&row) {
-            Ok(Datum::Null) | Err(_) => None,
-            Ok(v) => {
-                let mut r = key.clone();
-                r.push(v);
-                Some((key, r))
-            }
-        });
-        let order: RowOrder = Rc::new(move |x: &Row, y: &Row| {
-            let (vx, vy) = (&x[x.len() - 1], &y[y.len() - 1]);
-            let o = order_cmp(vx, vy);
-            if desc {
-                o.reverse()
-            } else {
-                o
-            }
-        });
-        let name = format!("{:?}", a.func);
-        let best = match cuts.as_deref_mut() {
-            // A snapshotted best row is (key…, value).
-            Some(cuts) => cuts.own_state(
-                scope,
-                values,
-                |row: Row| (row[..row.len().saturating_sub(1)].to_vec(), row),
-                |values, capture| values.monotonic_top_k(&name, 1, order, Some(capture)),
-            ),
-            None => values.monotonic_top_k(&name, 1, order, None),
-        }
-        .map(move |mut row| {
-            row.pop(); // the row number
-            let v = row.pop().unwrap_or(Datum::Null);
-            (row, vec![Datum::Int(i as i64), v])
-        });
-        parts = parts.concat(best);
-    }
-    parts
-        .reduce_named(
-            "Reduce: min/max",
-            move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
-                let part = |tag: i64| {
-                    input
-                        .iter()
-                        .find(|(r, n)| *n > 0 && r.first() == Some(&Datum::Int(tag)))
-                        .map(|(r, _)| &r[1..])
-                };
-                // A group exists once it has a row: then it has counted.
-                let Some(acc) = part(ACCUMULATED) else { return };
-                let mut acc = acc.iter();
-                let mut out = Row::with_capacity(aggs.len());
-                for (i, a) in aggs.iter().enumerate() {
-                    out.push(if a.is_accumulable() {
-                        acc.next().cloned().unwrap_or(Datum::Null)
-                    } else {
-                        part(i as i64).and_then(|v| v.first().cloned()).unwrap_or(Datum::Null)
-                    });
-                }
-                output.push((out, 1));
-            },
-        )
-        .map(|(mut key, vals)| {
-            key.extend(vals);
-            key
-        })
 }
 
 /// Aggregates that need the group's values (min, max, DISTINCT, float

@@ -13,7 +13,7 @@ use weir_operators::topk::{MonotonicTopK, RowOrder};
 
 use super::collection::{empty_errs, filter, keyed, split, Coll, Errs};
 use super::cut::Cuts;
-use super::reduce::{arrange_rows, empty_value, reduce_accumulable, reduce_general, reduce_monotonic, reduce_rows};
+use super::reduce::{arrange_rows, empty_value, reduce_accumulable, reduce_general, reduce_rows};
 use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan};
 
 pub(super) struct Context<'s> {
@@ -22,6 +22,9 @@ pub(super) struct Context<'s> {
     /// function of the sources (and constants), so that its first
     /// arrangement is a stateful cut (see [`super::cut`]).
     pub(super) collections: HashMap<String, (Coll<'s>, bool)>,
+    /// The narrowed reads of append-only sources (fresh): (table, columns
+    /// kept) → their own input's rows (see [`super::AppendInputs`]).
+    pub(super) narrowed: HashMap<(String, Vec<usize>), Coll<'s>>,
     /// The state gauges of every pattern rendered so far.
     pub(super) cep_stats: Vec<CepStats>,
     pub(super) cuts: Cuts,
@@ -82,6 +85,11 @@ impl<'s> Context<'s> {
                 (oks, errs.concat(e2), fresh)
             }
             RelPlan::Project { input, outputs } => {
+                if let RelPlan::Get { name } = &**input {
+                    if let Some(coll) = self.narrowed.get(&(name.clone(), outputs.clone())) {
+                        return (coll.clone(), empty_errs(scope), true);
+                    }
+                }
                 let (oks, errs, fresh) = self.render_parts(input);
                 let outputs = outputs.clone();
                 // Each column that appears once moves out of the row instead
@@ -218,10 +226,12 @@ impl<'s> Context<'s> {
                 let (keyed_rows, e2) = keyed(oks, group_key.clone());
                 let extreme = |a: &Aggregate| matches!(a.func, AggFunc::Min | AggFunc::Max) && !a.distinct;
                 let cuts = fresh.then_some(&mut self.cuts);
-                let out = if aggregates.iter().all(Aggregate::is_accumulable) {
+                // Over append-only input a min or max is accumulable too.
+                let out = if aggregates
+                    .iter()
+                    .all(|a| a.is_accumulable() || (*monotonic && extreme(a)))
+                {
                     reduce_accumulable(cuts, scope, keyed_rows, aggregates.clone())
-                } else if *monotonic && aggregates.iter().all(|a| a.is_accumulable() || extreme(a)) {
-                    reduce_monotonic(cuts, scope, keyed_rows, aggregates.clone())
                 } else {
                     reduce_general(cuts, scope, keyed_rows, aggregates.clone())
                 };

@@ -11,6 +11,7 @@ use super::error::{loc_ident, loc_of, unsupported, Loc, PlanError, Result};
 use super::extensions;
 use super::kafka;
 use super::optimize::optimize;
+use super::prune::prune_columns;
 use super::query::QueryPlanner;
 use super::scope::{ident_name, object_name, JobScope, ScopeColumn};
 use super::typeconv::sql_type;
@@ -346,6 +347,9 @@ pub(super) fn plan_view(cv: &ast::CreateView, scope: &JobScope, ext: &extensions
     let key = plan
         .unique_key(&|n| scope.lookup(n).and_then(|info| info.key))
         .filter(|k| !k.is_empty());
+    // Last: the key and the watermark above are read off the plan as
+    // written, and pruning keeps its output as it was.
+    let plan = prune_columns(plan, &|n| scope.lookup(n).map(|i| i.schema.columns.len()));
     Ok(ViewPlan {
         name,
         plan,

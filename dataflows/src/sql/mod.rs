@@ -22,6 +22,7 @@
 //! - `aggregate`: the aggregate functions: names, functions, result types.
 //! - `bind`: scalar expressions bound to typed expressions, aggregates in a grouped query.
 //! - `optimize`: [`optimize()`], the rewrites that bound a plan's state.
+//! - `prune`: [`prune_columns`], each read narrowed to the columns a plan uses.
 //! - `query`: `QueryPlanner`: set operations, `ORDER BY … LIMIT`, `FROM` and joins.
 //! - `select`: one `SELECT` block: `WHERE`, `GROUP BY`/`HAVING`, `ROW_NUMBER`, `DISTINCT`.
 //! - `pattern`: `MATCH_RECOGNIZE`: the pattern, `DEFINE`, `MEASURES`.
@@ -33,7 +34,7 @@
 //! Imports go one way, down this order (a file uses only files before it):
 //!
 //! error → lookup → text → extensions → watermark → kafka → parse →
-//! typeconv → scope → aggregate → bind → optimize → query → select →
+//! typeconv → scope → aggregate → bind → optimize → prune → query → select →
 //! pattern → ddl → drop → peek → mod.
 //!
 //! The one edge against it is a method call, not an import: `QueryPlanner`'s
@@ -53,6 +54,7 @@ mod optimize;
 mod parse;
 mod pattern;
 mod peek;
+mod prune;
 mod query;
 mod scope;
 mod select;
@@ -69,6 +71,7 @@ pub use lookup::{CatalogLookup, ObjectInfo};
 pub use optimize::optimize;
 pub use parse::parse;
 pub use peek::{plan_peek, PeekPlan};
+pub use prune::prune_columns;
 
 use crate::plan::JobPlan;
 use ddl::{plan_start, plan_table, plan_view};

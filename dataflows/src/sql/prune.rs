@@ -1,0 +1,413 @@
+//! Column pruning: every table or view a plan reads is narrowed, right where
+//! it is read, to the columns the plan uses, so that no operator above
+//! copies, keeps or arranges a column nothing reads (a top-1 per order keeps
+//! four of the order's seven columns, not all seven).
+//!
+//! # Contract
+//! [`prune_columns`] leaves the plan's output as it was: the same columns in
+//! the same order, the same rows, the same errors. Every expression is still
+//! evaluated (an unused column's failing expression still sends its row to
+//! the dead letters); only columns are dropped. One thing may differ: rows
+//! that tie on a `ROW_NUMBER`'s `ORDER BY` are numbered by the columns the
+//! query reads, in their order, where before all the input's columns took
+//! part. Both are orders SQL allows for ties.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::expr::ScalarExpr;
+use crate::plan::{MatchRecognize, RelPlan};
+
+/// The arity of a catalog object by name (`None` when unknown).
+pub type ArityOf<'a> = dyn Fn(&str) -> Option<usize> + 'a;
+
+/// Narrows each read of a table or view to the columns `plan` uses (see the
+/// module's contract). A plan whose arity cannot be told (an empty
+/// constant, an unknown object) comes back as it was.
+pub fn prune_columns(plan: RelPlan, arity_of: &ArityOf<'_>) -> RelPlan {
+    let Some(n) = arity(&plan, arity_of) else {
+        return plan;
+    };
+    let all: BTreeSet<usize> = (0..n).collect();
+    let original = plan.clone();
+    match prune(plan, &all, arity_of) {
+        Some(p) => exactly(p, &all),
+        None => original,
+    }
+}
+
+/// A pruned plan: its columns, and where each demanded column of the
+/// original plan went. The output may hold more columns than demanded.
+struct Pruned {
+    plan: RelPlan,
+    map: BTreeMap<usize, usize>,
+    arity: usize,
+}
+
+impl Pruned {
+    fn at(&self, c: usize) -> usize {
+        self.map[&c]
+    }
+}
+
+/// The output arity of `plan`, per [`RelPlan`]'s documentation of each node.
+fn arity(plan: &RelPlan, arity_of: &ArityOf<'_>) -> Option<usize> {
+    Some(match plan {
+        RelPlan::Get { name } => arity_of(name)?,
+        RelPlan::Constant { rows } => rows.first()?.len(),
+        RelPlan::Map { input, exprs } => arity(input, arity_of)? + exprs.len(),
+        RelPlan::Filter { input, .. } | RelPlan::Distinct { input } => arity(input, arity_of)?,
+        RelPlan::Project { outputs, .. } => outputs.len(),
+        RelPlan::Reduce {
+            group_key, aggregates, ..
+        } => group_key.len() + aggregates.len(),
+        RelPlan::Join { left, right_arity, .. } => arity(left, arity_of)? + right_arity,
+        RelPlan::UnionAll { inputs } => arity(inputs.first()?, arity_of)?,
+        RelPlan::TopK { input_arity, .. } => input_arity + 1,
+        RelPlan::MatchRecognize(m) => match_arity(m),
+    })
+}
+
+fn match_arity(m: &MatchRecognize) -> usize {
+    if m.all_rows {
+        m.input_arity + m.measures.len()
+    } else {
+        m.partition_by.len() + m.measures.len()
+    }
+}
+
+fn columns_of<'e>(exprs: impl IntoIterator<Item = &'e ScalarExpr>, out: &mut BTreeSet<usize>) {
+    let mut cols = Vec::new();
+    for e in exprs {
+        e.columns(&mut cols);
+    }
+    out.extend(cols);
+}
+
+fn remap(exprs: &mut [ScalarExpr], p: &Pruned) {
+    for e in exprs {
+        e.permute(&|c| p.at(c));
+    }
+}
+
+fn identity(demand: &BTreeSet<usize>) -> BTreeMap<usize, usize> {
+    demand.iter().map(|&c| (c, c)).collect()
+}
+
+/// `p` with exactly the columns of `demand`, in order.
+fn exactly(p: Pruned, demand: &BTreeSet<usize>) -> RelPlan {
+    let outputs: Vec<usize> = demand.iter().map(|&c| p.at(c)).collect();
+    if outputs.len() == p.arity && outputs.iter().enumerate().all(|(i, &o)| i == o) {
+        p.plan
+    } else {
+        RelPlan::Project {
+            input: Box::new(p.plan),
+            outputs,
+        }
+    }
+}
+
+/// `plan` computing at least the columns of `demand` (indexes of its
+/// output); `None` when an arity on the way cannot be told.
+fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Option<Pruned> {
+    Some(match plan {
+        RelPlan::Get { name } => {
+            let n = arity_of(&name)?;
+            let plan = RelPlan::Get { name };
+            if demand.len() == n {
+                Pruned {
+                    plan,
+                    map: identity(demand),
+                    arity: n,
+                }
+            } else {
+                Pruned {
+                    plan: RelPlan::Project {
+                        input: Box::new(plan),
+                        outputs: demand.iter().copied().collect(),
+                    },
+                    map: demand.iter().enumerate().map(|(i, &c)| (c, i)).collect(),
+                    arity: demand.len(),
+                }
+            }
+        }
+        RelPlan::Constant { rows } => {
+            let n = rows.first()?.len();
+            Pruned {
+                plan: RelPlan::Constant { rows },
+                map: identity(demand),
+                arity: n,
+            }
+        }
+        RelPlan::Map { input, mut exprs } => {
+            let n = arity(&input, arity_of)?;
+            let mut inner: BTreeSet<usize> = demand.iter().copied().filter(|&c| c < n).collect();
+            columns_of(&exprs, &mut inner);
+            let input = prune(*input, &inner, arity_of)?;
+            remap(&mut exprs, &input);
+            let map = demand
+                .iter()
+                .map(|&c| (c, if c < n { input.at(c) } else { input.arity + (c - n) }))
+                .collect();
+            let arity = input.arity + exprs.len();
+            Pruned {
+                plan: RelPlan::Map {
+                    input: Box::new(input.plan),
+                    exprs,
+                },
+                map,
+                arity,
+            }
+        }
+        RelPlan::Filter { input, mut predicates } => {
+            let mut inner = demand.clone();
+            columns_of(&predicates, &mut inner);
+            let input = prune(*input, &inner, arity_of)?;
+            remap(&mut predicates, &input);
+            Pruned {
+                map: demand.iter().map(|&c| (c, input.at(c))).collect(),
+                arity: input.arity,
+                plan: RelPlan::Filter {
+                    input: Box::new(input.plan),
+                    predicates,
+                },
+            }
+        }
+        RelPlan::Project { input, outputs } => {
+            let inner: BTreeSet<usize> = demand.iter().map(|&c| outputs[c]).collect();
+            let input = prune(*input, &inner, arity_of)?;
+            let kept: Vec<usize> = demand.iter().map(|&c| input.at(outputs[c])).collect();
+            let map = demand.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+            let plan = if kept.len() == input.arity && kept.iter().enumerate().all(|(i, &o)| i == o) {
+                input.plan
+            } else {
+                RelPlan::Project {
+                    input: Box::new(input.plan),
+                    outputs: kept,
+                }
+            };
+            Pruned {
+                plan,
+                map,
+                arity: demand.len(),
+            }
+        }
+        RelPlan::Reduce {
+            input,
+            mut group_key,
+            mut aggregates,
+            monotonic,
+        } => {
+            let mut inner = BTreeSet::new();
+            columns_of(&group_key, &mut inner);
+            columns_of(aggregates.iter().map(|a| &a.expr), &mut inner);
+            let input = prune(*input, &inner, arity_of)?;
+            remap(&mut group_key, &input);
+            for a in &mut aggregates {
+                a.expr.permute(&|c| input.at(c));
+            }
+            Pruned {
+                map: identity(demand),
+                arity: group_key.len() + aggregates.len(),
+                plan: RelPlan::Reduce {
+                    input: Box::new(input.plan),
+                    group_key,
+                    aggregates,
+                    monotonic,
+                },
+            }
+        }
+        RelPlan::Join {
+            left,
+            right,
+            mut left_key,
+            mut right_key,
+            mut residual,
+            kind,
+            right_arity,
+        } => {
+            let nl = arity(&left, arity_of)?;
+            let mut used = demand.clone();
+            columns_of(&residual, &mut used);
+            let mut on_left: BTreeSet<usize> = used.iter().copied().filter(|&c| c < nl).collect();
+            columns_of(&left_key, &mut on_left);
+            let mut on_right: BTreeSet<usize> = used.iter().filter(|&&c| c >= nl).map(|&c| c - nl).collect();
+            columns_of(&right_key, &mut on_right);
+            let left = prune(*left, &on_left, arity_of)?;
+            let right = prune(*right, &on_right, arity_of)?;
+            remap(&mut left_key, &left);
+            remap(&mut right_key, &right);
+            let joined = |c: usize| {
+                if c < nl {
+                    left.at(c)
+                } else {
+                    left.arity + right.at(c - nl)
+                }
+            };
+            for e in &mut residual {
+                e.permute(&joined);
+            }
+            debug_assert!(right_arity >= right.arity);
+            Pruned {
+                map: demand.iter().map(|&c| (c, joined(c))).collect(),
+                arity: left.arity + right.arity,
+                plan: RelPlan::Join {
+                    right_arity: right.arity,
+                    left: Box::new(left.plan),
+                    right: Box::new(right.plan),
+                    left_key,
+                    right_key,
+                    residual,
+                    kind,
+                },
+            }
+        }
+        RelPlan::Distinct { input } => {
+            // Every column decides which rows are distinct.
+            let all: BTreeSet<usize> = (0..arity(&input, arity_of)?).collect();
+            let input = prune(*input, &all, arity_of)?;
+            Pruned {
+                map: identity(demand),
+                arity: all.len(),
+                plan: RelPlan::Distinct {
+                    input: Box::new(exactly(input, &all)),
+                },
+            }
+        }
+        RelPlan::UnionAll { inputs } => {
+            // Projection distributes over a multiset union: each input
+            // computes the demanded columns, in one order for all.
+            let inputs = inputs
+                .into_iter()
+                .map(|i| prune(i, demand, arity_of).map(|p| exactly(p, demand)))
+                .collect::<Option<Vec<_>>>()?;
+            Pruned {
+                plan: RelPlan::UnionAll { inputs },
+                map: demand.iter().enumerate().map(|(i, &c)| (c, i)).collect(),
+                arity: demand.len(),
+            }
+        }
+        RelPlan::TopK {
+            input,
+            mut partition_by,
+            mut order_by,
+            limit,
+            monotonic,
+            input_arity,
+        } => {
+            let mut inner: BTreeSet<usize> = demand.iter().copied().filter(|&c| c < input_arity).collect();
+            inner.extend(partition_by.iter().copied());
+            inner.extend(order_by.iter().map(|k| k.column));
+            let input = prune(*input, &inner, arity_of)?;
+            for c in &mut partition_by {
+                *c = input.at(*c);
+            }
+            for k in &mut order_by {
+                k.column = input.at(k.column);
+            }
+            let map = demand
+                .iter()
+                .map(|&c| (c, if c < input_arity { input.at(c) } else { input.arity }))
+                .collect();
+            Pruned {
+                map,
+                arity: input.arity + 1,
+                plan: RelPlan::TopK {
+                    input: Box::new(input.plan),
+                    partition_by,
+                    order_by,
+                    limit,
+                    monotonic,
+                    input_arity: input.arity,
+                },
+            }
+        }
+        RelPlan::MatchRecognize(mut m) => {
+            // The pattern's conditions, measures and `ALL ROWS` output read
+            // its input by position: it keeps every input column, and only
+            // what lies below its input is narrowed.
+            let all: BTreeSet<usize> = (0..m.input_arity).collect();
+            let input = std::mem::replace(&mut m.input, RelPlan::Constant { rows: Vec::new() });
+            m.input = exactly(prune(input, &all, arity_of)?, &all);
+            Pruned {
+                arity: match_arity(&m),
+                plan: RelPlan::MatchRecognize(m),
+                map: identity(demand),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::JobPlan;
+    use crate::sql::{plan_job, CatalogLookup, ObjectInfo};
+
+    struct Empty;
+    impl CatalogLookup for Empty {
+        fn lookup(&self, _: &str) -> Option<ObjectInfo> {
+            None
+        }
+    }
+
+    fn shop() -> JobPlan {
+        let sql = [
+            include_str!("../../../examples/shop/01_sources.sql"),
+            include_str!("../../../examples/shop/02_orders.sql"),
+            include_str!("../../../examples/shop/03_payments.sql"),
+            include_str!("../../../examples/shop/05_rules.sql"),
+        ]
+        .concat();
+        plan_job(&sql, &Empty).expect("the shop plans")
+    }
+
+    fn view_reads(job: &JobPlan, view: &str) -> Vec<(String, Option<Vec<usize>>)> {
+        let v = job.views.iter().find(|v| v.name == view).expect("the view");
+        v.plan
+            .reads()
+            .into_iter()
+            .map(|(name, cols)| (name.to_string(), cols.map(<[usize]>::to_vec)))
+            .collect()
+    }
+
+    #[test]
+    fn shop_reads_only_the_columns_it_uses() {
+        let job = shop();
+        // orders: type 0, order_id 1, customer_id 2, product 3, quantity 4,
+        // price 5, ts 6.
+        assert_eq!(
+            view_reads(&job, "order_status"),
+            [("orders".into(), Some(vec![0, 1, 2, 6]))]
+        );
+        assert_eq!(
+            view_reads(&job, "orders_per_customer"),
+            [
+                ("orders".into(), Some(vec![0, 2, 4, 5])),
+                // customers: customer_id, name, tier, ts.
+                ("customers".into(), Some(vec![0, 1, 2])),
+            ]
+        );
+        // payments: type 0, payment_id 1, order_id 2, customer_id 3,
+        // amount 4, method 5, ts 6.
+        assert_eq!(
+            view_reads(&job, "payments_by_method"),
+            [("payments".into(), Some(vec![0, 4, 5]))]
+        );
+        // A pattern keeps its input whole.
+        assert_eq!(view_reads(&job, "fraud_suspects"), [("payments".into(), None)]);
+    }
+
+    #[test]
+    fn outputs_keep_their_columns_and_keys() {
+        let job = shop();
+        let unpruned = {
+            let sql = include_str!("../../../examples/shop/01_sources.sql").to_string()
+                + include_str!("../../../examples/shop/02_orders.sql");
+            plan_job(&sql, &Empty).expect("plans")
+        };
+        for v in &unpruned.views {
+            let pruned = job.views.iter().find(|p| p.name == v.name).expect("in both");
+            assert_eq!(pruned.schema, v.schema);
+            assert_eq!(pruned.key, v.key, "{}", v.name);
+        }
+    }
+}
