@@ -49,6 +49,7 @@ use weir_dataflows::sql::{plan_job, CatalogLookup, ObjectInfo};
 use weir_operators::repr::{Datum, Row, Schema, Tick};
 
 // The allocator the weir binary runs with.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -160,6 +160,7 @@ enum Cmd {
 /// jemalloc returns freed memory to the system and fragments less than
 /// glibc's allocator under the many short-lived batches a dataflow
 /// allocates: peak RSS then follows live state (DESIGN.md §4).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
