@@ -63,10 +63,12 @@ pub enum SourceInput {
 /// table, see [`crate::plan::RelPlan::reads`]) gets those columns straight from the
 /// decoded row, so no operator copies whole rows only to drop most of them.
 pub struct AppendInputs {
-    /// (columns kept, or `None` for whole rows; the input). A whole-row
-    /// input, if any, is last: it takes the decoded row itself.
-    reads: Vec<(Option<Vec<usize>>, InputSession<Tick, Row, Diff>)>,
+    /// A whole-row input, if any, is last: it takes the decoded row itself.
+    reads: Vec<(Columns, InputSession<Tick, Row, Diff>)>,
 }
+
+/// The columns a read keeps, or `None` for whole rows.
+type Columns = Option<Vec<usize>>;
 
 impl AppendInputs {
     /// Feeds one decoded row (of the table's full arity) at `at`, or at the
@@ -186,7 +188,7 @@ pub fn render_job<'s>(
                 // them, last. A table none of the views reads keeps one
                 // input, which is never fed (an input no operator consumes
                 // would keep every record pushed into it).
-                let mut reads: Vec<Option<Vec<usize>>> = Vec::new();
+                let mut reads: Vec<Columns> = Vec::new();
                 for (name, cols) in views.iter().flat_map(|v| v.plan.reads()) {
                     let cols = cols.map(<[usize]>::to_vec);
                     if name == table.name && !reads.contains(&cols) {
