@@ -37,8 +37,8 @@ pub struct AggDiff {
     pub rows: i64,
     /// Per aggregate: (non-null inputs, sum of inputs).
     pub accs: Vec<(i64, Decimal)>,
-    /// Per min or max: the extreme so far (NULL before any value).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Per min or max: the extreme so far (NULL before any value). Always
+    /// serialised: snapshots use a format that cannot skip fields.
     pub extremes: Vec<Extreme>,
 }
 
