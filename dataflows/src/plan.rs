@@ -370,6 +370,12 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
+    /// A plain `min` or `max`: over append-only input its running extreme
+    /// is kept in the difference type beside the accumulable aggregates.
+    pub fn is_extreme(&self) -> bool {
+        !self.distinct && matches!(self.func, AggFunc::Min | AggFunc::Max)
+    }
+
     /// Accumulable aggregates are kept in the difference type of a
     /// collection (one entry per group, DESIGN.md §4); the rest need the
     /// group's values.

@@ -34,7 +34,7 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
 use weir_operators::read_copy::ShardWriter;
-use weir_operators::repr::{Diff, Row, Tick};
+use weir_operators::repr::{Datum, Diff, Row, Tick};
 use weir_operators::sink::{deliver_changes, Delivery};
 use weir_operators::upsert::{Upsert, UpsertRecord};
 
@@ -80,17 +80,21 @@ impl AppendInputs {
         let at = at.max(*last.time());
         for (cols, input) in rest {
             let narrowed = match cols {
-                Some(cols) => cols.iter().map(|&c| row[c].clone()).collect(),
+                Some(cols) => narrow(&row, cols),
                 None => row.clone(),
             };
             input.update_at(narrowed, at, 1);
         }
         let row = match cols {
-            Some(cols) => cols.iter().map(|&c| row[c].clone()).collect(),
+            Some(cols) => narrow(&row, cols),
             None => row,
         };
         last.update_at(row, at, 1);
     }
+}
+
+fn narrow(row: &[Datum], cols: &[usize]) -> Row {
+    cols.iter().map(|&c| row[c].clone()).collect()
 }
 
 impl SourceInput {
@@ -180,6 +184,8 @@ pub fn render_job<'s>(
             ..Cuts::default()
         },
     };
+    // Every read of every view, for the inputs of the tables below.
+    let reads_of_views: Vec<(&str, Option<&[usize]>)> = views.iter().flat_map(|v| v.plan.reads()).collect();
     let mut sources_in = Vec::new();
     for table in sources {
         match &table.primary_key {
@@ -189,7 +195,7 @@ pub fn render_job<'s>(
                 // input, which is never fed (an input no operator consumes
                 // would keep every record pushed into it).
                 let mut reads: Vec<Columns> = Vec::new();
-                for (name, cols) in views.iter().flat_map(|v| v.plan.reads()) {
+                for &(name, cols) in &reads_of_views {
                     let cols = cols.map(<[usize]>::to_vec);
                     if name == table.name && !reads.contains(&cols) {
                         reads.push(cols);

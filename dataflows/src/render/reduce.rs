@@ -62,9 +62,8 @@ pub(super) fn reduce_accumulable<'s>(
     keyed_rows: VecCollection<'s, Tick, (Row, Row), Diff>,
     aggs: Vec<Aggregate>,
 ) -> Coll<'s> {
-    let is_extreme = |a: &Aggregate| matches!(a.func, AggFunc::Min | AggFunc::Max);
-    let summed: Vec<Aggregate> = aggs.iter().filter(|a| !is_extreme(a)).cloned().collect();
-    let extremes: Vec<Aggregate> = aggs.iter().filter(|a| is_extreme(a)).cloned().collect();
+    let summed: Vec<Aggregate> = aggs.iter().filter(|a| !a.is_extreme()).cloned().collect();
+    let extremes: Vec<Aggregate> = aggs.iter().filter(|a| a.is_extreme()).cloned().collect();
     let exploded = keyed_rows.explode(move |(key, row)| {
         let accs = summed
             .iter()
@@ -107,10 +106,12 @@ pub(super) fn reduce_accumulable<'s>(
             return None;
         }
         let mut row = key;
-        let mut accs = state.accs.iter().chain(std::iter::repeat(&(0, Decimal::ZERO)));
+        // The two lists hold the aggregates in `aggs`' order, split as
+        // the updates were made above.
+        let mut accs = state.accs.iter();
         let mut extremes = state.extremes.iter();
         for a in &aggs {
-            if is_extreme(a) {
+            if a.is_extreme() {
                 row.push(extremes.next().map_or(Datum::Null, |e| e.value().clone()));
                 continue;
             }
@@ -121,6 +122,7 @@ pub(super) fn reduce_accumulable<'s>(
                 _ if n == 0 => Datum::Null,
                 AggFunc::Sum => sum_datum(sum, a.input_type),
                 AggFunc::Avg => avg_datum(sum, n, a.input_type),
+                // Held in `extremes` (a DISTINCT one never reaches here).
                 AggFunc::Min | AggFunc::Max => Datum::Null,
             });
         }

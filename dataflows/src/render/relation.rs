@@ -14,7 +14,7 @@ use weir_operators::topk::{MonotonicTopK, RowOrder};
 use super::collection::{empty_errs, filter, keyed, split, Coll, Errs};
 use super::cut::Cuts;
 use super::reduce::{arrange_rows, empty_value, reduce_accumulable, reduce_general, reduce_rows};
-use crate::plan::{AggFunc, Aggregate, JoinKind, OrderKey, RelPlan};
+use crate::plan::{JoinKind, OrderKey, RelPlan};
 
 pub(super) struct Context<'s> {
     pub(super) scope: Scope<'s, Tick>,
@@ -224,12 +224,11 @@ impl<'s> Context<'s> {
             } => {
                 let (oks, errs, fresh) = self.render_parts(input);
                 let (keyed_rows, e2) = keyed(oks, group_key.clone());
-                let extreme = |a: &Aggregate| matches!(a.func, AggFunc::Min | AggFunc::Max) && !a.distinct;
                 let cuts = fresh.then_some(&mut self.cuts);
                 // Over append-only input a min or max is accumulable too.
                 let out = if aggregates
                     .iter()
-                    .all(|a| a.is_accumulable() || (*monotonic && extreme(a)))
+                    .all(|a| a.is_accumulable() || (*monotonic && a.is_extreme()))
                 {
                     reduce_accumulable(cuts, scope, keyed_rows, aggregates.clone())
                 } else {

@@ -439,14 +439,8 @@ fn set_pattern_max_rows(plan: &mut RelPlan, cap: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use crate::plan::TableRetention;
-    use crate::sql::{plan_job, CatalogLookup, ObjectInfo};
-
-    struct Empty;
-    impl CatalogLookup for Empty {
-        fn lookup(&self, _: &str) -> Option<ObjectInfo> {
-            None
-        }
-    }
+    use crate::sql::lookup::EmptyCatalog as Empty;
+    use crate::sql::plan_job;
 
     #[test]
     fn retention_options_parse_and_bad_ones_say_where() {

@@ -20,3 +20,14 @@ pub struct ObjectInfo {
 pub trait CatalogLookup {
     fn lookup(&self, name: &str) -> Option<ObjectInfo>;
 }
+
+/// An empty catalog, for planning tests that define everything they read.
+#[cfg(test)]
+pub(crate) struct EmptyCatalog;
+
+#[cfg(test)]
+impl CatalogLookup for EmptyCatalog {
+    fn lookup(&self, _: &str) -> Option<ObjectInfo> {
+        None
+    }
+}

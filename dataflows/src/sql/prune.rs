@@ -93,17 +93,29 @@ fn identity(demand: &BTreeSet<usize>) -> BTreeMap<usize, usize> {
     demand.iter().map(|&c| (c, c)).collect()
 }
 
-/// `p` with exactly the columns of `demand`, in order.
-fn exactly(p: Pruned, demand: &BTreeSet<usize>) -> RelPlan {
-    let outputs: Vec<usize> = demand.iter().map(|&c| p.at(c)).collect();
-    if outputs.len() == p.arity && outputs.iter().enumerate().all(|(i, &o)| i == o) {
-        p.plan
+/// Each demanded column to its position among them: the map of a plan that
+/// outputs exactly the demanded columns, in order.
+fn ranks(demand: &BTreeSet<usize>) -> BTreeMap<usize, usize> {
+    demand.iter().enumerate().map(|(i, &c)| (c, i)).collect()
+}
+
+/// `plan` (of `arity` columns) projected to `outputs`; itself when that
+/// keeps every column in place.
+fn project(plan: RelPlan, arity: usize, outputs: Vec<usize>) -> RelPlan {
+    if outputs.len() == arity && outputs.iter().enumerate().all(|(i, &o)| i == o) {
+        plan
     } else {
         RelPlan::Project {
-            input: Box::new(p.plan),
+            input: Box::new(plan),
             outputs,
         }
     }
+}
+
+/// `p` with exactly the columns of `demand`, in order.
+fn exactly(p: Pruned, demand: &BTreeSet<usize>) -> RelPlan {
+    let outputs: Vec<usize> = demand.iter().map(|&c| p.at(c)).collect();
+    project(p.plan, p.arity, outputs)
 }
 
 /// `plan` computing at least the columns of `demand` (indexes of its
@@ -112,22 +124,11 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
     Some(match plan {
         RelPlan::Get { name } => {
             let n = arity_of(&name)?;
-            let plan = RelPlan::Get { name };
-            if demand.len() == n {
-                Pruned {
-                    plan,
-                    map: identity(demand),
-                    arity: n,
-                }
-            } else {
-                Pruned {
-                    plan: RelPlan::Project {
-                        input: Box::new(plan),
-                        outputs: demand.iter().copied().collect(),
-                    },
-                    map: demand.iter().enumerate().map(|(i, &c)| (c, i)).collect(),
-                    arity: demand.len(),
-                }
+            // `demand` holds columns of the object: all of them when as many.
+            Pruned {
+                plan: project(RelPlan::Get { name }, n, demand.iter().copied().collect()),
+                map: ranks(demand),
+                arity: demand.len(),
             }
         }
         RelPlan::Constant { rows } => {
@@ -176,18 +177,9 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
             let inner: BTreeSet<usize> = demand.iter().map(|&c| outputs[c]).collect();
             let input = prune(*input, &inner, arity_of)?;
             let kept: Vec<usize> = demand.iter().map(|&c| input.at(outputs[c])).collect();
-            let map = demand.iter().enumerate().map(|(i, &c)| (c, i)).collect();
-            let plan = if kept.len() == input.arity && kept.iter().enumerate().all(|(i, &o)| i == o) {
-                input.plan
-            } else {
-                RelPlan::Project {
-                    input: Box::new(input.plan),
-                    outputs: kept,
-                }
-            };
             Pruned {
-                plan,
-                map,
+                plan: project(input.plan, input.arity, kept),
+                map: ranks(demand),
                 arity: demand.len(),
             }
         }
@@ -282,7 +274,7 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
                 .collect::<Option<Vec<_>>>()?;
             Pruned {
                 plan: RelPlan::UnionAll { inputs },
-                map: demand.iter().enumerate().map(|(i, &c)| (c, i)).collect(),
+                map: ranks(demand),
                 arity: demand.len(),
             }
         }
@@ -339,15 +331,10 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
 
 #[cfg(test)]
 mod tests {
+    use super::prune_columns;
     use crate::plan::JobPlan;
-    use crate::sql::{plan_job, CatalogLookup, ObjectInfo};
-
-    struct Empty;
-    impl CatalogLookup for Empty {
-        fn lookup(&self, _: &str) -> Option<ObjectInfo> {
-            None
-        }
-    }
+    use crate::sql::lookup::EmptyCatalog;
+    use crate::sql::plan_job;
 
     fn shop() -> JobPlan {
         let sql = [
@@ -357,7 +344,7 @@ mod tests {
             include_str!("../../../examples/shop/05_rules.sql"),
         ]
         .concat();
-        plan_job(&sql, &Empty).expect("the shop plans")
+        plan_job(&sql, &EmptyCatalog).expect("the shop plans")
     }
 
     fn view_reads(job: &JobPlan, view: &str) -> Vec<(String, Option<Vec<usize>>)> {
@@ -396,18 +383,17 @@ mod tests {
         assert_eq!(view_reads(&job, "fraud_suspects"), [("payments".into(), None)]);
     }
 
+    /// A pruned plan computes only what it uses: pruning it again finds
+    /// nothing to drop and no projection to add.
     #[test]
-    fn outputs_keep_their_columns_and_keys() {
+    fn pruning_is_idempotent() {
         let job = shop();
-        let unpruned = {
-            let sql = include_str!("../../../examples/shop/01_sources.sql").to_string()
-                + include_str!("../../../examples/shop/02_orders.sql");
-            plan_job(&sql, &Empty).expect("plans")
+        let arity = |n: &str| {
+            let table = job.tables.iter().find(|t| t.name == n).map(|t| t.schema.columns.len());
+            table.or_else(|| job.views.iter().find(|v| v.name == n).map(|v| v.schema.columns.len()))
         };
-        for v in &unpruned.views {
-            let pruned = job.views.iter().find(|p| p.name == v.name).expect("in both");
-            assert_eq!(pruned.schema, v.schema);
-            assert_eq!(pruned.key, v.key, "{}", v.name);
+        for v in &job.views {
+            assert_eq!(prune_columns(v.plan.clone(), &arity), v.plan, "{}", v.name);
         }
     }
 }
