@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::expr::ScalarExpr;
-use crate::plan::{MatchRecognize, RelPlan};
+use crate::plan::{MatchRecognize, Nav, RelPlan};
 
 /// The arity of a catalog object by name (`None` when unknown).
 pub type ArityOf<'a> = dyn Fn(&str) -> Option<usize> + 'a;
@@ -314,12 +314,50 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
             }
         }
         RelPlan::MatchRecognize(mut m) => {
-            // The pattern's conditions, measures and `ALL ROWS` output read
-            // its input by position: it keeps every input column, and only
-            // what lies below its input is narrowed.
-            let all: BTreeSet<usize> = (0..m.input_arity).collect();
+            // The output's columns are the partition key and the measures
+            // (or, for `ALL ROWS PER MATCH`, every input column and the
+            // measures): none of them can be dropped, and none moves. The
+            // input keeps the columns the key, the order, the conditions,
+            // the measures and the navigations read.
+            let n = m.input_arity;
+            let used: BTreeSet<usize> = if m.all_rows {
+                (0..n).collect()
+            } else {
+                let mut used: BTreeSet<usize> = m.partition_by.iter().copied().collect();
+                used.insert(m.order_by);
+                // Columns from `n` on are navigations, not input columns.
+                let mut read = BTreeSet::new();
+                columns_of(m.defines.iter().flatten(), &mut read);
+                columns_of(&m.measures, &mut read);
+                used.extend(read.into_iter().filter(|&c| c < n));
+                for nav in &m.navs {
+                    match nav {
+                        Nav::Row { expr, .. } | Nav::Agg { expr: Some(expr), .. } => columns_of([expr], &mut used),
+                        _ => {}
+                    }
+                }
+                used
+            };
             let input = std::mem::replace(&mut m.input, RelPlan::Constant { rows: Vec::new() });
-            m.input = exactly(prune(input, &all, arity_of)?, &all);
+            m.input = exactly(prune(input, &used, arity_of)?, &used);
+            let at = ranks(&used);
+            let kept = used.len();
+            // An input column to its place in the narrowed row; a
+            // navigation (column `n + i`) to `kept + i`.
+            let moved = |c: usize| if c < n { at[&c] } else { kept + (c - n) };
+            for c in &mut m.partition_by {
+                *c = at[c];
+            }
+            m.order_by = at[&m.order_by];
+            for e in m.defines.iter_mut().flatten().chain(&mut m.measures) {
+                e.permute(&moved);
+            }
+            for nav in &mut m.navs {
+                if let Nav::Row { expr, .. } | Nav::Agg { expr: Some(expr), .. } = nav {
+                    expr.permute(&|c| at[&c]);
+                }
+            }
+            m.input_arity = kept;
             Pruned {
                 arity: match_arity(&m),
                 plan: RelPlan::MatchRecognize(m),
@@ -379,8 +417,16 @@ mod tests {
             view_reads(&job, "payments_by_method"),
             [("payments".into(), Some(vec![0, 4, 5]))]
         );
-        // A pattern keeps its input whole.
-        assert_eq!(view_reads(&job, "fraud_suspects"), [("payments".into(), None)]);
+        // A pattern reads what its key, order, conditions and measures
+        // use: not payment_id nor method.
+        assert_eq!(
+            view_reads(&job, "fraud_suspects"),
+            [("payments".into(), Some(vec![0, 2, 3, 4, 6]))]
+        );
+        assert_eq!(
+            view_reads(&job, "abandoned_checkouts"),
+            [("orders".into(), Some(vec![0, 1, 2, 6]))]
+        );
     }
 
     /// A pruned plan computes only what it uses: pruning it again finds
