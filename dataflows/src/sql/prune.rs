@@ -317,8 +317,8 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
             // The output's columns are the partition key and the measures
             // (or, for `ALL ROWS PER MATCH`, every input column and the
             // measures): none of them can be dropped, and none moves. The
-            // input keeps the columns the key, the order, the conditions,
-            // the measures and the navigations read.
+            // input keeps the columns up to the last one that the key, the
+            // order, the conditions, the measures or the navigations read.
             let n = m.input_arity;
             let used: BTreeSet<usize> = if m.all_rows {
                 (0..n).collect()
@@ -336,7 +336,12 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
                         _ => {}
                     }
                 }
-                used
+                // Rows that tie on the event time are ordered by their other
+                // columns in column order (docs/cep.md), and that order
+                // decides matches: only columns after the last one read can
+                // go. Rows tied on every column kept are alike to the rule.
+                let last = used.iter().next_back().copied().unwrap_or(0);
+                (0..=last).collect()
             };
             let input = std::mem::replace(&mut m.input, RelPlan::Constant { rows: Vec::new() });
             m.input = exactly(prune(input, &used, arity_of)?, &used);
@@ -417,16 +422,22 @@ mod tests {
             view_reads(&job, "payments_by_method"),
             [("payments".into(), Some(vec![0, 4, 5]))]
         );
-        // A pattern reads what its key, order, conditions and measures
-        // use: not payment_id nor method.
-        assert_eq!(
-            view_reads(&job, "fraud_suspects"),
-            [("payments".into(), Some(vec![0, 2, 3, 4, 6]))]
-        );
-        assert_eq!(
-            view_reads(&job, "abandoned_checkouts"),
-            [("orders".into(), Some(vec![0, 1, 2, 6]))]
-        );
+        // A pattern keeps the columns up to the last one it reads: the
+        // shop's read their event time, the last column.
+        assert_eq!(view_reads(&job, "fraud_suspects"), [("payments".into(), None)]);
+    }
+
+    /// Columns after the last one a pattern reads are dropped; one before
+    /// it stays, even unread, for the order of rows that tie on time.
+    #[test]
+    fn a_pattern_drops_only_columns_after_the_last_it_reads() {
+        let sql = "CREATE TABLE ev (p BIGINT, tag TEXT, ts TIMESTAMP, v BIGINT, note TEXT) \
+                   WITH (connector = 'log', topic = 'ev', format = 'json');
+                   CREATE MATERIALIZED VIEW m AS SELECT * FROM ev MATCH_RECOGNIZE (
+                     PARTITION BY p ORDER BY ts MEASURES max(A.v) AS top
+                     PATTERN (A+) DEFINE A AS A.v > 1);";
+        let job = plan_job(sql, &EmptyCatalog).expect("the rule plans");
+        assert_eq!(view_reads(&job, "m"), [("ev".into(), Some(vec![0, 1, 2, 3]))]);
     }
 
     /// A pruned plan computes only what it uses: pruning it again finds
