@@ -89,6 +89,22 @@ fn remap(exprs: &mut [ScalarExpr], p: &Pruned) {
     }
 }
 
+/// The last input column a pattern reads: in its key, its order, its
+/// conditions and measures (columns from `input_arity` on are navigations)
+/// or what its navigations evaluate.
+fn last_read(m: &MatchRecognize) -> usize {
+    let n = m.input_arity;
+    let mut read: BTreeSet<usize> = m.partition_by.iter().copied().collect();
+    read.insert(m.order_by);
+    columns_of(m.defines.iter().flatten().chain(&m.measures), &mut read);
+    for nav in &m.navs {
+        if let Nav::Row { expr, .. } | Nav::Agg { expr: Some(expr), .. } = nav {
+            columns_of([expr], &mut read);
+        }
+    }
+    read.range(..n).next_back().copied().unwrap_or(m.order_by)
+}
+
 fn identity(demand: &BTreeSet<usize>) -> BTreeMap<usize, usize> {
     demand.iter().map(|&c| (c, c)).collect()
 }
@@ -316,50 +332,23 @@ fn prune(plan: RelPlan, demand: &BTreeSet<usize>, arity_of: &ArityOf<'_>) -> Opt
         RelPlan::MatchRecognize(mut m) => {
             // The output's columns are the partition key and the measures
             // (or, for `ALL ROWS PER MATCH`, every input column and the
-            // measures): none of them can be dropped, and none moves. The
-            // input keeps the columns up to the last one that the key, the
-            // order, the conditions, the measures or the navigations read.
+            // measures): none of them can be dropped, and none moves. Rows
+            // that tie on the event time are ordered by their other columns
+            // in column order (docs/cep.md), and that order decides
+            // matches, so the input keeps a prefix: the columns up to the
+            // last one the rule reads (rows tied on all of those are alike
+            // to the rule). Kept columns keep their places.
             let n = m.input_arity;
-            let used: BTreeSet<usize> = if m.all_rows {
-                (0..n).collect()
-            } else {
-                let mut used: BTreeSet<usize> = m.partition_by.iter().copied().collect();
-                used.insert(m.order_by);
-                // Columns from `n` on are navigations, not input columns.
-                let mut read = BTreeSet::new();
-                columns_of(m.defines.iter().flatten(), &mut read);
-                columns_of(&m.measures, &mut read);
-                used.extend(read.into_iter().filter(|&c| c < n));
-                for nav in &m.navs {
-                    match nav {
-                        Nav::Row { expr, .. } | Nav::Agg { expr: Some(expr), .. } => columns_of([expr], &mut used),
-                        _ => {}
-                    }
-                }
-                // Rows that tie on the event time are ordered by their other
-                // columns in column order (docs/cep.md), and that order
-                // decides matches: only columns after the last one read can
-                // go. Rows tied on every column kept are alike to the rule.
-                let last = used.iter().next_back().copied().unwrap_or(0);
-                (0..=last).collect()
-            };
+            let kept = if m.all_rows { n } else { last_read(&m) + 1 };
+            let used: BTreeSet<usize> = (0..kept).collect();
             let input = std::mem::replace(&mut m.input, RelPlan::Constant { rows: Vec::new() });
             m.input = exactly(prune(input, &used, arity_of)?, &used);
-            let at = ranks(&used);
-            let kept = used.len();
-            // An input column to its place in the narrowed row; a
-            // navigation (column `n + i`) to `kept + i`.
-            let moved = |c: usize| if c < n { at[&c] } else { kept + (c - n) };
-            for c in &mut m.partition_by {
-                *c = at[c];
-            }
-            m.order_by = at[&m.order_by];
-            for e in m.defines.iter_mut().flatten().chain(&mut m.measures) {
-                e.permute(&moved);
-            }
-            for nav in &mut m.navs {
-                if let Nav::Row { expr, .. } | Nav::Agg { expr: Some(expr), .. } = nav {
-                    expr.permute(&|c| at[&c]);
+            // Conditions and measures see a navigation `i` as column
+            // `n + i`; it follows the narrowed row, at `kept + i`.
+            if kept < n {
+                let moved = |c: usize| if c < n { c } else { kept + (c - n) };
+                for e in m.defines.iter_mut().flatten().chain(&mut m.measures) {
+                    e.permute(&moved);
                 }
             }
             m.input_arity = kept;
