@@ -59,6 +59,7 @@ const VIEWS: &[(&str, &str)] = &[
     ("unioned", "SELECT k FROM t1 WHERE a < 3 UNION SELECT k FROM u1"),
     ("union_all", "SELECT k, b AS label FROM t1 WHERE a < 2 UNION ALL SELECT k, name FROM u1"),
     ("topn_append", "SELECT k, a, b, rn FROM (SELECT k, a, b, ROW_NUMBER() OVER (PARTITION BY k ORDER BY a DESC NULLS LAST, b ASC NULLS LAST) AS rn FROM t1) x WHERE rn <= 2"),
+    ("top1_append", "SELECT k, a, b FROM (SELECT k, a, b, ROW_NUMBER() OVER (PARTITION BY k ORDER BY a DESC NULLS LAST, b ASC NULLS LAST) AS rn FROM t1) x WHERE rn = 1"),
     ("topn_upsert", "SELECT id, k, name FROM (SELECT id, k, name, ROW_NUMBER() OVER (PARTITION BY k ORDER BY id) AS rn FROM u1) x WHERE rn = 1"),
     ("exprs", "SELECT k, a * 2 + 1 AS e1, a / 3 AS e2, a % 4 AS e3, CASE WHEN a > 5 THEN 'big' WHEN a > 2 THEN 'mid' ELSE 'small' END AS e4, COALESCE(b, 'none') AS e5, NULLIF(a, 3) AS e6, lower(b) || upper(b) AS e7, length(b) AS e8, substr(b, 2, 2) AS e9, abs(a - 5) AS e10, a BETWEEN 2 AND 6 AS e11, a IN (1, 3, 5) AS e12, b IS NULL AS e13, NOT (a > 4) AS e14, round(a, 1) AS e15, CAST(a AS TEXT) AS e16, c * 2 - 1 AS e17, CASE k WHEN 1 THEN 'one' ELSE 'other' END AS e18, a <> k OR b IS NOT NULL AS e19 FROM t1"),
     ("view_on_view", "SELECT count(*) AS groups, sum(n) AS total FROM agg"),

@@ -38,7 +38,21 @@ pub trait MonotonicTopK<'scope> {
     ) -> VecCollection<'scope, Tick, Row, Diff>;
 }
 
-type TopState = FastMap<Row, Vec<Row>>;
+/// Each group's top, in a slab indexed by its key: a record costs one
+/// hash lookup, and the groups a time touched are visited by slot.
+#[derive(Default)]
+struct TopState {
+    slots: FastMap<Row, usize>,
+    groups: Vec<Group>,
+}
+
+#[derive(Default)]
+struct Group {
+    top: Vec<Row>,
+    /// The top as it was before the time being processed, taken the first
+    /// time that time changes it (`None`: unchanged so far).
+    before: Option<Vec<Row>>,
+}
 
 impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), Diff> {
     fn monotonic_top_k(
@@ -50,35 +64,50 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
     ) -> VecCollection<'scope, Tick, Row, Diff> {
         let writer = capture.map(|c| {
             let write: Box<dyn Fn(&TopState) -> _> =
-                Box::new(|state: &TopState| encode_rows(state.values().flatten().map(|r| (r, 1))));
+                Box::new(|state: &TopState| encode_rows(state.groups.iter().flat_map(|g| &g.top).map(|r| (r, 1))));
             (c, write)
         });
+        let mut touched: Vec<usize> = Vec::new();
         process_by_time(
             self,
             &format!("TopK: {name}"),
             |(key, _): &(Row, Row)| key.hashed(),
             writer,
             move |state: &mut TopState, records, out| {
-                // Each key's top as it was before this time, taken the first
-                // time the key's top changes.
-                let mut touched: FastMap<Row, Vec<Row>> = FastMap::default();
+                if k == 0 {
+                    return;
+                }
+                let TopState { slots, groups } = state;
                 for ((key, mut row), copies) in records {
                     // A row added n times takes n positions.
                     let copies = copies.clamp(0, k as Diff) as usize;
                     if copies == 0 {
                         continue;
                     }
-                    let top = match state.get_mut(&key) {
-                        Some(top) => top,
-                        None => state.entry(key.clone()).or_default(),
+                    let slot = match slots.get(&key) {
+                        Some(&slot) => slot,
+                        None => {
+                            groups.push(Group::default());
+                            slots.insert(key, groups.len() - 1);
+                            groups.len() - 1
+                        }
                     };
-                    let enters = |top: &Vec<Row>, row: &Row| {
-                        k > 0 && (top.len() < k || order(row, &top[k - 1]) == Ordering::Less)
-                    };
-                    if !enters(top, &row) {
+                    let group = &mut groups[slot];
+                    let enters = |top: &Vec<Row>, row: &Row| top.len() < k || order(row, &top[k - 1]) == Ordering::Less;
+                    if !enters(&group.top, &row) {
                         continue;
                     }
-                    touched.entry(key).or_insert_with(|| top.clone());
+                    if group.before.is_none() {
+                        // With k = 1 the row that was the top leaves it now:
+                        // it moves to `before` rather than being copied.
+                        group.before = Some(if k == 1 {
+                            std::mem::take(&mut group.top)
+                        } else {
+                            group.top.clone()
+                        });
+                        touched.push(slot);
+                    }
+                    let top = &mut group.top;
                     for c in 1..=copies {
                         if !enters(top, &row) {
                             break;
@@ -94,8 +123,10 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
                         top.truncate(k);
                     }
                 }
-                for (key, before) in touched {
-                    let after = &state[&key];
+                for slot in touched.drain(..) {
+                    let group = &mut groups[slot];
+                    let before = group.before.take().unwrap_or_default();
+                    let after = &group.top;
                     let n = before.len().max(after.len());
                     let mut before = before.into_iter();
                     for i in 0..n {
@@ -107,13 +138,21 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
                             out.push((numbered(was, i), -1));
                         }
                         if let Some(is) = is {
-                            out.push((numbered(is.clone(), i), 1));
+                            out.push((numbered_copy(is, i), 1));
                         }
                     }
                 }
             },
         )
     }
+}
+
+/// `row` with its position appended, in one allocation.
+fn numbered_copy(row: &Row, i: usize) -> Row {
+    let mut out = Vec::with_capacity(row.len() + 1);
+    out.extend_from_slice(row);
+    out.push(Datum::Int(i as i64 + 1));
+    out
 }
 
 fn numbered(mut row: Row, i: usize) -> Row {

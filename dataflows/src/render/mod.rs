@@ -253,7 +253,6 @@ pub fn render_job<'s>(
                 .push((name.clone(), reason.clone(), row.clone(), *diff));
         });
         let rows = Rc::new(std::cell::Cell::new(0));
-        let counter = Rc::clone(&rows);
         let key = view.key.clone();
         let keyed = oks.map(move |row| match &key {
             Some(cols) => (cols.iter().map(|&c| row[c].clone()).collect(), row),
@@ -266,10 +265,16 @@ pub fn render_job<'s>(
             let all = keyed.clone();
             (keyed.arrange_by_key_named(&format!("Arrange: {}", view.name)), all)
         };
-        let oks = keyed
-            .map(|(k, v)| if v.is_empty() { k } else { v })
-            .inspect(move |(_, _, diff)| counter.set(counter.get() + diff));
-        ctx.collections.insert(view.name.clone(), (oks, false));
+        // Only a view that a later view or a sink of the job reads keeps its
+        // rows as a collection: a second reader of `keyed` would make timely
+        // copy every update of the view for it.
+        let read_later =
+            reads_of_views.iter().any(|&(n, _)| n == view.name) || sinks.iter().any(|s| s.from == view.name);
+        if read_later {
+            let oks = keyed.map(|(k, v)| if v.is_empty() { k } else { v });
+            ctx.collections.insert(view.name.clone(), (oks, false));
+        }
+        publish::count_rows(&arranged, &format!("Count: {}", view.name), Rc::clone(&rows));
         let (probe, _) = arranged.stream.clone().probe();
         if let Some(writer) = read_copy(&view.name) {
             publish::publish_copy(&arranged, &format!("Publish: {}", view.name), writer);

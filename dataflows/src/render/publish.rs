@@ -2,6 +2,9 @@
 //! from the batches its arrangement produces: no second arrangement, and
 //! work proportional to the view's changes.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::{Navigable, TraceReader};
@@ -74,6 +77,28 @@ pub fn publish_copy(arranged: &Arranged<'_, ViewTrace>, name: &str, mut writer: 
             return;
         }
         writer.advance(upper);
+    });
+}
+
+/// Adds the diffs of every batch of `arranged` on this worker to `rows`: the
+/// view's row count on this worker, as of the batches seen.
+pub fn count_rows(arranged: &Arranged<'_, ViewTrace>, name: &str, rows: Rc<Cell<i64>>) {
+    arranged.stream.clone().sink(Pipeline, name, move |(input, _frontier)| {
+        input.for_each(|_cap, spans| {
+            for span in spans.iter() {
+                let Some(batch) = span.inner.as_ref() else { continue };
+                let mut sum: Diff = 0;
+                let mut cursor = batch.cursor();
+                while cursor.key_valid(batch) {
+                    while cursor.val_valid(batch) {
+                        cursor.map_times(batch, |_, d| sum += *d);
+                        cursor.step_val(batch);
+                    }
+                    cursor.step_key(batch);
+                }
+                rows.set(rows.get() + sum);
+            }
+        });
     });
 }
 
