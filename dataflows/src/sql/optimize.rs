@@ -79,43 +79,49 @@ pub fn optimize(plan: RelPlan) -> RelPlan {
 }
 
 /// Finds the TopK under `input` (through Projects) and, if a predicate
-/// bounds its row number, sets the limit. The predicate stays in place (it
-/// is then always true), so the result does not depend on the rewrite.
+/// bounds its row number, sets the limit. A predicate that became the limit
+/// is dropped: the TopK's rows then hold it always (their row numbers run
+/// from 1 to at most the bound), and a filter would only cost a pass.
 fn push_limit(mut input: RelPlan, predicates: Vec<ScalarExpr>) -> RelPlan {
-    for p in &predicates {
-        let (col, bound) = match p {
+    let mut kept = Vec::with_capacity(predicates.len());
+    for p in predicates {
+        let (col, bound) = match &p {
             ScalarExpr::Cmp(op, a, b) => match (&**a, &**b, op) {
                 (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::LtEq) => (*c, *n),
                 (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::Lt) => (*c, *n - 1),
                 (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(1)), CmpOp::Eq) => (*c, 1),
                 (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::GtEq) => (*c, *n),
                 (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::Gt) => (*c, *n - 1),
-                _ => continue,
+                _ => (usize::MAX, -1),
             },
-            _ => continue,
+            _ => (usize::MAX, -1),
         };
-        if bound < 0 {
-            continue;
+        if bound < 0 || !set_topk_limit(&mut input, col, bound as usize) {
+            kept.push(p);
         }
-        set_topk_limit(&mut input, col, bound as usize);
+    }
+    if kept.is_empty() {
+        return input;
     }
     RelPlan::Filter {
         input: Box::new(input),
-        predicates,
+        predicates: kept,
     }
 }
 
-fn set_topk_limit(plan: &mut RelPlan, col: usize, bound: usize) {
+/// Whether `col` of `plan` is a TopK's row number, whose limit is now at
+/// most `bound`.
+fn set_topk_limit(plan: &mut RelPlan, col: usize, bound: usize) -> bool {
     match plan {
-        RelPlan::Project { input, outputs } => {
-            if let Some(&c) = outputs.get(col) {
-                set_topk_limit(input, c, bound);
-            }
-        }
+        RelPlan::Project { input, outputs } => match outputs.get(col) {
+            Some(&c) => set_topk_limit(input, c, bound),
+            None => false,
+        },
         RelPlan::Map { input, .. } => set_topk_limit(input, col, bound),
         RelPlan::TopK { limit, input_arity, .. } if col == *input_arity => {
             *limit = Some(limit.map_or(bound, |l| l.min(bound)));
+            true
         }
-        _ => {}
+        _ => false,
     }
 }
