@@ -123,8 +123,8 @@ impl SourceInput {
 pub struct RenderedView {
     pub name: String,
     pub trace: ViewTrace,
-    /// The rows of this worker's part of the view, counted from every update
-    /// the view has produced (so it may run ahead of the trace's frontier).
+    /// The rows of this worker's part of the view, summed over the batches
+    /// its arrangement has produced.
     pub rows: Rc<std::cell::Cell<i64>>,
     /// How far the view's arrangement has been built: its trace's upper,
     /// without walking the trace's batches (which grow with the history

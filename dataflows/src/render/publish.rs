@@ -49,16 +49,7 @@ pub fn publish_copy(arranged: &Arranged<'_, ViewTrace>, name: &str, mut writer: 
                     }
                     continue;
                 }
-                let mut cursor = batch.cursor();
-                while let Some(key) = cursor.get_key(batch) {
-                    while let Some(val) = cursor.get_val(batch) {
-                        cursor.map_times(batch, |t, d| {
-                            writer.update(*t, key.clone(), val.clone(), *d);
-                        });
-                        cursor.step_val(batch);
-                    }
-                    cursor.step_key(batch);
-                }
+                for_each_update(batch, |key, val, t, d| writer.update(t, key.clone(), val.clone(), d));
             }
         });
         // A closed frontier (every source ended, or the dataflow dropped):
@@ -88,18 +79,23 @@ pub fn count_rows(arranged: &Arranged<'_, ViewTrace>, name: &str, rows: Rc<Cell<
             for span in spans.iter() {
                 let Some(batch) = span.inner.as_ref() else { continue };
                 let mut sum: Diff = 0;
-                let mut cursor = batch.cursor();
-                while cursor.key_valid(batch) {
-                    while cursor.val_valid(batch) {
-                        cursor.map_times(batch, |_, d| sum += *d);
-                        cursor.step_val(batch);
-                    }
-                    cursor.step_key(batch);
-                }
+                for_each_update(batch, |_, _, _, d| sum += d);
                 rows.set(rows.get() + sum);
             }
         });
     });
+}
+
+/// Calls `f(key, row, time, diff)` for every update in `batch`.
+fn for_each_update(batch: &<ViewTrace as TraceReader>::Batch, mut f: impl FnMut(&Row, &Row, Tick, Diff)) {
+    let mut cursor = batch.cursor();
+    while let Some(key) = cursor.get_key(batch) {
+        while let Some(val) = cursor.get_val(batch) {
+            cursor.map_times(batch, |t, d| f(key, val, *t, *d));
+            cursor.step_val(batch);
+        }
+        cursor.step_key(batch);
+    }
 }
 
 /// The trace's rows as of its latest time: each (key, row) with the sum of

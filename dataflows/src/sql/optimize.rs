@@ -85,19 +85,20 @@ pub fn optimize(plan: RelPlan) -> RelPlan {
 fn push_limit(mut input: RelPlan, predicates: Vec<ScalarExpr>) -> RelPlan {
     let mut kept = Vec::with_capacity(predicates.len());
     for p in predicates {
-        let (col, bound) = match &p {
+        let bound = match &p {
             ScalarExpr::Cmp(op, a, b) => match (&**a, &**b, op) {
-                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::LtEq) => (*c, *n),
-                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::Lt) => (*c, *n - 1),
-                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(1)), CmpOp::Eq) => (*c, 1),
-                (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::GtEq) => (*c, *n),
-                (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::Gt) => (*c, *n - 1),
-                _ => (usize::MAX, -1),
+                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::LtEq) => Some((*c, *n)),
+                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(n)), CmpOp::Lt) => Some((*c, *n - 1)),
+                (ScalarExpr::Column(c), ScalarExpr::Literal(Datum::Int(1)), CmpOp::Eq) => Some((*c, 1)),
+                (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::GtEq) => Some((*c, *n)),
+                (ScalarExpr::Literal(Datum::Int(n)), ScalarExpr::Column(c), CmpOp::Gt) => Some((*c, *n - 1)),
+                _ => None,
             },
-            _ => (usize::MAX, -1),
+            _ => None,
         };
-        if bound < 0 || !set_topk_limit(&mut input, col, bound as usize) {
-            kept.push(p);
+        match bound {
+            Some((col, n)) if n >= 0 && set_topk_limit(&mut input, col, n as usize) => {}
+            _ => kept.push(p),
         }
     }
     if kept.is_empty() {
