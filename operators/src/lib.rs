@@ -16,6 +16,8 @@
 //! - [`split`]: a collection of results split into values and errors
 //!   without copying a row.
 //! - [`sink`]: a collection's changes handed out per complete time.
+//! - [`row_batch`]: arrangements of keyed rows with each batch's datums in
+//!   one vector (no allocation per row in merges, less memory at rest).
 //! - [`read_copy`]: a view's read-optimised copy: versions per worker shard
 //!   that any thread can read without the workers.
 //!
@@ -27,6 +29,7 @@ pub mod capture;
 pub mod cep;
 pub mod read_copy;
 pub mod repr;
+pub mod row_batch;
 pub mod sink;
 pub mod split;
 pub mod topk;

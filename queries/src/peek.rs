@@ -6,7 +6,7 @@ use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
 use weir_dataflows::render::ViewTrace;
-use weir_operators::repr::{Diff, Row, Tick};
+use weir_operators::repr::{Datum, Diff, Row, Tick};
 
 /// Rows a peek found with a negative multiplicity, in this process. A view
 /// never holds one unless the engine is wrong (a retraction of something
@@ -46,7 +46,7 @@ pub fn peek(trace: &mut ViewTrace, as_of: Tick, key: Option<&Row>, out: &mut Vec
     match key {
         Some(k) => {
             cursor.seek_key(&storage, k);
-            if cursor.get_key(&storage) == Some(k) {
+            if cursor.get_key(&storage) == Some(&k[..]) {
                 collect_vals(&mut cursor, &storage, as_of, out);
             }
         }
@@ -61,9 +61,9 @@ pub fn peek(trace: &mut ViewTrace, as_of: Tick, key: Option<&Row>, out: &mut Vec
 
 fn collect_vals<C>(cursor: &mut C, storage: &C::Storage, as_of: Tick, out: &mut Vec<(Row, Diff)>)
 where
-    C: for<'a> Cursor<Key<'a> = &'a Row, Val<'a> = &'a Row, Time = Tick, Diff = Diff>,
+    C: for<'a> Cursor<Key<'a> = &'a [Datum], Val<'a> = &'a [Datum], Time = Tick, Diff = Diff>,
 {
-    let key = cursor.key(storage).clone();
+    let key = cursor.key(storage);
     while let Some(val) = cursor.get_val(storage) {
         let mut count: Diff = 0;
         cursor.map_times(storage, |t, d| {
@@ -72,7 +72,7 @@ where
             }
         });
         if count > 0 {
-            let row = if val.is_empty() { key.clone() } else { val.clone() };
+            let row = if val.is_empty() { key.to_vec() } else { val.to_vec() };
             out.push((row, count));
         } else if count < 0 {
             NEGATIVE_MULTIPLICITIES.fetch_add(1, Ordering::Relaxed);

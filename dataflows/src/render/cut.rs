@@ -32,7 +32,7 @@ use differential_dataflow::difference::Semigroup;
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::Cursor;
-use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
+use differential_dataflow::trace::implementations::KeySpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
 use serde::de::DeserializeOwned;
@@ -41,7 +41,8 @@ use timely::progress::Antichain;
 use weir_operators::aggregate::AggDiff;
 use weir_operators::capture::Capture;
 use weir_operators::cep::PatternState;
-use weir_operators::repr::{Diff, Row, Tick};
+use weir_operators::repr::{Datum, Diff, Row, Tick};
+use weir_operators::row_batch::{ArrangeRows, RowTrace};
 
 /// The version of what a cut's entries mean. Bump it whenever rendering
 /// changes which cuts a plan has, their order, or their entries' encoding:
@@ -49,15 +50,13 @@ use weir_operators::repr::{Diff, Row, Tick};
 /// over append-only input moved into the difference type of their group.)
 pub const SNAPSHOT_FORMAT: u32 = 2;
 
-pub type ValCutTrace<R> = TraceAgent<ValSpine<Row, Row, Tick, R>>;
+/// Keyed rows, arranged flat ([`weir_operators::row_batch`]).
+pub type ValCutTrace = RowTrace;
 pub type KeyCutTrace<R> = TraceAgent<KeySpine<Row, Tick, R>>;
 
 /// A cut at keyed rows: its arrangement, and the collection it holds (the
 /// input with the restored updates).
-pub type KeyedCut<'s> = (
-    Arranged<'s, ValCutTrace<Diff>>,
-    VecCollection<'s, Tick, (Row, Row), Diff>,
-);
+pub type KeyedCut<'s> = (Arranged<'s, ValCutTrace>, VecCollection<'s, Tick, (Row, Row), Diff>);
 
 /// A cut as the snapshot reads it: an arrangement, or an operator's own
 /// state captured as of the snapshot's time.
@@ -104,6 +103,8 @@ pub struct SnapshotDecodeError(#[from] bincode::Error);
 
 fn walk<K, V, R, C>(cursor: &mut C, storage: &C::Storage, at: Tick, out: &mut dyn FnMut(&K, &V, R))
 where
+    K: ?Sized,
+    V: ?Sized,
     R: Semigroup,
     C: for<'a> Cursor<Key<'a> = &'a K, Val<'a> = &'a V, Time = Tick, Diff = R>,
 {
@@ -141,7 +142,7 @@ fn compact<Tr: TraceReader<Time = Tick>>(trace: &mut Tr, since: Tick) {
 }
 
 macro_rules! cut_trace {
-    ($name:ident, $trace:ty, $val:ty, $diff:ty) => {
+    ($name:ident, $trace:ty, $key:ty, $val:ty, $diff:ty) => {
         struct $name($trace);
 
         impl CutTrace for $name {
@@ -159,7 +160,7 @@ macro_rules! cut_trace {
                 };
                 let (mut cursor, storage) = differential_dataflow::trace::cursor::cursor_list(batches);
                 let mut failed = None;
-                walk(&mut cursor, &storage, at, &mut |k: &Row, v: &$val, d: $diff| {
+                walk(&mut cursor, &storage, at, &mut |k: &$key, v: &$val, d: $diff| {
                     if failed.is_none() {
                         match bincode::serialize(&(k, v, d)) {
                             Ok(bytes) => out(bytes),
@@ -173,9 +174,10 @@ macro_rules! cut_trace {
     };
 }
 
-cut_trace!(ValCut, ValCutTrace<Diff>, Row, Diff);
-cut_trace!(KeyCut, KeyCutTrace<Diff>, (), Diff);
-cut_trace!(AggCut, KeyCutTrace<AggDiff>, (), AggDiff);
+// A flat row serialises as its `Vec`: entries read the same either way.
+cut_trace!(ValCut, ValCutTrace, [Datum], [Datum], Diff);
+cut_trace!(KeyCut, KeyCutTrace<Diff>, Row, (), Diff);
+cut_trace!(AggCut, KeyCutTrace<AggDiff>, Row, (), AggDiff);
 
 /// The own state of an operator, captured as of the snapshot's time.
 struct CaptureCut(Capture);
@@ -319,7 +321,7 @@ impl Cuts {
             _entry: std::marker::PhantomData,
         }));
         let all = coll.concat(restored);
-        let arranged = all.clone().arrange_by_key_named(&format!("Arrange: {name}"));
+        let arranged = all.clone().arrange_rows_named(&format!("Arrange: {name}"));
         self.traces.push(Box::new(ValCut(arranged.trace.clone())));
         (arranged, all)
     }

@@ -29,12 +29,12 @@ use std::rc::Rc;
 
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::implementations::ValSpine;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
 use weir_operators::read_copy::ShardWriter;
 use weir_operators::repr::{Datum, Diff, Row, Tick};
+use weir_operators::row_batch::ArrangeRows;
 use weir_operators::sink::{deliver_changes, Delivery};
 use weir_operators::upsert::{Upsert, UpsertRecord};
 
@@ -47,7 +47,7 @@ use relation::Context;
 
 /// The arrangement a view is kept in, for peeks and for other dataflows:
 /// key columns (or the whole row) → the row (or an empty row).
-pub type ViewSpine = ValSpine<Row, Row, Tick, Diff>;
+pub type ViewSpine = weir_operators::row_batch::RowSpine;
 pub type ViewTrace = TraceAgent<ViewSpine>;
 
 /// The input of one table inside one dataflow.
@@ -238,7 +238,7 @@ pub fn render_job<'s>(
     for (name, trace) in imports.iter_mut() {
         let coll = trace
             .import_named(scope, &format!("Import: {name}"))
-            .as_collection(|k: &Row, v: &Row| if v.is_empty() { k.clone() } else { v.clone() });
+            .as_collection(|k: &[Datum], v: &[Datum]| if v.is_empty() { k.to_vec() } else { v.to_vec() });
         // Restored by its own dataflow: not part of this one's cuts.
         ctx.collections.insert(name.clone(), (coll, false));
     }
@@ -263,7 +263,7 @@ pub fn render_job<'s>(
             ctx.cuts.keyed(scope, keyed, &view.name)
         } else {
             let all = keyed.clone();
-            (keyed.arrange_by_key_named(&format!("Arrange: {}", view.name)), all)
+            (keyed.arrange_rows_named(&format!("Arrange: {}", view.name)), all)
         };
         // Only a view that a later view or a sink of the job reads keeps its
         // rows as a collection: a second reader of `keyed` would make timely

@@ -12,7 +12,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::progress::frontier::{Antichain, AntichainRef};
 use weir_operators::read_copy::ShardWriter;
-use weir_operators::repr::{Diff, Row, Tick};
+use weir_operators::repr::{Datum, Diff, Row, Tick};
 
 use super::ViewTrace;
 
@@ -49,7 +49,7 @@ pub fn publish_copy(arranged: &Arranged<'_, ViewTrace>, name: &str, mut writer: 
                     }
                     continue;
                 }
-                for_each_update(batch, |key, val, t, d| writer.update(t, key.clone(), val.clone(), d));
+                for_each_update(batch, |key, val, t, d| writer.update(t, key.to_vec(), val.to_vec(), d));
             }
         });
         // A closed frontier (every source ended, or the dataflow dropped):
@@ -87,7 +87,7 @@ pub fn count_rows(arranged: &Arranged<'_, ViewTrace>, name: &str, rows: Rc<Cell<
 }
 
 /// Calls `f(key, row, time, diff)` for every update in `batch`.
-fn for_each_update(batch: &<ViewTrace as TraceReader>::Batch, mut f: impl FnMut(&Row, &Row, Tick, Diff)) {
+fn for_each_update(batch: &<ViewTrace as TraceReader>::Batch, mut f: impl FnMut(&[Datum], &[Datum], Tick, Diff)) {
     let mut cursor = batch.cursor();
     while let Some(key) = cursor.get_key(batch) {
         while let Some(val) = cursor.get_val(batch) {
@@ -113,7 +113,7 @@ fn contents(trace: &mut ViewTrace) -> Vec<(Row, Row, Diff)> {
             let mut sum: Diff = 0;
             cursor.map_times(&storage, |_, d| sum += *d);
             if sum != 0 {
-                out.push((key.clone(), val.clone(), sum));
+                out.push((key.to_vec(), val.to_vec(), sum));
             }
             cursor.step_val(&storage);
         }

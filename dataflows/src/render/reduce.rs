@@ -4,12 +4,12 @@
 
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::operators::count::CountTotal;
-use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::VecCollection;
 use rust_decimal::Decimal;
 use timely::dataflow::Scope;
 use weir_operators::aggregate::{as_decimal, avg_datum, sum_datum, AggDiff, Extreme};
 use weir_operators::repr::{Datum, Diff, OrdF64, Row, Tick};
+use weir_operators::row_batch::{ArrangeRows, RowBuilder, RowSpine};
 
 use super::collection::Coll;
 use super::cut::{Cuts, ValCutTrace};
@@ -24,29 +24,29 @@ pub(super) fn arrange_rows<'s>(
     rows: VecCollection<'s, Tick, (Row, Row), Diff>,
     fresh: bool,
     name: &str,
-) -> Arranged<'s, ValCutTrace<Diff>> {
+) -> Arranged<'s, ValCutTrace> {
     if fresh {
         cuts.keyed(scope, rows, name).0
     } else {
-        rows.arrange_by_key_named(&format!("Arrange: {name}"))
+        rows.arrange_rows_named(&format!("Arrange: {name}"))
     }
 }
 
 /// A reduce over arranged keyed rows (as differential's `reduce_named`).
 pub(super) fn reduce_rows<'s, L>(
-    arranged: Arranged<'s, ValCutTrace<Diff>>,
+    arranged: Arranged<'s, ValCutTrace>,
     name: &str,
     logic: L,
 ) -> VecCollection<'s, Tick, (Row, Row), Diff>
 where
-    L: FnMut(&Row, &[(&Row, Diff)], &mut Vec<(Row, Diff)>) + 'static,
+    L: FnMut(&[Datum], &[(&[Datum], Diff)], &mut Vec<(Row, Diff)>) + 'static,
 {
     arranged
-        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<Row, Row, _, _>, _, _>(name, logic, |vec, key, upds| {
+        .reduce_abelian::<_, RowBuilder, RowSpine, _, _>(name, logic, |vec, key, upds| {
             vec.clear();
-            vec.extend(upds.drain(..).map(|(v, t, r)| ((key.clone(), v), t, r)));
+            vec.extend(upds.drain(..).map(|(v, t, r)| ((key.to_vec(), v), t, r)));
         })
-        .as_collection(|k, v| (k.clone(), v.clone()))
+        .as_collection(|k: &[Datum], v: &[Datum]| (k.to_vec(), v.to_vec()))
 }
 
 /// Aggregates kept in the difference type (one entry per group, DESIGN.md
@@ -155,12 +155,12 @@ pub(super) fn reduce_general<'s>(
     });
     let arranged = match cuts {
         Some(cuts) => arrange_rows(cuts, scope, args, true, "Reduce: aggregates"),
-        None => args.arrange_by_key_named("Arrange: Reduce: aggregates"),
+        None => args.arrange_rows_named("Arrange: Reduce: aggregates"),
     };
     reduce_rows(
         arranged,
         "Reduce: aggregates",
-        move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
+        move |_key, input: &[(&[Datum], Diff)], output: &mut Vec<(Row, Diff)>| {
             let rows: Diff = input.iter().map(|(_, n)| *n).sum();
             if rows <= 0 {
                 return;

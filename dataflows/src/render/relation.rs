@@ -184,9 +184,10 @@ impl<'s> Context<'s> {
                 let no_nulls = |(k, _): &(Row, Row)| !k.iter().any(Datum::is_null);
                 let la = arrange_rows(&mut self.cuts, scope, lk.filter(no_nulls), lfresh, "Join left");
                 let ra = arrange_rows(&mut self.cuts, scope, rk.filter(no_nulls), rfresh, "Join right");
-                let joined = la.join_core(ra, |_k, lrow: &Row, rrow: &Row| {
-                    let mut row = lrow.clone();
-                    row.extend(rrow.iter().cloned());
+                let joined = la.join_core(ra, |_k, lrow: &[Datum], rrow: &[Datum]| {
+                    let mut row = Row::with_capacity(lrow.len() + rrow.len());
+                    row.extend_from_slice(lrow);
+                    row.extend_from_slice(rrow);
                     Some(row)
                 });
                 let (matched, je) = filter(joined, residual.clone());
@@ -282,20 +283,22 @@ impl<'s> Context<'s> {
                     (Some(k), true) => keyed_rows.monotonic_top_k("ROW_NUMBER", *k, order, None),
                     _ => {
                         let limit = *limit;
+                        let keys = order_by.clone();
                         let arranged = arrange_rows(&mut self.cuts, scope, keyed_rows, fresh, "TopK: ROW_NUMBER");
                         reduce_rows(
                             arranged,
                             "TopK: ROW_NUMBER",
-                            move |_key, input: &[(&Row, Diff)], output: &mut Vec<(Row, Diff)>| {
-                                let mut rows: Vec<&Row> = Vec::new();
+                            move |_key, input: &[(&[Datum], Diff)], output: &mut Vec<(Row, Diff)>| {
+                                let mut rows: Vec<&[Datum]> = Vec::new();
                                 for (row, n) in input {
                                     for _ in 0..(*n).max(0) {
                                         rows.push(row);
                                     }
                                 }
-                                rows.sort_by(|a, b| order(a, b));
+                                rows.sort_by(|a, b| OrderKey::compare_rows(&keys, a, b));
                                 for (i, row) in rows.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
-                                    let mut r = row.clone();
+                                    let mut r = Row::with_capacity(row.len() + 1);
+                                    r.extend_from_slice(row);
                                     r.push(Datum::Int(i as i64 + 1));
                                     output.push((r, 1));
                                 }
