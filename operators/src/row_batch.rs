@@ -180,13 +180,4 @@ mod tests {
         RowContainer::clone_onto(c.index(0), &mut owned);
         assert_eq!(owned, row(&[1, 2, 3]));
     }
-
-    #[test]
-    fn slices_order_as_rows() {
-        let a = row(&[1, 2]);
-        let b = row(&[1, 2, 0]);
-        let c = row(&[2]);
-        assert_eq!(a.cmp(&b), a[..].cmp(&b[..]));
-        assert_eq!(b.cmp(&c), b[..].cmp(&c[..]));
-    }
 }

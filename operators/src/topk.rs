@@ -14,7 +14,7 @@ use crate::capture::{encode_rows, Capture};
 use crate::repr::{Datum, Diff, FastMap, Row, Tick};
 
 /// Row order within a group: the first rows in this order are the top.
-pub type RowOrder = Rc<dyn Fn(&Row, &Row) -> Ordering>;
+pub type RowOrder = Rc<dyn Fn(&[Datum], &[Datum]) -> Ordering>;
 
 /// Keeps the first `k` rows of each group in `order`, and outputs each with
 /// its 1-based position appended as a `Datum::Int` (ROW_NUMBER).
@@ -147,8 +147,9 @@ impl<'scope> MonotonicTopK<'scope> for VecCollection<'scope, Tick, (Row, Row), D
     }
 }
 
-/// `row` with its position appended, in one allocation.
-fn numbered_copy(row: &Row, i: usize) -> Row {
+/// `row` with its 1-based position `i + 1` appended (ROW_NUMBER), in one
+/// allocation.
+pub fn numbered_copy(row: &[Datum], i: usize) -> Row {
     let mut out = Vec::with_capacity(row.len() + 1);
     out.extend_from_slice(row);
     out.push(Datum::Int(i as i64 + 1));

@@ -28,7 +28,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use differential_dataflow::input::{Input, InputSession};
-use differential_dataflow::operators::arrange::TraceAgent;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
@@ -47,8 +46,7 @@ use relation::Context;
 
 /// The arrangement a view is kept in, for peeks and for other dataflows:
 /// key columns (or the whole row) → the row (or an empty row).
-pub type ViewSpine = weir_operators::row_batch::RowSpine;
-pub type ViewTrace = TraceAgent<ViewSpine>;
+pub type ViewTrace = weir_operators::row_batch::RowTrace;
 
 /// The input of one table inside one dataflow.
 pub enum SourceInput {

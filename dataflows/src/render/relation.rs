@@ -9,7 +9,7 @@ use timely::dataflow::operators::ToStream;
 use timely::dataflow::Scope;
 use weir_operators::cep::CepStats;
 use weir_operators::repr::{Datum, Diff, Row, Tick};
-use weir_operators::topk::{MonotonicTopK, RowOrder};
+use weir_operators::topk::{numbered_copy, MonotonicTopK, RowOrder};
 
 use super::collection::{empty_errs, filter, keyed, split, Coll, Errs};
 use super::cut::Cuts;
@@ -283,7 +283,6 @@ impl<'s> Context<'s> {
                     (Some(k), true) => keyed_rows.monotonic_top_k("ROW_NUMBER", *k, order, None),
                     _ => {
                         let limit = *limit;
-                        let keys = order_by.clone();
                         let arranged = arrange_rows(&mut self.cuts, scope, keyed_rows, fresh, "TopK: ROW_NUMBER");
                         reduce_rows(
                             arranged,
@@ -295,12 +294,9 @@ impl<'s> Context<'s> {
                                         rows.push(row);
                                     }
                                 }
-                                rows.sort_by(|a, b| OrderKey::compare_rows(&keys, a, b));
+                                rows.sort_by(|a, b| order(a, b));
                                 for (i, row) in rows.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
-                                    let mut r = Row::with_capacity(row.len() + 1);
-                                    r.extend_from_slice(row);
-                                    r.push(Datum::Int(i as i64 + 1));
-                                    output.push((r, 1));
+                                    output.push((numbered_copy(row, i), 1));
                                 }
                             },
                         )
@@ -315,5 +311,5 @@ impl<'s> Context<'s> {
 
 /// The order of ORDER BY keys, as the top-k operator takes it.
 fn row_order(keys: Vec<OrderKey>) -> RowOrder {
-    Rc::new(move |a: &Row, b: &Row| OrderKey::compare_rows(&keys, a, b))
+    Rc::new(move |a: &[Datum], b: &[Datum]| OrderKey::compare_rows(&keys, a, b))
 }
