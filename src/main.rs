@@ -22,6 +22,35 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum DlqCmd {
+    /// Lists dead letters, oldest first.
+    List {
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Sends dead letters through again: decode failures are read again by
+    /// their table's current definition, failed actions are sent again.
+    Replay {
+        /// Letters by cursor (as `weir dlq list` shows them).
+        cursors: Vec<u64>,
+        /// Or every letter of this source (a table or a sink) not replayed yet.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Replay letters that were replayed before, too.
+        #[arg(long)]
+        again: bool,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Engine + HTTP, installing the jobs in PATHs (.sql files, or folders of them: one job per file).
     Run {
@@ -104,6 +133,11 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Dead letters of a running engine: `weir dlq list`, `weir dlq replay`.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCmd,
+    },
     /// Shows a topic's retention and what it holds; with --age, --bytes or
     /// --compact (or --keep-all) sets it. Records go only once every
     /// dataflow that reads them has a snapshot past them.
@@ -185,6 +219,19 @@ fn main() -> Result<()> {
             from_as_of,
             url,
         } => cli::client::subscribe(&view, &key, from_as_of, &url),
+        Cmd::Dlq {
+            action: DlqCmd::List { after, limit, url },
+        } => cli::client::dlq_list(after, limit, &url),
+        Cmd::Dlq {
+            action:
+                DlqCmd::Replay {
+                    cursors,
+                    source,
+                    limit,
+                    again,
+                    url,
+                },
+        } => cli::client::dlq_replay(&cursors, source.as_deref(), limit, again, &url),
         Cmd::Snapshot { job, url } => cli::client::snapshot(job.as_deref(), &url),
         Cmd::Retention {
             topic,

@@ -38,6 +38,15 @@ pub struct Metrics {
     pub sink_errors: IntGaugeVec,
     pub sink_queued: IntGaugeVec,
     pub sink_written_as_of: IntGaugeVec,
+    /// Per action sink and outcome: delivered, fallback_delivered, failed.
+    pub action_outcomes: IntGaugeVec,
+    /// Per action sink: retries, in_flight, pending, circuit_state (0
+    /// closed, 1 open, 2 half-open), circuit_opened.
+    pub action_retries: IntGaugeVec,
+    pub action_in_flight: IntGaugeVec,
+    pub action_pending: IntGaugeVec,
+    pub action_circuit_state: IntGaugeVec,
+    pub action_circuit_opened: IntGaugeVec,
     /// Per job: its last snapshot's time, bytes and entries, how long it
     /// took to write, and how many were written.
     pub snapshot_at: IntGaugeVec,
@@ -140,6 +149,41 @@ impl Metrics {
         for g in [&sink_records, &sink_errors, &sink_queued, &sink_written_as_of] {
             registry.register(Box::new(g.clone()))?;
         }
+        let action_outcomes = IntGaugeVec::new(
+            Opts::new(
+                "weir_action_outcomes",
+                "requests of an action sink by final outcome (delivered, fallback_delivered, failed) since the engine started",
+            ),
+            &["sink", "outcome"],
+        )?;
+        let action = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["sink"]);
+        let action_retries = action(
+            "weir_action_retries",
+            "attempts of an action sink after a request's first",
+        )?;
+        let action_in_flight = action("weir_action_in_flight", "an action sink's requests on the wire")?;
+        let action_pending = action(
+            "weir_action_pending",
+            "an action sink's requests taken in whose outcome is not yet recorded",
+        )?;
+        let action_circuit_state = action(
+            "weir_action_circuit_state",
+            "an action sink's circuit breaker: 0 closed, 1 open, 2 half-open",
+        )?;
+        let action_circuit_opened = action(
+            "weir_action_circuit_opened",
+            "how often an action sink's circuit opened",
+        )?;
+        for g in [
+            &action_outcomes,
+            &action_retries,
+            &action_in_flight,
+            &action_pending,
+            &action_circuit_state,
+            &action_circuit_opened,
+        ] {
+            registry.register(Box::new(g.clone()))?;
+        }
         registry.register(Box::new(kafka_connected.clone()))?;
         registry.register(Box::new(kafka_lag.clone()))?;
         registry.register(Box::new(kafka_retries.clone()))?;
@@ -222,6 +266,12 @@ impl Metrics {
             sink_errors,
             sink_queued,
             sink_written_as_of,
+            action_outcomes,
+            action_retries,
+            action_in_flight,
+            action_pending,
+            action_circuit_state,
+            action_circuit_opened,
             snapshot_at,
             snapshot_bytes,
             snapshot_entries,

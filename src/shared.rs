@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use weir_connectors::dead_letters::DeadLetter;
 use weir_connectors::kafka::Ingest;
 use weir_connectors::log::EventLog;
+use weir_connectors::schedule::Schedule;
 use weir_connectors::sink::Sink;
 use weir_connectors::source::Feeding;
 use weir_connectors::store::StateStore;
@@ -37,7 +38,7 @@ pub fn now_ms() -> Tick {
 /// The key of a sink's writer: a sink defined again with another topic
 /// is another writer.
 pub fn sink_key(s: &SinkPlan) -> String {
-    format!("{}/{}", s.name, s.topic)
+    format!("{}/{}", s.name, s.destination())
 }
 
 /// Records a source reads from one partition at a time by default. With
@@ -210,13 +211,15 @@ impl Wakers {
     }
 }
 
-/// The running Kafka sources and sink writers.
+/// The running Kafka sources, sink writers and schedules.
 #[derive(Default)]
 pub struct Connectors {
     /// By the log topic they copy into.
     ingests: Mutex<BTreeMap<String, Ingest>>,
     /// By sink name and topic ([`sink_key`]).
     sinks: Mutex<BTreeMap<String, Sink>>,
+    /// By the log topic they append ticks to.
+    schedules: Mutex<BTreeMap<String, Schedule>>,
 }
 
 impl Connectors {
@@ -226,6 +229,10 @@ impl Connectors {
 
     pub fn sinks(&self) -> MutexGuard<'_, BTreeMap<String, Sink>> {
         lock(&self.sinks)
+    }
+
+    pub fn schedules(&self) -> MutexGuard<'_, BTreeMap<String, Schedule>> {
+        lock(&self.schedules)
     }
 
     /// The log topics into which Kafka sources copy `topic`.
@@ -241,5 +248,6 @@ impl Connectors {
     pub fn stop_all(&self) {
         drop(std::mem::take(&mut *self.ingests()));
         drop(std::mem::take(&mut *self.sinks()));
+        drop(std::mem::take(&mut *self.schedules()));
     }
 }

@@ -37,6 +37,18 @@ pub struct DeadLetter {
     pub reason: String,
     /// When it was recorded, in milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// Each time it was sent through again, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replays: Vec<Replay>,
+}
+
+/// One replay of a dead letter: when, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    pub at_ms: i64,
+    /// Where it went (e.g. the offset it was appended at again, or the
+    /// request it was sent as).
+    pub outcome: String,
 }
 
 /// Handle to the dead-letter list. Cheap to clone; `Send + Sync`.
@@ -144,6 +156,38 @@ impl DeadLetters {
             Ok(letters.len() < limit)
         })?;
         Ok(letters)
+    }
+
+    /// The letter numbered `number`, if recorded.
+    pub fn get(&self, number: u64) -> Result<Option<DeadLetter>, StoreError> {
+        let key = tagged(TAG_DEAD_LETTER, &number.to_be_bytes());
+        match self.inner.db.get_pinned(&key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::corrupt(&key, format!("dead letter: {e}"))),
+        }
+    }
+
+    /// Adds `replay` to letter `number`'s replays, durably. The letter
+    /// itself stays: replayed letters are marked, never removed.
+    pub fn mark_replayed(&self, number: u64, replay: Replay) -> Result<(), StoreError> {
+        // Serialised with `record`, so two marks never lose one another.
+        let _state = lock(&self.inner.state);
+        let key = tagged(TAG_DEAD_LETTER, &number.to_be_bytes());
+        let Some(v) = self.inner.db.get_pinned(&key)? else {
+            return Err(StoreError::corrupt(&key, "no such dead letter"));
+        };
+        let mut letter: DeadLetter =
+            serde_json::from_slice(&v).map_err(|e| StoreError::corrupt(&key, format!("dead letter: {e}")))?;
+        letter.replays.push(replay);
+        let json = serde_json::to_vec(&letter).map_err(|e| StoreError::Encode {
+            what: format!("dead letter {}", letter.id),
+            reason: e.to_string(),
+        })?;
+        let mut batch = WriteBatch::default();
+        batch.put(key, json);
+        write_durably(&self.inner.db, batch)
     }
 
     /// How many letters each source has recorded (never decreases).

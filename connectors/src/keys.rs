@@ -21,6 +21,7 @@
 //! | `K` topic | compaction: the tick it ran through `u64` BE, then each partition's removed records `u64` BE | [`EventLog`](crate::log::EventLog) |
 //! | `N` job `0x00` snapshot `u64` | the snapshot's manifest as JSON | [`Snapshots`](crate::snapshots::Snapshots) |
 //! | `S` job `0x00` snapshot `u64` part `u32` chunk `u32` | entries: cut `u32`, length `u32`, bytes | [`Snapshots`](crate::snapshots::Snapshots) |
+//! | `A` sink `0x00` request `u64` | an action sink's outbox entry as JSON | [`Outbox`](crate::action::outbox::Outbox) |
 
 /// Version of the key layout above. Bump it when the layout changes
 /// incompatibly; [`StateStore::open`](crate::store::StateStore::open)
@@ -39,6 +40,7 @@ pub(crate) const TAG_SNAPSHOT_MANIFEST: u8 = b'N';
 pub(crate) const TAG_TRIMMED: u8 = b'R';
 pub(crate) const TAG_COMPACTED: u8 = b'K';
 pub(crate) const TAG_SNAPSHOT_DATA: u8 = b'S';
+pub(crate) const TAG_OUTBOX: u8 = b'A';
 
 pub(crate) fn read_u32(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?))

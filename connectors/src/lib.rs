@@ -8,7 +8,8 @@
 //! `keys` and `sync`; `rocks` uses `error`; the store's views `log`, `job_store`,
 //! `dead_letters`, `meta` and `snapshots` use those; `store` opens the database and
 //! hands the views out. Beside them, `decode` uses `ingest`; `kafka` uses
-//! `decode`, `log` and `meta`; `sink` uses `kafka`, `decode` and `meta`.
+//! `decode`, `log` and `meta`; `sink` uses `kafka`, `decode` and `meta`; `action` uses `sink`, `log`,
+//! `dead_letters` and `decode`.
 //!
 //! - [`error`]: [`ErrorKind`], whose fault an error is (the user's, an
 //!   external system's, weir's); every error type of this crate has
@@ -47,8 +48,13 @@
 //! - [`source`]: reading a table's records from the log: owned partitions,
 //!   the time each is fed at, decoding into rows, upserts, deletes or dead
 //!   letters.
-//! - [`sink`]: Kafka changelog sinks, at-least-once or exactly-once.
+//! - [`sink`]: what every sink shares (the dataflow's messages, progress,
+//!   status) and Kafka changelog sinks, at-least-once or exactly-once.
+//! - [`action`]: action sinks: an HTTP request per change of a view, with
+//!   retries, a circuit breaker and fallbacks, outcomes as events.
+//! - [`schedule`]: schedule tables' ticks, appended once per interval.
 
+pub mod action;
 pub mod clock;
 pub mod compaction;
 pub mod dead_letters;
@@ -63,6 +69,7 @@ pub mod meta;
 mod one_pass;
 pub mod retention;
 mod rocks;
+pub mod schedule;
 pub mod sink;
 pub mod snapshots;
 pub mod source;

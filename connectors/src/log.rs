@@ -494,7 +494,26 @@ impl EventLog {
         }
         let t = self.get_or_create(topic, DEFAULT_PARTITIONS)?;
         let partition = partition.unwrap_or_else(|| t.next_partition.fetch_add(1, Ordering::Relaxed) % t.partitions());
-        let appended = self.append_to(&t, &[(partition, events)])?;
+        let appended = self.append_to(&t, &[(partition, events)], &mut |_| {})?;
+        Ok(appended.into_iter().next().expect("one partition appended"))
+    }
+
+    /// Appends `events` as [`EventLog::append`] does, and writes what
+    /// `extra` adds to the batch in the same atomic, durable write (e.g. a
+    /// connector's own record of having appended them).
+    pub(crate) fn append_with(
+        &self,
+        topic: &str,
+        events: &[Vec<u8>],
+        extra: &mut dyn FnMut(&mut WriteBatch),
+    ) -> Result<Appended, LogError> {
+        check_topic_name(topic)?;
+        if events.is_empty() {
+            return Err(LogError::EmptyBatch);
+        }
+        let t = self.get_or_create(topic, DEFAULT_PARTITIONS)?;
+        let partition = t.next_partition.fetch_add(1, Ordering::Relaxed) % t.partitions();
+        let appended = self.append_to(&t, &[(partition, events)], extra)?;
         Ok(appended.into_iter().next().expect("one partition appended"))
     }
 
@@ -506,10 +525,15 @@ impl EventLog {
         let t = self
             .get(topic)
             .ok_or_else(|| LogError::NoSuchTopic(topic.to_string()))?;
-        self.append_to(&t, parts)
+        self.append_to(&t, parts, &mut |_| {})
     }
 
-    fn append_to(&self, t: &Topic, parts: &[(u32, &[Vec<u8>])]) -> Result<Vec<Appended>, LogError> {
+    fn append_to(
+        &self,
+        t: &Topic,
+        parts: &[(u32, &[Vec<u8>])],
+        extra: &mut dyn FnMut(&mut WriteBatch),
+    ) -> Result<Vec<Appended>, LogError> {
         if parts.iter().all(|(_, events)| events.is_empty()) {
             return Err(LogError::EmptyBatch);
         }
@@ -558,6 +582,7 @@ impl EventLog {
                 last_seq: seq - 1,
             });
         }
+        extra(&mut batch);
         let written = write_durably(&self.inner.db, batch);
         if let Err(e) = written {
             t.appending.store(NONE_APPENDING, Ordering::SeqCst);

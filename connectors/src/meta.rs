@@ -37,6 +37,11 @@ impl Meta {
         write_durably(&self.db, batch)
     }
 
+    /// Adds writing `key` = `value` to `batch` (written with the rest of it).
+    pub(crate) fn put_in(&self, batch: &mut WriteBatch, key: &str, value: &[u8]) {
+        batch.put(Self::key(key), value);
+    }
+
     /// Writes durably: on disk when this returns.
     pub fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();

@@ -115,6 +115,12 @@ impl StateStore {
         self.snapshots.clone()
     }
 
+    /// The database, for the connectors' own records (an action sink's
+    /// outbox).
+    pub(crate) fn db(&self) -> Arc<DB> {
+        self.db.clone()
+    }
+
     /// Small durable settings of the connectors (e.g. where a Kafka source
     /// started), by key.
     pub fn meta(&self) -> Meta {

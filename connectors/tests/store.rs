@@ -339,6 +339,7 @@ fn letter(id: &str, source: &str, offset: u64) -> DeadLetter {
         payload: format!("{{\"amount\":\"bad {offset}\"}}"),
         reason: "column amount: expected DECIMAL(12,2), got string \"bad\"".to_string(),
         at_ms: 1_700_000_000_000 + offset as i64,
+        replays: Vec::new(),
     }
 }
 

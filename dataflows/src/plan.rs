@@ -429,6 +429,19 @@ pub enum Connector {
     /// A Kafka topic, ingested exactly once into the embedded log topic
     /// `mirror`, which the dataflows read as they read any log topic.
     Kafka(KafkaSource),
+    /// A tick per interval, appended by the engine to the embedded log
+    /// topic `topic` (`connector = 'schedule'`).
+    Schedule(ScheduleSource),
+}
+
+/// A schedule table's settings: a tick event at the start of each
+/// `interval_ms` (counted from the Unix epoch), exactly once per interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSource {
+    pub interval_ms: u64,
+    /// The reserved log topic the ticks are appended to; named after the
+    /// table and the interval, so a changed interval starts a new one.
+    pub topic: String,
 }
 
 /// A Kafka source table's settings (`connector = 'kafka'`).
@@ -495,6 +508,7 @@ impl TablePlan {
         match &self.connector {
             Connector::Log { topic } => topic,
             Connector::Kafka(k) => &k.mirror,
+            Connector::Schedule(s) => &s.topic,
         }
     }
 
@@ -502,12 +516,21 @@ impl TablePlan {
     pub fn kafka(&self) -> Option<&KafkaSource> {
         match &self.connector {
             Connector::Kafka(k) => Some(k),
-            Connector::Log { .. } => None,
+            Connector::Log { .. } | Connector::Schedule(_) => None,
+        }
+    }
+
+    /// The schedule, for a schedule table.
+    pub fn schedule(&self) -> Option<&ScheduleSource> {
+        match &self.connector {
+            Connector::Schedule(s) => Some(s),
+            Connector::Log { .. } | Connector::Kafka(_) => None,
         }
     }
 }
 
-/// A changelog sink: every change of a view, written to a Kafka topic.
+/// A sink: every change of a view, written to a Kafka topic or acted on
+/// by calling an HTTP service.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SinkPlan {
     pub name: String,
@@ -516,6 +539,29 @@ pub struct SinkPlan {
     pub schema: Schema,
     /// The view's key columns: the records' key.
     pub key: Option<Vec<usize>>,
+    pub target: SinkTarget,
+}
+
+impl SinkPlan {
+    /// Where the sink writes: a Kafka topic, or the URL template of an
+    /// action sink. With the name, it identifies the sink's progress.
+    pub fn destination(&self) -> &str {
+        match &self.target {
+            SinkTarget::Kafka(k) => &k.topic,
+            SinkTarget::Http(h) => &h.url,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SinkTarget {
+    Kafka(KafkaSinkPlan),
+    Http(HttpSinkPlan),
+}
+
+/// A changelog sink's Kafka topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KafkaSinkPlan {
     pub brokers: String,
     pub topic: String,
     pub envelope: Envelope,
@@ -525,6 +571,37 @@ pub struct SinkPlan {
     pub partitions: i32,
     /// Further librdkafka settings (`'properties.<name>'`).
     pub properties: Vec<(String, String)>,
+}
+
+/// An action sink (`connector = 'http'`): one request per change of the
+/// view, with its resilience settings. Durations are in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpSinkPlan {
+    /// `http://host/path/{column}`: `{column}` is replaced by the row's
+    /// value, percent-encoded.
+    pub url: String,
+    pub method: String,
+    /// Extra request headers (`'header.<Name>'`).
+    pub headers: Vec<(String, String)>,
+    /// Which changes become requests.
+    pub on_insert: bool,
+    pub on_update: bool,
+    pub on_delete: bool,
+    pub max_in_flight: u32,
+    pub timeout_ms: u64,
+    /// Attempts per request in all (1: no retry).
+    pub retry_attempts: u32,
+    pub retry_initial_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// Consecutive failed attempts that open the circuit.
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+    /// How long a change may wait (for retries or an open circuit) before
+    /// it goes to the fallback.
+    pub max_wait_ms: u64,
+    pub fallback_topic: Option<String>,
+    pub fallback_url: Option<String>,
+    pub response_topic: Option<String>,
 }
 
 /// How a sink's records describe a change.

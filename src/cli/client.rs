@@ -268,3 +268,26 @@ pub fn subscribe(view: &str, key: &[String], from_as_of: Option<u64>, url: &str)
     }
     Ok(())
 }
+
+/// `weir dlq list`.
+pub fn dlq_list(after: Option<u64>, limit: usize, url: &str) -> Result<()> {
+    let mut req = agent().get(format!("{url}/v1/dlq")).query("limit", limit.to_string());
+    if let Some(a) = after {
+        req = req.query("after", a.to_string());
+    }
+    print_response(req.call())
+}
+
+/// `weir dlq replay`: prints what became of each letter.
+pub fn dlq_replay(cursors: &[u64], source: Option<&str>, limit: usize, again: bool, url: &str) -> Result<()> {
+    if cursors.is_empty() && source.is_none() {
+        bail!("name the letters to replay: their cursors, or --source");
+    }
+    let body = serde_json::json!({"cursors": cursors, "source": source, "limit": limit, "again": again});
+    print_response(
+        agent()
+            .post(format!("{url}/v1/dlq/replay"))
+            .content_type("application/json")
+            .send(body.to_string()),
+    )
+}

@@ -3,7 +3,8 @@
 //! or (`weir generate`) to a stopped engine's data directory.
 //!
 //! # Layout
-//! - `client`: submit, sql, query, produce (embedded log), replay.
+//! - `client`: submit, sql, query, subscribe, produce (embedded log),
+//!   replay, snapshots, retention, dead letters.
 //! - `kafka`: `weir produce --brokers` and `weir generate --brokers`.
 //! - `generate`: `weir generate` into a data directory, and the live feed
 //!   of `--generate-rate`.

@@ -35,6 +35,12 @@ impl Engine {
             &m.sink_errors,
             &m.sink_queued,
             &m.sink_written_as_of,
+            &m.action_outcomes,
+            &m.action_retries,
+            &m.action_in_flight,
+            &m.action_pending,
+            &m.action_circuit_state,
+            &m.action_circuit_opened,
         ] {
             g.reset();
         }
@@ -55,7 +61,7 @@ impl Engine {
             }
         }
         for w in self.shared.connectors.sinks().values() {
-            let labels = [w.config.name.as_str(), w.config.topic.as_str()];
+            let labels = [w.name.as_str(), w.destination.as_str()];
             let st = &w.status;
             for (g, v) in [
                 (&m.sink_records, &st.records),
@@ -64,6 +70,27 @@ impl Engine {
                 (&m.sink_written_as_of, &st.written_as_of),
             ] {
                 g.with_label_values(&labels).set(v.load(Ordering::SeqCst) as i64);
+            }
+            if let Some(a) = &w.action {
+                let sink = [w.name.as_str()];
+                for (outcome, v) in [
+                    ("delivered", &a.delivered),
+                    ("fallback_delivered", &a.fallback_delivered),
+                    ("failed", &a.failed),
+                ] {
+                    m.action_outcomes
+                        .with_label_values(&[w.name.as_str(), outcome])
+                        .set(v.load(Ordering::Relaxed) as i64);
+                }
+                for (g, v) in [
+                    (&m.action_retries, &a.retries),
+                    (&m.action_in_flight, &a.in_flight),
+                    (&m.action_pending, &a.pending),
+                    (&m.action_circuit_state, &a.breaker),
+                    (&m.action_circuit_opened, &a.breaker_opened),
+                ] {
+                    g.with_label_values(&sink).set(v.load(Ordering::Relaxed) as i64);
+                }
             }
         }
         let now = now_ms();

@@ -113,6 +113,14 @@ impl Engine {
         let inputs = cat.inputs(&plan);
         let (sources, imports, mut closure) = (inputs.sources, inputs.imports, inputs.closure);
         for t in &sources {
+            if let Some(s) = t.schedule() {
+                // One partition: the ticks in order.
+                self.shared.log.create_topic(&s.topic, 1).map_err(|e| {
+                    EngineError::Internal(format!("cannot create the schedule's topic {}: {e}", s.topic))
+                })?;
+                self.ensure_schedule(t)?;
+                continue;
+            }
             if t.kafka().is_some() {
                 // Its copy is created by the ingest, with the topic's partitions.
                 self.ensure_ingest(t)?;

@@ -12,6 +12,7 @@
 //! - `gauges`: per-view and per-connector gauges for a metrics scrape.
 
 mod connectors;
+mod dlq;
 mod error;
 mod event_store;
 mod gauges;
@@ -31,6 +32,7 @@ use weir_dataflows::catalog::{Catalog, DataflowId};
 use weir_operators::repr::Schema;
 
 pub use connectors::KafkaHealth;
+pub use dlq::{ReplaySelection, Replayed};
 pub use error::EngineError;
 pub use reads::ViewShape;
 pub use retention::TopicRetention;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use weir_dataflows::catalog::Replacing;
-use weir_dataflows::plan::{SinkPlan, TablePlan};
+use weir_dataflows::plan::{SinkPlan, SinkTarget, TablePlan};
 use weir_operators::repr::{Schema, Tick};
 
 use super::{Engine, EngineError};
@@ -80,7 +80,10 @@ pub struct KafkaPartitionStatus {
 #[derive(Serialize)]
 pub struct SinkStatus {
     name: String,
-    topic: String,
+    /// `kafka` or `http`.
+    connector: &'static str,
+    /// The topic, or the URL template.
+    destination: String,
     /// `running`, `retrying` or `stopped`.
     state: &'static str,
     /// Absent while the sink's writer is stopped.
@@ -91,13 +94,61 @@ pub struct SinkStatus {
 #[derive(Serialize)]
 pub struct SinkWriterStatus {
     from: String,
-    envelope: String,
-    semantic: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    kafka: Option<KafkaSinkStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<ActionSinkStatus>,
+    /// The last time written (to the topic; into the outbox of an action
+    /// sink).
     written_as_of: u64,
+    /// Records written (requests taken in, for an action sink).
     records: u64,
     queued_times: u64,
     errors: u64,
     last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct KafkaSinkStatus {
+    envelope: String,
+    semantic: &'static str,
+}
+
+/// An action sink's deliveries and circuit, as job status shows them.
+#[derive(Serialize)]
+pub struct ActionSinkStatus {
+    delivered: u64,
+    fallback_delivered: u64,
+    failed: u64,
+    retries: u64,
+    in_flight: u64,
+    /// Requests taken in whose outcome is not yet recorded.
+    pending: u64,
+    /// `closed`, `open` or `half_open`.
+    circuit: &'static str,
+    circuit_opened: u64,
+    mean_latency_ms: Option<f64>,
+    last_failure: Option<String>,
+}
+
+fn action_status(a: &weir_connectors::action::ActionStatus) -> ActionSinkStatus {
+    let count = a.latency_count.load(Ordering::Relaxed);
+    ActionSinkStatus {
+        delivered: a.delivered.load(Ordering::Relaxed),
+        fallback_delivered: a.fallback_delivered.load(Ordering::Relaxed),
+        failed: a.failed.load(Ordering::Relaxed),
+        retries: a.retries.load(Ordering::Relaxed),
+        in_flight: a.in_flight.load(Ordering::Relaxed),
+        pending: a.pending.load(Ordering::Relaxed),
+        circuit: match a.breaker.load(Ordering::Relaxed) {
+            1 => "open",
+            2 => "half_open",
+            _ => "closed",
+        },
+        circuit_opened: a.breaker_opened.load(Ordering::Relaxed),
+        mean_latency_ms: (count > 0).then(|| a.latency_ms_sum.load(Ordering::Relaxed) as f64 / count as f64),
+        last_failure: lock(&a.last_failure).clone(),
+    }
 }
 
 /// A view, as `GET /v1/views` lists it.
@@ -189,19 +240,39 @@ impl Engine {
 
     /// A sink, as shown in job status.
     fn sink_status(&self, s: &SinkPlan) -> SinkStatus {
+        let (kind, destination) = match &s.target {
+            SinkTarget::Kafka(k) => ("kafka", k.topic.clone()),
+            SinkTarget::Http(h) => ("http", h.url.clone()),
+        };
         let writers = self.shared.connectors.sinks();
         let Some(w) = writers.get(&sink_key(s)) else {
             return SinkStatus {
                 name: s.name.clone(),
-                topic: s.topic.clone(),
+                connector: kind,
+                destination,
                 state: "stopped",
                 writer: None,
             };
         };
         let st = &w.status;
+        let (kafka, http) = match &s.target {
+            SinkTarget::Kafka(k) => (
+                Some(KafkaSinkStatus {
+                    envelope: format!("{:?}", k.envelope).to_lowercase(),
+                    semantic: if k.exactly_once {
+                        "exactly-once"
+                    } else {
+                        "at-least-once"
+                    },
+                }),
+                None,
+            ),
+            SinkTarget::Http(_) => (None, w.action.as_deref().map(action_status)),
+        };
         let status = SinkStatus {
             name: s.name.clone(),
-            topic: s.topic.clone(),
+            connector: kind,
+            destination,
             state: if st.failing.load(Ordering::SeqCst) {
                 "retrying"
             } else {
@@ -209,12 +280,8 @@ impl Engine {
             },
             writer: Some(SinkWriterStatus {
                 from: s.from.clone(),
-                envelope: format!("{:?}", s.envelope).to_lowercase(),
-                semantic: if s.exactly_once {
-                    "exactly-once"
-                } else {
-                    "at-least-once"
-                },
+                kafka,
+                http,
                 written_as_of: st.written_as_of.load(Ordering::SeqCst),
                 records: st.records.load(Ordering::Relaxed),
                 queued_times: st.queued.load(Ordering::Relaxed),

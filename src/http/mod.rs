@@ -78,6 +78,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/views/{view}/changes", get(changes::changes))
         .route("/v1/query", post(views::query))
         .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/replay", post(dlq::replay))
         .route(graphql::PATH, get(graphql::get).post(graphql::post))
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))

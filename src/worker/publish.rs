@@ -30,6 +30,7 @@ pub fn dead_letters(state: &mut WorkerState, now: Tick) {
             payload,
             reason,
             at_ms: now as i64,
+            replays: Vec::new(),
         });
     }
 }

@@ -56,6 +56,7 @@ impl Rejected {
             payload: self.payload,
             reason: self.reason,
             at_ms,
+            replays: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::kafka;
 use super::optimize::optimize;
 use super::prune::prune_columns;
 use super::query::QueryPlanner;
+use super::schedule;
 use super::scope::{ident_name, object_name, JobScope, ScopeColumn};
 use super::typeconv::sql_type;
 use super::watermark;
@@ -145,6 +146,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
     let mut watermark = Watermark::default();
     let mut retention: Option<TableRetention> = None;
     let mut kafka = kafka::Options::default();
+    let mut interval = None;
     for (k, value) in &options {
         let (k, value) = (k.as_str(), *value);
         let v = option_value(value)?;
@@ -152,6 +154,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
             "connector" => connector = Some(v),
             "topic" => topic = Some((v, loc_of(value))),
             "format" => format = Some(v),
+            "interval" => interval = Some((v, loc_of(value))),
             "watermark.lateness" | "watermark.idle" => watermark::watermark_option(&mut watermark, k, &v, loc_of(value))?,
             "retention" => {
                 let ms = extensions::parse_duration_ms(&v)
@@ -202,7 +205,7 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
                 return Err(PlanError::new(
                     "invalid_option",
                     format!(
-                        "unknown table option '{other}' (known: connector, topic, format, watermark.lateness, watermark.idle, retention, retention.bytes, cleanup.policy; for Kafka: {})",
+                        "unknown table option '{other}' (known: connector, topic, format, interval, watermark.lateness, watermark.idle, retention, retention.bytes, cleanup.policy; for Kafka: {})",
                         kafka::KNOWN
                     ),
                     loc_of(value),
@@ -224,14 +227,38 @@ pub(super) fn plan_table(ct: &ast::CreateTable, scope: &JobScope) -> Result<Tabl
             }
         }
         Some("kafka") => Connector::Kafka(kafka.source(&name, topic, at)?),
+        Some("schedule") => {
+            if let Some((k, _, at)) = kafka.first() {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    format!("option '{k}' is for connector 'kafka'"),
+                    at,
+                ));
+            }
+            if let Some((_, at)) = topic {
+                return Err(PlanError::new(
+                    "invalid_option",
+                    "a schedule table has no 'topic': weir appends its ticks",
+                    at,
+                ));
+            }
+            Connector::Schedule(schedule::source(&name, &columns, interval.clone(), at)?)
+        }
         Some(other) => {
             return Err(PlanError::new(
                 "invalid_option",
-                format!("unknown connector '{other}' (known: log, kafka)"),
+                format!("unknown connector '{other}' (known: log, kafka, schedule)"),
                 at,
             ))
         }
     };
+    if let (Some((_, at)), false) = (&interval, matches!(connector, Connector::Schedule(_))) {
+        return Err(PlanError::new(
+            "invalid_option",
+            "option 'interval' is for connector 'schedule'",
+            *at,
+        ));
+    }
     match format.as_deref() {
         None | Some("json") => {}
         Some(other) => {

@@ -6,9 +6,8 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use sqlparser::dialect::GenericDialect;
 
 use super::error::{Loc, PlanError, Result};
-use super::lookup::CatalogLookup;
 use super::text::{self, end_of};
-use crate::plan::{Envelope, JobPlan, KafkaSource, KafkaStartup, SinkPlan};
+use crate::plan::{Envelope, KafkaSinkPlan, KafkaSource, KafkaStartup};
 
 /// The Kafka options of a table, as listed in error messages.
 pub(super) const KNOWN: &str = "'bootstrap.servers', 'scan.startup.mode', 'scan.startup.timestamp-millis', \
@@ -147,11 +146,11 @@ impl Options {
 /// A `CREATE SINK name FROM view WITH (…)` statement, cut out of a job's
 /// text before the rest is parsed (sqlparser has no such statement).
 pub(super) struct SinkStatement {
-    name: String,
-    at: Loc,
-    from: String,
-    from_at: Loc,
-    options: Vec<(String, String, Loc)>,
+    pub(super) name: String,
+    pub(super) at: Loc,
+    pub(super) from: String,
+    pub(super) from_at: Loc,
+    pub(super) options: Vec<(String, String, Loc)>,
 }
 
 /// Cuts every `CREATE SINK` statement out of `sql` (blanked, so that other
@@ -312,43 +311,9 @@ pub(super) fn cut_sinks(sql: &str) -> Result<(String, Vec<SinkStatement>)> {
     Ok((text, out))
 }
 
-/// Plans a sink of a job: its view must be one of the job's (`job`) or of
-/// the catalog.
-pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn CatalogLookup) -> Result<SinkPlan> {
-    if job.tables.iter().any(|t| t.name == st.name)
-        || job.views.iter().any(|v| v.name == st.name)
-        || job.sinks.iter().any(|s| s.name == st.name)
-        || catalog.lookup(&st.name).is_some()
-    {
-        return Err(PlanError::new(
-            "duplicate_name",
-            format!("\"{}\" is already the name of a table, view or sink", st.name),
-            st.at,
-        ));
-    }
-    // A sink resumes after a restart at exact times of its view's replay,
-    // which only its own job's dataflow replays (another job's view comes
-    // in compacted).
-    let (schema, key) = match job.views.iter().find(|v| v.name == st.from) {
-        Some(v) => (v.schema.clone(), v.key.clone()),
-        None if catalog.lookup(&st.from).is_some() && !job.tables.iter().any(|t| t.name == st.from) => {
-            return Err(PlanError::new(
-                "unsupported",
-                format!(
-                    "view \"{}\" belongs to another job: a sink writes a view of its own job (put the CREATE SINK in that job)",
-                    st.from
-                ),
-                st.from_at,
-            ))
-        }
-        None => {
-            return Err(PlanError::new(
-                "unknown_view",
-                format!("unknown view \"{}\" of this job (a sink writes the changes of one of its job's views)", st.from),
-                st.from_at,
-            ))
-        }
-    };
+/// The Kafka topic of a sink (`connector = 'kafka'`, checked by the
+/// caller); `key` is its view's key.
+pub(super) fn kafka_sink(st: &SinkStatement, key: &Option<Vec<usize>>) -> Result<KafkaSinkPlan> {
     let get = |k: &str| st.options.iter().rev().find(|(key, _, _)| key == k);
     let mut properties = Vec::new();
     for (k, v, at) in &st.options {
@@ -374,23 +339,6 @@ pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn Catalog
                     *at,
                 ))
             }
-        }
-    }
-    match get("connector") {
-        Some((_, c, _)) if c.eq_ignore_ascii_case("kafka") => {}
-        Some((_, c, at)) => {
-            return Err(PlanError::new(
-                "invalid_option",
-                format!("unknown sink connector '{c}' (known: kafka)"),
-                *at,
-            ))
-        }
-        None => {
-            return Err(PlanError::new(
-                "invalid_option",
-                "a sink needs connector = 'kafka'",
-                st.at,
-            ))
         }
     }
     if let Some((_, f, at)) = get("format").filter(|(_, f, _)| !f.eq_ignore_ascii_case("json")) {
@@ -473,11 +421,7 @@ pub(super) fn plan_sink(st: &SinkStatement, job: &JobPlan, catalog: &dyn Catalog
                 )
             })?,
     };
-    Ok(SinkPlan {
-        name: st.name.clone(),
-        from: st.from.clone(),
-        schema,
-        key,
+    Ok(KafkaSinkPlan {
         brokers,
         topic,
         envelope,

@@ -48,6 +48,7 @@ mod ddl;
 mod drop;
 mod error;
 mod extensions;
+mod http_sink;
 mod kafka;
 mod lookup;
 mod optimize;
@@ -56,8 +57,10 @@ mod pattern;
 mod peek;
 mod prune;
 mod query;
+mod schedule;
 mod scope;
 mod select;
+mod sink;
 mod text;
 mod typeconv;
 mod watermark;
@@ -120,7 +123,7 @@ pub fn plan_job(sql: &str, catalog: &dyn CatalogLookup) -> Result<JobPlan> {
         }
     }
     for st in &sinks {
-        let sink = kafka::plan_sink(st, &job, catalog)?;
+        let sink = sink::plan_sink(st, &job, catalog)?;
         job.sinks.push(sink);
     }
     Ok(job)

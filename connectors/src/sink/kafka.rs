@@ -21,10 +21,9 @@
 //! Errors are retried with exponential backoff, forever; they show in the
 //! sink's [`SinkStatus`]. Nothing is dropped: changes wait in the queue.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -35,19 +34,18 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use weir_operators::repr::{Diff, Row, Schema, Tick};
 
+use super::feed::Feed;
+use super::{by_key, Retrying, Sink, SinkMsg, SinkProgress, SinkStatus};
 use crate::decode::encode_json;
 use crate::error::ErrorKind;
 use crate::kafka::client::{kafka_error_kind, kafka_error_retryable};
 use crate::kafka::{ensure_topic, ProduceError, Producer};
-use crate::keys::read_u64;
 use crate::meta::Meta;
 use crate::rocks::StoreError;
 use crate::sync::lock;
 
 /// The header carrying the engine time of a change.
 pub const AS_OF_HEADER: &str = "weir.as_of";
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Times written in one transaction at most (exactly-once).
 const TIMES_PER_TRANSACTION: usize = 1000;
@@ -122,131 +120,19 @@ pub struct SinkConfig {
     pub key: Option<Vec<usize>>,
 }
 
-/// What a dataflow version sends to its sink's writer.
-#[derive(Debug)]
-pub enum SinkMsg {
-    Changes {
-        version: u64,
-        as_of: Tick,
-        changes: Vec<(Row, Diff)>,
-    },
-    /// Every change of `version` before `frontier` has been sent.
-    Frontier { version: u64, frontier: Tick },
-    /// From here on, write `version`'s changes from where the current
-    /// version's end (a replaced job's new version takes over).
-    Activate { version: u64 },
-    /// `version` was restored from a snapshot at `at`, taken once this sink
-    /// had written every change through `at` (see
-    /// [`SinkStatus::settled`]): its changes through `at` are the restored
-    /// state, not changes, and are not written.
-    ResumeAfter { version: u64, at: Tick },
-}
-
-/// What a sink reports, for job status and metrics.
-#[derive(Debug, Default)]
-pub struct SinkStatus {
-    /// The last time whose changes are in the topic (0: none yet).
-    pub written_as_of: AtomicU64,
-    /// The active version's frontier: its changes before it are handed over.
-    pub frontier: AtomicU64,
-    /// Every change before this time is written (flushed and acknowledged;
-    /// recorded as written for exactly-once).
-    pub settled: AtomicU64,
-    pub records: AtomicU64,
-    pub errors: AtomicU64,
-    /// Times handed over and not yet written.
-    pub queued: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
-    /// True while the last attempt to write failed.
-    pub failing: AtomicBool,
-}
-
-/// Where a sink's progress is recorded (see the module doc).
-pub struct SinkProgress {
-    meta: Meta,
-    key: String,
-}
-
-impl SinkProgress {
-    pub fn new(meta: Meta, config: &SinkConfig) -> SinkProgress {
-        SinkProgress {
-            meta,
-            key: format!("sink/{}/{}", config.name, config.topic),
-        }
-    }
-
-    fn get(&self, what: &str) -> Result<Option<Tick>, StoreError> {
-        Ok(self
-            .meta
-            .get(&format!("{}/{what}", self.key))?
-            .and_then(|b| read_u64(&b)))
-    }
-
-    fn put(&self, what: &str, t: Tick) -> Result<(), StoreError> {
-        self.meta.put(&format!("{}/{what}", self.key), &t.to_be_bytes())
-    }
-
-    /// Forgets the progress: a sink defined again later starts afresh.
-    pub fn forget(&self) -> Result<(), StoreError> {
-        for what in ["committed", "pending"] {
-            self.meta.delete(&format!("{}/{what}", self.key))?;
-        }
-        Ok(())
-    }
-
-    /// The times a restarted engine must replay exactly (history is
-    /// replayed at coarser times, but never across these): where the
-    /// writer may resume.
-    pub fn pins(&self) -> Vec<Tick> {
-        let mut pins: Vec<Tick> = ["committed", "pending"]
-            .iter()
-            .filter_map(|w| self.get(w).ok().flatten())
-            .collect();
-        pins.sort_unstable();
-        pins.dedup();
-        pins
-    }
-}
-
-/// A running sink writer; stops when dropped.
-pub struct Sink {
-    pub config: SinkConfig,
-    pub status: Arc<SinkStatus>,
-    tx: Sender<SinkMsg>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sink {
-    /// Where a dataflow version sends its changes.
-    pub fn sender(&self) -> Sender<SinkMsg> {
-        self.tx.clone()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Starts the writer of a sink whose changes `version` sends.
 pub fn start_sink(config: SinkConfig, meta: Meta, version: u64) -> std::io::Result<Sink> {
+    let meta_for_forget = meta.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let status = Arc::new(SinkStatus::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut writer = Writer {
-        progress: SinkProgress::new(meta, &config),
+        progress: SinkProgress::new(meta, &config.name, &config.topic),
         config: config.clone(),
         status: Arc::clone(&status),
         stop: Arc::clone(&stop),
         rx,
-        active: version,
-        next: BTreeMap::new(),
-        resume_after: None,
+        feed: Feed::new(version, Arc::clone(&status)),
         producer: None,
         last_progress: Instant::now(),
         unrecorded: None,
@@ -254,12 +140,17 @@ pub fn start_sink(config: SinkConfig, meta: Meta, version: u64) -> std::io::Resu
     let thread = std::thread::Builder::new()
         .name(format!("sink-{}", config.name))
         .spawn(move || writer.run())?;
+    let progress = SinkProgress::new(meta_for_forget, &config.name, &config.topic);
     Ok(Sink {
-        config,
+        name: config.name.clone(),
+        destination: config.topic.clone(),
         status,
+        action: None,
+        resend: None,
         tx,
         stop,
-        thread: Some(thread),
+        threads: vec![thread],
+        forget: Some(Box::new(move || progress.forget())),
     })
 }
 
@@ -269,12 +160,8 @@ struct Writer {
     status: Arc<SinkStatus>,
     stop: Arc<AtomicBool>,
     rx: Receiver<SinkMsg>,
-    /// The version whose changes are written.
-    active: u64,
-    /// Changes of versions not yet active, by version and time.
-    next: BTreeMap<u64, BTreeMap<Tick, Vec<(Row, Diff)>>>,
-    /// Times up to this are in the topic already.
-    resume_after: Option<Tick>,
+    /// The changes to write; its `resume_after`: the times in the topic.
+    feed: Feed,
     producer: Option<Producer>,
     last_progress: Instant,
     /// A written time not yet recorded (at-least-once).
@@ -294,22 +181,20 @@ impl Writer {
 
     /// Runs `f` until it succeeds (or the writer stops), backing off.
     fn retry<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, SinkError>) -> Option<T> {
-        let mut wait = BACKOFF_FIRST;
-        while !self.stopped() {
+        let (status, stop) = (Arc::clone(&self.status), Arc::clone(&self.stop));
+        let mut retrying = Retrying::new(&status, &stop);
+        while !retrying.stopped() {
             match f(self) {
                 Ok(v) => {
-                    self.status.failing.store(false, Ordering::SeqCst);
+                    retrying.succeeded();
                     return Some(v);
                 }
                 Err(e) => {
-                    self.failed(e);
                     // A failed producer may be fenced or wedged: start anew.
                     self.producer = None;
-                    let until = Instant::now() + wait;
-                    while !self.stopped() && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(20));
+                    if !retrying.failed(e) {
+                        return None;
                     }
-                    wait = (wait * 2).min(BACKOFF_MAX);
                 }
             }
         }
@@ -321,7 +206,7 @@ impl Writer {
         let Some(resume) = self.retry(|w| w.connect()) else {
             return;
         };
-        self.resume_after = resume;
+        self.feed.resume_after = resume;
         if let Some(t) = resume {
             self.status.written_as_of.store(t, Ordering::SeqCst);
         }
@@ -333,11 +218,11 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             if let Some(msg) = msg {
-                self.accept(msg, &mut batch);
+                self.feed.accept(msg, &mut batch);
                 // Take what else is ready, for one write.
                 while batch.len() < TIMES_PER_TRANSACTION {
                     match self.rx.try_recv() {
-                        Ok(m) => self.accept(m, &mut batch),
+                        Ok(m) => self.feed.accept(m, &mut batch),
                         Err(_) => break,
                     }
                 }
@@ -368,52 +253,6 @@ impl Writer {
                 self.unrecorded = Some(t);
             }
             self.last_progress = Instant::now();
-        }
-    }
-
-    /// Takes in one message: changes of the active version join `batch`.
-    fn accept(&mut self, msg: SinkMsg, batch: &mut Vec<(Tick, Vec<(Row, Diff)>)>) {
-        match msg {
-            SinkMsg::Changes {
-                version,
-                as_of,
-                changes,
-            } => {
-                if version == self.active {
-                    if self.resume_after.is_none_or(|r| as_of > r) {
-                        batch.push((as_of, changes));
-                    }
-                } else if version > self.active && as_of >= self.status.frontier.load(Ordering::Relaxed) {
-                    // Kept for the swap (see `Activate`); what comes before
-                    // the active version's frontier would be cut there.
-                    self.next.entry(version).or_default().insert(as_of, changes);
-                }
-            }
-            SinkMsg::Frontier { version, frontier } => {
-                if version == self.active {
-                    self.status.frontier.store(frontier, Ordering::SeqCst);
-                }
-            }
-            SinkMsg::ResumeAfter { version, at } => {
-                if version == self.active {
-                    self.resume_after = self.resume_after.max(Some(at));
-                }
-            }
-            SinkMsg::Activate { version } => {
-                // Every change of the old version before its frontier is in
-                // `batch` or written; the new one takes over from there.
-                let cut = self.status.frontier.load(Ordering::Relaxed);
-                self.active = version;
-                self.resume_after = Some(cut.saturating_sub(1)).max(self.resume_after);
-                self.next.retain(|v, _| *v >= version);
-                if let Some(times) = self.next.remove(&version) {
-                    for (t, changes) in times {
-                        if t >= cut {
-                            batch.push((t, changes));
-                        }
-                    }
-                }
-            }
         }
     }
 
@@ -502,7 +341,7 @@ impl Writer {
             producer.flush(FLUSH_TIMEOUT)?;
             self.unrecorded = Some(last);
         }
-        self.resume_after = Some(last);
+        self.feed.resume_after = Some(last);
         self.status.written_as_of.store(last, Ordering::SeqCst);
         self.status.records.fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -533,18 +372,7 @@ pub fn encode(config: &SinkConfig, as_of: Tick, changes: &[(Row, Diff)]) -> Vec<
         return out;
     };
     // By key: the rows that left it and the rows that joined it.
-    let mut by_key: BTreeMap<Row, (Vec<&Row>, Vec<&Row>)> = BTreeMap::new();
-    for (row, diff) in changes {
-        let key: Row = key_cols.iter().map(|&c| row[c].clone()).collect();
-        let e = by_key.entry(key).or_default();
-        for _ in 0..diff.unsigned_abs() {
-            if *diff < 0 {
-                e.0.push(row);
-            } else {
-                e.1.push(row);
-            }
-        }
-    }
+    let by_key = by_key(changes, Some(key_cols));
     let key_schema = Schema {
         columns: key_cols.iter().map(|&c| config.schema.columns[c].clone()).collect(),
     };
