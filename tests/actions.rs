@@ -412,7 +412,13 @@ fn a_replayed_dead_letter_is_effected_once_after_the_service_recovers() {
         listed.iter().all(|l| l["replays"].as_array().map(Vec::len) == Some(1)),
         "{d}"
     );
-    let (_, v) = post(&e, "/v1/dlq/replay", &json!({"source": "charge"}).to_string());
+    // The CLI: nothing left to replay of the source.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["dlq", "replay", "--source", "charge", "--url", &e.url])
+        .output()
+        .expect("weir dlq replay runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(v["replayed"], json!([]), "{v}");
     let cursor = letters[0]["cursor"].as_u64().unwrap_or(0);
     let (_, v) = post(&e, "/v1/dlq/replay", &json!({"cursors": [cursor]}).to_string());
@@ -472,4 +478,51 @@ CREATE MATERIALIZED VIEW paid AS SELECT payment_id, amount FROM payments;"
     std::thread::sleep(Duration::from_millis(500));
     let (_, v) = get(&e, "/v1/views/paid");
     assert_eq!(common::rows_of(&v).len(), 2, "read once: {v}");
+}
+
+#[test]
+fn a_clean_stop_keeps_waiting_requests_and_a_drop_forgets_them() {
+    let port = common::free_port();
+    let dir = data_dir("actions-stop");
+    let mut e = start(&dir, &[]);
+    submit_charge(
+        &e,
+        &format!("http://127.0.0.1:{port}"),
+        "'retry.initial' = '50 ms', 'retry.max.delay' = '100 ms', 'retry.attempts' = '1000', 'breaker.failures' = '1000'",
+    );
+    place(&e, 1..=3);
+    wait_for("attempts at the absent service", Duration::from_secs(20), || {
+        (sink_status(&e, "charge", "charge")["http"]["retries"].as_u64() >= Some(3)).then_some(())
+    });
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &e.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = e.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir did not stop on SIGINT with requests waiting"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(e);
+    let svc = Service::start_on(port, Box::new(|_: &Seen, _: &[Seen]| Reply::ok()));
+    let e = start(&dir, &[]);
+    wait_for("the waiting requests delivered", Duration::from_secs(30), || {
+        (svc.effected().len() == 3).then_some(())
+    });
+    let began = Instant::now();
+    let (s, v) = common::parse(common::agent().delete(format!("{}/v1/jobs/charge", e.url)).call());
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "dropping the job waited {:?}",
+        began.elapsed()
+    );
 }

@@ -21,7 +21,7 @@
 //! | `K` topic | compaction: the tick it ran through `u64` BE, then each partition's removed records `u64` BE | [`EventLog`](crate::log::EventLog) |
 //! | `N` job `0x00` snapshot `u64` | the snapshot's manifest as JSON | [`Snapshots`](crate::snapshots::Snapshots) |
 //! | `S` job `0x00` snapshot `u64` part `u32` chunk `u32` | entries: cut `u32`, length `u32`, bytes | [`Snapshots`](crate::snapshots::Snapshots) |
-//! | `A` sink `0x00` request `u64` | an action sink's outbox entry as JSON | [`Outbox`](crate::action::outbox::Outbox) |
+//! | `A` sink `0x00` URL template `0x00` request `u64` | an action sink's outbox entry as JSON | [`Outbox`](crate::action::outbox::Outbox) |
 
 /// Version of the key layout above. Bump it when the layout changes
 /// incompatibly; [`StateStore::open`](crate::store::StateStore::open)

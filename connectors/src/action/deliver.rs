@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -73,9 +73,9 @@ impl Dispatcher {
         })
     }
 
-    /// Sends until `requests` closes (the sink stopped); what is in flight
+    /// Sends until `stop` is set (the sink stopped); what is in flight
     /// then is dropped, to be sent again from the outbox after a restart.
-    pub fn run(self, mut requests: UnboundedReceiver<ActionRequest>) {
+    pub fn run(self, mut requests: UnboundedReceiver<ActionRequest>, stop: Arc<AtomicBool>) {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(r) => r,
             Err(e) => {
@@ -95,7 +95,13 @@ impl Dispatcher {
         });
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async move {
-            while let Some(r) = requests.recv().await {
+            loop {
+                let r = match tokio::time::timeout(Duration::from_millis(50), requests.recv()).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(_) if stop.load(Ordering::SeqCst) => return,
+                    Err(_) => continue,
+                };
                 let key = r.key.clone();
                 let new = {
                     let mut queues = shared.queues.borrow_mut();

@@ -115,7 +115,7 @@ pub fn start_action_sink(config: ActionConfig, store: &StateStore, version: u64)
     let action = Arc::new(ActionStatus::default());
     let stop = Arc::new(AtomicBool::new(false));
     let progress = SinkProgress::new(store.meta(), &config.name, &config.url);
-    let outbox = Arc::new(Outbox::new(store.db(), &config.name, progress));
+    let outbox = Arc::new(Outbox::new(store.db(), &config.name, &config.url, progress));
     let (entries, next) = outbox.load().map_err(std::io::Error::other)?;
     let next_seq = Arc::new(AtomicU64::new(next));
     action.pending.store(entries.len() as u64, Ordering::Relaxed);
@@ -133,6 +133,7 @@ pub fn start_action_sink(config: ActionConfig, store: &StateStore, version: u64)
         status: Arc::clone(&status),
         stop: Arc::clone(&stop),
     };
+    let dispatch_stop = Arc::clone(&stop);
     let dispatcher = deliver::Dispatcher::new(Arc::clone(&config), Arc::clone(&action), done_tx.clone())
         .map_err(std::io::Error::other)?;
     let mut feed = FeedThread {
@@ -161,7 +162,7 @@ pub fn start_action_sink(config: ActionConfig, store: &StateStore, version: u64)
             .spawn(move || feed.run())?,
         std::thread::Builder::new()
             .name(format!("action-send-{name}"))
-            .spawn(move || dispatcher.run(req_rx))?,
+            .spawn(move || dispatcher.run(req_rx, dispatch_stop))?,
         std::thread::Builder::new()
             .name(format!("action-record-{name}"))
             .spawn(move || recorder.run(done_rx))?,

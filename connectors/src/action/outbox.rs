@@ -37,9 +37,13 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(db: Arc<DB>, sink: &str, progress: SinkProgress) -> Outbox {
+    /// The outbox of sink `sink` calling `url` (a sink defined again with
+    /// another URL is another sink, as its progress is).
+    pub fn new(db: Arc<DB>, sink: &str, url: &str, progress: SinkProgress) -> Outbox {
         let mut prefix = vec![TAG_OUTBOX];
         prefix.extend_from_slice(sink.as_bytes());
+        prefix.push(0);
+        prefix.extend_from_slice(url.as_bytes());
         prefix.push(0);
         Outbox { db, prefix, progress }
     }
