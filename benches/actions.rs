@@ -11,6 +11,11 @@
 //!   header (the engine time the order was appended, wall-clock ms):
 //!   p50/p99 from view change to request.
 //!
+//! - **sagas**: the saga example (examples/saga: four steps, each an action
+//!   sink; services.py answering at once, never failing) on
+//!   `WEIR_BENCH_SAGAS` (default 2,000) orders placed at once: completed
+//!   sagas/s, from the first order to the last saga completed.
+//!
 //! Prints one JSON object per setting. Run: `cargo bench --bench actions`.
 
 mod common;
@@ -92,7 +97,64 @@ fn wait_for(arrivals: &Arrivals, n: usize, within: Duration) -> bool {
     true
 }
 
+/// The saga example's completed sagas/s.
+fn sagas(n: u64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a port");
+    let mut services = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/saga/services.py"))
+        .args(["--port", &port.to_string(), "--fail", "0", "--latency-ms", "0"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs the services");
+    std::thread::sleep(Duration::from_secs(1));
+    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/saga/saga.sql"))
+        .expect("the saga's SQL")
+        .replace("http://127.0.0.1:9900", &format!("http://127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let job_dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(job_dir.path().join("saga.sql"), sql).expect("job file");
+    let e: Engine = common::start_job(job_dir.path(), dir.path(), 2, &[]);
+    common::wait_ready(&e);
+    let began = Instant::now();
+    for chunk in 0..n.div_ceil(1000) {
+        let body: String = (chunk * 1000..(chunk * 1000 + 1000).min(n))
+            .map(|i| json!({"order_id": i, "customer_id": i % 100, "product": format!("sku-{}", i % 10), "quantity": 1, "amount": "9.99", "email": "c@example.com", "ts": now_ms()}).to_string() + "\n")
+            .collect();
+        post(&format!("{}/v1/topics/saga_orders/events", e.url), body);
+    }
+    let mut completed = 0;
+    while began.elapsed() < Duration::from_secs(600) {
+        let v = common::get_json(&format!("{}/v1/views/saga_state?limit=1000000", e.url));
+        completed = v
+            .and_then(|v| {
+                v["rows"]
+                    .as_array()
+                    .map(|r| r.iter().filter(|r| r["state"] == "completed").count())
+            })
+            .unwrap_or(0);
+        if completed as u64 >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secs = began.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"bench": "sagas", "orders": n, "completed": completed, "seconds": secs, "sagas_per_s": (completed as f64 / secs).round()})
+    );
+    drop(e);
+    let _ = services.kill();
+    let _ = services.wait();
+}
+
 fn main() {
+    // `--bench`: the benchmark only runs under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     let actions: u64 = env_list("WEIR_BENCH_ACTIONS", "20000")
         .first()
         .copied()
@@ -164,5 +226,9 @@ CREATE SINK charge FROM to_charge WITH (connector = 'http', url = '{service}/cha
             })
         );
         drop(e);
+    }
+    let n: u64 = env_list("WEIR_BENCH_SAGAS", "2000").first().copied().unwrap_or(2000);
+    if n > 0 {
+        sagas(n);
     }
 }

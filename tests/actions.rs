@@ -358,25 +358,46 @@ fn a_kill_9_mid_way_effects_every_change_once() {
     });
     let e = kill_and_restart(e, &dir);
     place(&e, 151..=200);
-    wait_for("all 200 effected", Duration::from_secs(60), || {
+    // A snapshot (taken once the sink took in everything through its
+    // time), more changes, and a kill: the restart restores the snapshot.
+    wait_for("200 effected", Duration::from_secs(60), || {
         (svc.effected().len() >= 200).then_some(())
     });
-    let results = wait_for("200 outcomes", Duration::from_secs(30), || {
+    wait_for("a snapshot", Duration::from_secs(30), || {
+        let (s, v) = post(&e, "/v1/jobs/charge/snapshot", "");
+        assert_eq!(s, 202, "{v}");
+        (v["outcome"] == "started").then_some(())
+    });
+    wait_for("the snapshot written", Duration::from_secs(30), || {
+        let (_, job) = get(&e, "/v1/jobs/charge");
+        job["snapshots"]["last"].is_object().then_some(())
+    });
+    place(&e, 201..=250);
+    let e = kill_and_restart(e, &dir);
+    let (_, job) = get(&e, "/v1/jobs/charge");
+    assert!(
+        job["snapshots"]["restored"].is_object(),
+        "restored from the snapshot: {job}"
+    );
+    wait_for("all 250 effected", Duration::from_secs(60), || {
+        (svc.effected().len() >= 250).then_some(())
+    });
+    let results = wait_for("250 outcomes", Duration::from_secs(30), || {
         let r = topic_events(&e, "charge_results");
-        (r.len() >= 200).then_some(r)
+        (r.len() >= 250).then_some(r)
     });
     let effected = svc.effected();
     let ids: BTreeSet<i64> = effected.values().filter_map(|b| b["order_id"].as_i64()).collect();
-    assert_eq!(ids, (1..=200).collect(), "every change effected");
-    assert_eq!(effected.len(), 200, "once each: one idempotency key per change");
+    assert_eq!(ids, (1..=250).collect(), "every change effected");
+    assert_eq!(effected.len(), 250, "once each: one idempotency key per change");
     // A request sent again after the crash carries the key it had.
     for (key, reqs) in by_key(&svc.seen()) {
         let orders: BTreeSet<i64> = reqs.iter().map(order_of).collect();
         assert_eq!(orders.len(), 1, "key {key} names one order");
     }
     let keys: BTreeSet<&str> = results.iter().filter_map(|r| r["idempotency_key"].as_str()).collect();
-    assert_eq!(results.len(), 200, "one outcome per change on the response topic");
-    assert_eq!(keys.len(), 200);
+    assert_eq!(results.len(), 250, "one outcome per change on the response topic");
+    assert_eq!(keys.len(), 250);
 }
 
 #[test]
@@ -525,4 +546,56 @@ fn a_clean_stop_keeps_waiting_requests_and_a_drop_forgets_them() {
         "dropping the job waited {:?}",
         began.elapsed()
     );
+}
+
+#[test]
+fn a_request_that_fails_for_good_goes_to_the_fallback_url() {
+    let svc = Service::start(Box::new(|s: &Seen, _: &[Seen]| {
+        if s.path.starts_with("/fallback/") {
+            Reply::ok()
+        } else {
+            Reply::status(500)
+        }
+    }));
+    let dir = data_dir("actions-fallback-url");
+    let e = start(&dir, &[]);
+    submit_charge(
+        &e,
+        &svc.url(),
+        &format!(
+            "'retry.initial' = '20 ms', 'retry.attempts' = '2', 'breaker.failures' = '1000', 'fallback.url' = '{}/fallback/{{order_id}}', 'fallback.topic' = 'charge_failed', 'response.topic' = 'charge_results'",
+            svc.url()
+        ),
+    );
+    place(&e, 1..=3);
+    let results = wait_for("3 outcomes", Duration::from_secs(30), || {
+        let r = topic_events(&e, "charge_results");
+        (r.len() >= 3).then_some(r)
+    });
+    for r in &results {
+        assert_eq!(r["outcome"], "fallback_delivered", "{r}");
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["attempts"], 3, "two at the URL, one at the fallback: {r}");
+        assert!(r["reason"].as_str().unwrap_or("").contains("500"), "{r}");
+    }
+    let seen = svc.seen();
+    let fallback: Vec<&Seen> = seen.iter().filter(|s| s.path.starts_with("/fallback/")).collect();
+    assert_eq!(fallback.len(), 3, "{seen:?}");
+    for f in &fallback {
+        let first = seen
+            .iter()
+            .find(|s| s.key == f.key)
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
+        assert!(first.starts_with("/charge/"), "the fallback gets the request's own key");
+    }
+    assert_eq!(
+        topic_events(&e, "charge_failed").len(),
+        3,
+        "the URL failed for good: a fallback event each"
+    );
+    let (_, d) = get(&e, "/v1/dlq");
+    assert_eq!(d["total"], 0, "taken by the fallback: no dead letter: {d}");
+    let st = sink_status(&e, "charge", "charge");
+    assert_eq!(st["http"]["fallback_delivered"], 3, "{st}");
 }
