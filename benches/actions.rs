@@ -210,7 +210,7 @@ CREATE SINK charge FROM to_charge WITH (connector = 'http', url = '{service}/cha
             .map(|x| x.1)
             .collect();
         lags.sort_unstable();
-        let rss_kib = common::proc_kib(pid, "VmHWM:");
+        let rss_kib = common::proc_kib(pid, "VmHWM");
         println!(
             "{}",
             json!({
