@@ -599,3 +599,63 @@ fn a_request_that_fails_for_good_goes_to_the_fallback_url() {
     let st = sink_status(&e, "charge", "charge");
     assert_eq!(st["http"]["fallback_delivered"], 3, "{st}");
 }
+
+#[test]
+fn one_keys_requests_go_in_order_and_keys_go_concurrently() {
+    // Each answer takes 40 ms; a keyed view's updates of a customer must
+    // reach the service one after another, in the order of its changes.
+    let svc = Service::start(Box::new(|_: &Seen, _: &[Seen]| {
+        Reply::ok().after(Duration::from_millis(40))
+    }));
+    let dir = data_dir("actions-order");
+    let e = start(&dir, &[]);
+    submit(
+        &e,
+        "count",
+        &format!(
+            "{TABLE}
+CREATE MATERIALIZED VIEW per_customer AS SELECT customer_id, count(*) AS n FROM placed GROUP BY customer_id;
+CREATE SINK counted FROM per_customer WITH (connector = 'http', url = '{}/count/{{customer_id}}',
+  changes = 'insert,update', 'max.in.flight' = '8');",
+            svc.url()
+        ),
+    );
+    // Five batches: each customer's count moves by one per batch.
+    for b in 0..5 {
+        place(&e, (b * 7 + 1)..=(b * 7 + 7));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wait_for("the counts of 7 customers up to 5", Duration::from_secs(30), || {
+        let seen = svc.seen();
+        let fives = seen.iter().filter(|s| s.body["n"] == 5).count();
+        (fives >= 7).then_some(())
+    });
+    let seen = svc.seen();
+    let mut by_customer: BTreeMap<i64, Vec<&Seen>> = BTreeMap::new();
+    for s in &seen {
+        by_customer.entry(order_of(s)).or_default().push(s);
+    }
+    assert_eq!(by_customer.len(), 7);
+    for (c, reqs) in &by_customer {
+        let ns: Vec<i64> = reqs.iter().filter_map(|s| s.body["n"].as_i64()).collect();
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "customer {c}'s counts in order: {ns:?}"
+        );
+        assert_eq!(ns.last(), Some(&5), "{c}: {ns:?}");
+        assert_eq!(reqs[0].op, "insert");
+        assert!(reqs[1..].iter().all(|s| s.op == "update"), "{c}");
+        for w in reqs.windows(2) {
+            assert!(
+                w[1].at - w[0].at >= Duration::from_millis(38),
+                "customer {c}: a request before the last was answered"
+            );
+        }
+    }
+    // Different customers overlap: some request arrived while another
+    // customer's was still being answered.
+    let overlapping = seen
+        .windows(2)
+        .any(|w| order_of(&w[0]) != order_of(&w[1]) && w[1].at - w[0].at < Duration::from_millis(40));
+    assert!(overlapping, "keys go concurrently");
+}
