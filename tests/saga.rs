@@ -1,6 +1,7 @@
 //! The saga example end to end (examples/saga): its stand-in services
-//! (services.py, real HTTP, failing 20% of calls at random) and the real
-//! binary, `kill -9`ed mid-way and restarted. Every order must end
+//! (services.py, real HTTP, failing 20% of calls at random, one payment in
+//! ten answering past the payment time-out) and the real binary, `kill
+//! -9`ed mid-way and restarted. Every order must end
 //! completed, compensated or rejected; no call may take effect twice; a
 //! payment is never left unrefunded; stock levels equal what the services'
 //! own records say the completed orders took.
@@ -28,7 +29,7 @@ impl Drop for Services {
     }
 }
 
-fn start_services(fail: f64) -> Services {
+fn start_services(fail: f64, slow: f64, slow_ms: u64) -> Services {
     let port = common::free_port();
     let child = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/saga/services.py"))
@@ -106,10 +107,15 @@ fn wait_settled(e: &Engine, n: usize, within: Duration) -> BTreeMap<i64, String>
 
 #[test]
 fn every_order_completes_or_is_compensated_across_a_kill() {
-    let svc = start_services(0.2);
+    // One payment in ten answers 2.5 s late: past the payment time-out,
+    // shortened here from 30 s to 2 s (and past the 2 s timeout of one
+    // attempt, so it is retried too).
+    let svc = start_services(0.2, 0.1, 2500);
     let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/saga/saga.sql"))
         .expect("the saga's SQL")
-        .replace("http://127.0.0.1:9900", &svc.url);
+        .replace("http://127.0.0.1:9900", &svc.url)
+        .replace("INTERVAL '30' SECOND", "INTERVAL '2' SECOND");
+    assert!(sql.contains("INTERVAL '2' SECOND"), "the time-out is in the SQL");
     let dir = data_dir("saga");
     let e = start(&dir, &[]);
     let (s, v) = post(&e, "/v1/jobs", &json!({"name": "saga", "sql": sql}).to_string());

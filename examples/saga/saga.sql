@@ -51,11 +51,26 @@ CREATE SINK charge FROM to_charge WITH (connector = 'http',
   'breaker.failures' = '20', 'breaker.cooldown' = '2 s',
   'fallback.after' = '20 s', 'response.topic' = 'saga_steps');
 
--- 3. Ship once paid.
+-- The payment's verdict, decided in event time by a pattern rule: paid
+-- (or declined) within 30 s of the reservation, or timed out — the
+-- time-out a saga orchestrator would fire. Never both for one order.
+CREATE MATERIALIZED VIEW payment_verdicts AS
+SELECT order_id, paid, timed_out FROM steps MATCH_RECOGNIZE (
+  PARTITION BY order_id
+  ORDER BY at_ms
+  MEASURES C.ok AS paid, TIMED_OUT() AS timed_out
+  PATTERN (R X*? C) WITHIN INTERVAL '30' SECOND EMIT TIMEOUTS
+  DEFINE
+    R AS sink = 'reserve' AND ok,
+    X AS sink <> 'charge',
+    C AS sink = 'charge'
+) AS m;
+
+-- 3. Ship once paid in time.
 CREATE MATERIALIZED VIEW to_ship AS
 SELECT o.order_id, o.product, o.quantity
-FROM orders o JOIN steps s ON s.order_id = o.order_id
-WHERE s.sink = 'charge' AND s.ok;
+FROM orders o JOIN payment_verdicts v ON v.order_id = o.order_id
+WHERE v.paid AND NOT v.timed_out;
 
 CREATE SINK ship FROM to_ship WITH (connector = 'http',
   url = 'http://127.0.0.1:9900/shipping/ship/{order_id}',
@@ -76,20 +91,30 @@ CREATE SINK notify FROM to_notify WITH (connector = 'http',
 -- Compensations: a payment or a shipment that failed for good releases the
 -- stock; a shipment that failed refunds the payment. They must not give up:
 -- many attempts, a long wait.
+CREATE MATERIALIZED VIEW release_reasons AS
+SELECT order_id FROM payment_verdicts WHERE timed_out OR NOT paid
+UNION ALL
+SELECT order_id FROM steps WHERE sink = 'ship' AND NOT ok;
+
 CREATE MATERIALIZED VIEW to_release AS
 SELECT o.order_id, o.product, o.quantity
-FROM orders o JOIN steps s ON s.order_id = o.order_id
-WHERE s.sink IN ('charge', 'ship') AND NOT s.ok;
+FROM orders o JOIN (SELECT order_id FROM release_reasons GROUP BY order_id) r ON r.order_id = o.order_id;
 
 CREATE SINK release FROM to_release WITH (connector = 'http',
   url = 'http://127.0.0.1:9900/inventory/release/{order_id}',
   'retry.attempts' = '1000', 'retry.initial' = '50 ms', 'retry.max.delay' = '2 s',
   'breaker.failures' = '20', 'breaker.cooldown' = '2 s', 'fallback.after' = '1 hour', 'response.topic' = 'saga_steps');
 
+-- A payment that failed to ship, or that was charged after its time-out.
+CREATE MATERIALIZED VIEW refund_reasons AS
+SELECT order_id FROM steps WHERE sink = 'ship' AND NOT ok
+UNION ALL
+SELECT s.order_id FROM steps s JOIN payment_verdicts v ON v.order_id = s.order_id
+WHERE s.sink = 'charge' AND s.ok AND v.timed_out;
+
 CREATE MATERIALIZED VIEW to_refund AS
 SELECT o.order_id, o.amount
-FROM orders o JOIN steps s ON s.order_id = o.order_id
-WHERE s.sink = 'ship' AND NOT s.ok;
+FROM orders o JOIN (SELECT order_id FROM refund_reasons GROUP BY order_id) r ON r.order_id = o.order_id;
 
 CREATE SINK refund FROM to_refund WITH (connector = 'http',
   url = 'http://127.0.0.1:9900/payments/refund/{order_id}',
@@ -108,29 +133,13 @@ SELECT order_id,
 FROM steps GROUP BY order_id;
 
 CREATE MATERIALIZED VIEW saga_state AS
-SELECT order_id, steps,
+SELECT p.order_id, p.steps,
   CASE
-    WHEN shipped > 0 THEN 'completed'
-    WHEN rejected > 0 THEN 'rejected'
-    WHEN released > 0 AND (ship_failed = 0 OR refunded > 0) THEN 'compensated'
-    WHEN released > 0 OR ship_failed > 0 THEN 'compensating'
+    WHEN p.shipped > 0 THEN 'completed'
+    WHEN p.rejected > 0 THEN 'rejected'
+    WHEN p.released > 0 AND (r.order_id IS NULL OR p.refunded > 0) THEN 'compensated'
+    WHEN p.released > 0 OR r.order_id IS NOT NULL THEN 'compensating'
     ELSE 'in_progress'
   END AS state
-FROM saga_steps_per_order;
-
--- Payments that got no answer within 30 s of the reservation: the
--- time-out a saga orchestrator would fire. (The charge sink's own
--- 'fallback.after' ends each call within 20 s, failed or not, so the
--- saga compensates; a row here means the engine itself was held up.)
-CREATE MATERIALIZED VIEW slow_payments AS
-SELECT order_id, reserved_at FROM steps MATCH_RECOGNIZE (
-  PARTITION BY order_id
-  ORDER BY at_ms
-  MEASURES R.at_ms AS reserved_at, TIMED_OUT() AS timed_out
-  PATTERN (R X*? C) WITHIN INTERVAL '30' SECOND EMIT TIMEOUTS
-  DEFINE
-    R AS sink = 'reserve' AND ok,
-    X AS sink <> 'charge',
-    C AS sink = 'charge'
-) AS m
-WHERE timed_out;
+FROM saga_steps_per_order p
+LEFT JOIN (SELECT order_id FROM refund_reasons GROUP BY order_id) r ON r.order_id = p.order_id;

@@ -7,10 +7,13 @@ effect happens once. GET /state shows stock levels, charges, refunds,
 shipments and notifications, for checking the saga's outcome.
 
     python3 examples/saga/services.py [--port 9900] [--fail 0.1] [--latency-ms 20]
+                                      [--slow 0.05 --slow-ms 40000]
 
 --fail is the chance that a call fails: a transient 503 (retried by weir)
 for every service, and for payments also a permanent 402 (card declined),
-which makes the saga compensate.
+which makes the saga compensate. --slow makes that share of payment calls
+take --slow-ms longer: past the saga's 30 s payment time-out, the order is
+compensated (and refunded if the charge went through after all).
 """
 
 import argparse
@@ -108,6 +111,8 @@ class Handler(BaseHTTPRequestHandler):
         service, action, order_id = parts[0], parts[1], int(parts[2])
         if ARGS.latency_ms:
             time.sleep(random.uniform(0.5, 1.5) * ARGS.latency_ms / 1000)
+        if ARGS.slow and service == "payments" and random.random() < ARGS.slow:
+            time.sleep(ARGS.slow_ms / 1000)
         key = self.headers.get("Idempotency-Key") or f"{self.path}:{raw!r}"
         with LOCK:
             STATE["calls"] += 1
@@ -130,6 +135,8 @@ def main():
     p.add_argument("--port", type=int, default=9900)
     p.add_argument("--fail", type=float, default=0.1, help="chance a call fails (0 to 1)")
     p.add_argument("--latency-ms", type=float, default=20)
+    p.add_argument("--slow", type=float, default=0, help="chance a payment call takes --slow-ms more")
+    p.add_argument("--slow-ms", type=float, default=3000)
     ARGS = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     server.daemon_threads = True
