@@ -41,6 +41,7 @@ fn start_services(fail: f64, slow: f64, slow_ms: u64) -> Services {
             "--latency-ms",
             "5",
         ])
+        .args(["--slow", &slow.to_string(), "--slow-ms", &slow_ms.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
