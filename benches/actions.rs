@@ -24,14 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use common::{agent, cpu_seconds, env_list, Engine};
+use common::{agent, cpu_seconds, env_list, now_ms, Engine};
 use serde_json::json;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// What the service saw: (arrival instant, arrival ms − Weir-As-Of).
 type Arrivals = Arc<Mutex<Vec<(Instant, u64)>>>;

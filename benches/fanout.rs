@@ -16,15 +16,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{cpu_seconds, env_list, generate, proc_kib, start_shop, wait_ready, Engine, Ingester};
+use common::{cpu_seconds, env_list, generate, now_ms, proc_kib, start_shop, wait_ready, Engine, Ingester};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// One subscriber: reads events until `until`, returning each changes
 /// event's delivery latency (ms).

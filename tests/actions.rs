@@ -515,22 +515,7 @@ fn a_clean_stop_keeps_waiting_requests_and_a_drop_forgets_them() {
     wait_for("attempts at the absent service", Duration::from_secs(20), || {
         (sink_status(&e, "charge", "charge")["http"]["retries"].as_u64() >= Some(3)).then_some(())
     });
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &e.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = e.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "weir did not stop on SIGINT with requests waiting"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::interrupt(&mut e, Duration::from_secs(20));
     assert!(status.success(), "{status}");
     drop(e);
     let svc = Service::start_on(port, Box::new(|_: &Seen, _: &[Seen]| Reply::ok()));

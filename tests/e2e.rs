@@ -496,19 +496,7 @@ fn views_of_different_jobs_agree_at_the_same_as_of() {
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_parameter")), "{v}");
     // Ctrl-C stops the engine cleanly.
     let mut e = e;
-    let ok = Command::new("kill")
-        .args(["-INT", &e.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(ok.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = e.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "weir did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::interrupt(&mut e, Duration::from_secs(20));
     assert!(status.success(), "weir exited with {status} on SIGINT");
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);

@@ -147,16 +147,17 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn now_ms() -> i64 {
+/// The wall clock, in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The current time as an event's `ts`: an old one would be late for the
 /// shop's pattern rules and make the event a dead letter.
 pub fn now_ts() -> String {
-    weir_operators::repr::format_timestamp(now_ms())
+    weir_operators::repr::format_timestamp(now_ms() as i64)
 }
 
 /// A client ingesting new `OrderPlaced` events at a steady rate (batches of

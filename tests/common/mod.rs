@@ -133,6 +133,27 @@ pub fn kill_and_restart(mut e: Engine, dir: &PathBuf) -> Engine {
     e
 }
 
+/// Ctrl-C (`SIGINT`), then the engine's exit status once it has stopped
+/// (panics if it takes longer than `within`).
+pub fn interrupt(e: &mut Engine, within: Duration) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-INT", &e.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = e.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir did not stop on SIGINT within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }

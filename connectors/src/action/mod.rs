@@ -298,14 +298,13 @@ impl FeedThread {
     fn take_in(&mut self, times: &[TimeChanges]) -> Option<()> {
         let last = times.last()?.0;
         let now = now_ms();
-        let mut reqs = Vec::new();
-        for (t, changes) in times {
-            let made = requests(&self.config, *t, changes, 0, now);
-            let first = self.next_seq.fetch_add(made.len() as u64, Ordering::SeqCst);
-            reqs.extend(made.into_iter().map(|mut r| {
-                r.seq += first;
-                r
-            }));
+        let mut reqs: Vec<ActionRequest> = times
+            .iter()
+            .flat_map(|(t, changes)| requests(&self.config, *t, changes, now))
+            .collect();
+        let first = self.next_seq.fetch_add(reqs.len() as u64, Ordering::SeqCst);
+        for (r, seq) in reqs.iter_mut().zip(first..) {
+            r.seq = seq;
         }
         self.retry(|f| f.outbox.accept(&reqs, last))?;
         self.feed.resume_after = Some(last);

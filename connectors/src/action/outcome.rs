@@ -61,6 +61,7 @@ impl Outcome {
     fn fields(&self, sink: &str) -> serde_json::Map<String, Value> {
         let r = &self.request;
         let as_json = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()));
+        let row = as_json(&r.body);
         let value = json!({
             "sink": sink,
             "key": as_json(&r.key),
@@ -68,7 +69,7 @@ impl Outcome {
             "as_of": r.as_of,
             "idempotency_key": r.idempotency_key,
             "url": r.url,
-            "row": as_json(&r.body),
+            "row": row.clone(),
             "outcome": self.result.as_str(),
             "ok": self.result != Result::Failed,
             "status": self.status,
@@ -84,7 +85,7 @@ impl Outcome {
         };
         // The row's columns at the top too (where no outcome field has the
         // name), so a table over the topic reads them as columns.
-        if let Value::Object(row) = as_json(&r.body) {
+        if let Value::Object(row) = row {
             for (k, v) in row {
                 fields.entry(k).or_insert(v);
             }

@@ -52,15 +52,9 @@ pub struct ActionRequest {
     pub replay: u32,
 }
 
-/// The requests `changes` (one time's, at `as_of`) make, numbered from
-/// `first_seq` on, in key order.
-pub fn requests(
-    config: &ActionConfig,
-    as_of: Tick,
-    changes: &[(Row, Diff)],
-    first_seq: u64,
-    now_ms: i64,
-) -> Vec<ActionRequest> {
+/// The requests `changes` (one time's, at `as_of`) make, in key order;
+/// unnumbered (`seq` 0): the outbox numbers them as it takes them in.
+pub fn requests(config: &ActionConfig, as_of: Tick, changes: &[(Row, Diff)], now_ms: i64) -> Vec<ActionRequest> {
     let by_key = by_key(changes, config.key.as_deref());
     let key_schema = Schema {
         columns: match &config.key {
@@ -89,8 +83,7 @@ pub fn requests(
         };
         for (nth, (op, row)) in changes.into_iter().enumerate() {
             if config.acts_on(op) {
-                let seq = first_seq + out.len() as u64;
-                out.push(make(config, as_of, &key_json, key_hash, nth, op, row, seq, now_ms));
+                out.push(make(config, as_of, &key_json, key_hash, nth, op, row, now_ms));
             }
         }
     }
@@ -106,12 +99,11 @@ fn make(
     nth: usize,
     op: Op,
     row: &Row,
-    seq: u64,
     now_ms: i64,
 ) -> ActionRequest {
     let body = encode_json(row, &config.schema);
     ActionRequest {
-        seq,
+        seq: 0,
         key: key_json.to_string(),
         op,
         as_of,
